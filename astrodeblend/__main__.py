@@ -1,0 +1,7 @@
+"""Allow ``python -m astrodeblend`` (and ``torchrun -m astrodeblend``)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Package data: the default model weights (``default.pt``) and its config (``default.json``)."""

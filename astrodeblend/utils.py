@@ -1,0 +1,40 @@
+"""Small shared helpers: optional dependencies and progress bars."""
+
+from importlib.util import find_spec
+
+__all__ = ["HAS_TQDM", "HAS_DASK", "progress"]
+
+HAS_TQDM = find_spec("tqdm") is not None
+HAS_DASK = find_spec("dask") is not None and find_spec("distributed") is not None
+
+
+def progress(iterable, *, enable=True, desc=None, total=None, unit="it"):
+    """Wrap ``iterable`` in a tqdm progress bar when tqdm is installed and ``enable``.
+
+    Parameters
+    ----------
+    iterable : iterable
+        What to iterate over.
+    enable : bool, optional
+        Show the bar (False returns ``iterable`` unchanged).
+    desc : str, optional
+        Label of the bar.
+    total : int, optional
+        Number of items, when ``iterable`` has no length.
+    unit : str, optional
+        Name of one item.
+
+    Returns
+    -------
+    iterable
+
+    Examples
+    --------
+    >>> list(progress(range(3), enable=False))
+    [0, 1, 2]
+    """
+    if not enable or not HAS_TQDM:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, unit=unit, dynamic_ncols=True)
