@@ -2,7 +2,7 @@
 
 from importlib.util import find_spec
 
-__all__ = ["HAS_TQDM", "HAS_DASK", "progress"]
+__all__ = ["HAS_TQDM", "HAS_DASK", "progress", "resolve_device"]
 
 HAS_TQDM = find_spec("tqdm") is not None
 HAS_DASK = find_spec("dask") is not None and find_spec("distributed") is not None
@@ -38,3 +38,44 @@ def progress(iterable, *, enable=True, desc=None, total=None, unit="it"):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, unit=unit, dynamic_ncols=True)
+
+
+def resolve_device(device="auto"):
+    """Return the `torch.device` for ``'auto'``, ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
+
+    Parameters
+    ----------
+    device : str or `torch.device`, optional
+        ``'auto'`` picks CUDA when present, else the CPU.
+
+    Returns
+    -------
+    `torch.device`
+
+    Raises
+    ------
+    DeviceError
+        If CUDA is requested and no GPU is available, or the name is unknown.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    import torch
+
+    from .errors import DeviceError
+
+    if isinstance(device, torch.device):
+        device = str(device)
+    name = str(device).lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r} requested but no CUDA GPU is available "
+                              "(use --device cpu or auto)")
+        return torch.device(name)
+    raise DeviceError(f"unknown device {device!r}: use auto, cpu or cuda")

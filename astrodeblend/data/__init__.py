@@ -1,1 +1,0 @@
-"""Package data: the default model weights (``default.pt``) and its config (``default.json``)."""
