@@ -127,14 +127,18 @@ def _parse_split(text):
 # -------------------------------------------------------------------- train
 def _add_train(sub):
     p = sub.add_parser("train", help="train the deblending GAN")
-    p.add_argument("--data", required=True, help="training-set HDF5 file (make-dataset)")
+    p.add_argument("--data", required=True, nargs="+", metavar="FILE",
+                   help="training-set HDF5 file(s) (make-dataset); protocols may be mixed")
     p.add_argument("--out", required=True, help="run folder for checkpoints, logs and plots")
-    p.add_argument("--epochs", type=_positive_int, default=20)
-    p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--lr", type=_positive_float, default=2e-4)
+    # None = take the value from --config, the resumed run, or TrainConfig's default
+    p.add_argument("--epochs", type=_positive_int, default=None, help="default 20")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="scenes per step (per process with torchrun); default 32")
+    p.add_argument("--lr", type=_positive_float, default=None, help="default 2e-4")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--seed", type=_int_seed, default=0)
-    p.add_argument("--config", default=None, help="JSON file of model/loss settings")
+    p.add_argument("--seed", type=_int_seed, default=None, help="default 0")
+    p.add_argument("--config", default=None,
+                   help="JSON file of TrainConfig settings (explicit options above win)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_cmd_train)

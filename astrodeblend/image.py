@@ -349,6 +349,8 @@ class GalaxyImage(NDData):
                 f"wcs={'yes' if self.wcs is not None else 'no'} scale={scale} "
                 f"source={self.source!r}>")
 
+    __str__ = __repr__  # NDData's str() prints every pixel
+
 
 def _as_chw(data, name):
     """Return ``data`` as a float32 ``(C, H, W)`` array or raise `InvalidInputError`."""

@@ -1,0 +1,301 @@
+"""Model checkpoints: safe saving, safe loading, weight hashes.
+
+A checkpoint is a `torch.save` file that holds *only* state dicts and plain
+data (numbers, strings, lists, dicts, tensors).  It is always loaded with
+``torch.load(..., weights_only=True)``, so a checkpoint from elsewhere can
+never run code; anything that this restricted loader rejects is refused
+with a `CheckpointError`, never retried with the unsafe loader.
+
+Payload keys written by `astrodeblend.train`:
+
+``format`` (``'astrodeblend-checkpoint'``), ``version``, ``model_config``
+(`ModelConfig.to_dict`), ``models`` (name -> state dict), and for training
+runs ``train_config``, ``epoch``, ``step``, ``history``, ``optimizers``,
+``scaler``, ``rng``, ``best_psnr``, ``generator_sha256``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from .errors import CheckpointError, WriteError
+
+__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "weights_hash",
+           "load_models", "load_state"]
+
+CHECKPOINT_FORMAT = "astrodeblend-checkpoint"
+
+
+def _atomic_write(path, *, overwrite=True):
+    from . import io
+
+    return io.atomic_write(path, overwrite=overwrite)
+
+
+def save_checkpoint(path, payload, *, overwrite=True):
+    """Write a checkpoint atomically (temporary file, then `os.replace`).
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`
+        Destination ``.pt`` file.
+    payload : dict
+        State dicts and plain data only (checked by loading it back with
+        ``weights_only=True`` semantics at load time).
+    overwrite : bool, optional
+        Replace an existing file (True: checkpoints are updated every epoch).
+
+    Returns
+    -------
+    `~pathlib.Path`
+        The written path.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``payload`` is not a dict.
+    WriteError
+        If the file cannot be written.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, torch
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "ck.pt"
+    >>> _ = save_checkpoint(path, {"epoch": 1, "w": torch.ones(2)})
+    >>> load_checkpoint(path)["epoch"]
+    1
+    """
+    import torch
+
+    from .errors import InvalidInputError
+
+    if not isinstance(payload, dict):
+        raise InvalidInputError(f"a checkpoint payload must be a dict, not "
+                                f"{type(payload).__name__}")
+    path = Path(path)
+    with _atomic_write(path, overwrite=overwrite) as tmp:
+        try:
+            torch.save(payload, tmp)
+        except OSError as exc:
+            raise WriteError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def load_checkpoint(path, *, map_location="cpu"):
+    """Load a checkpoint safely (``torch.load(weights_only=True)``).
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`
+        Checkpoint file.
+    map_location : str or `torch.device`, optional
+        Where to put the tensors.
+
+    Returns
+    -------
+    dict
+        The payload.
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing, unreadable, corrupt, not a dict, or holds
+        anything but tensors and plain data (for example a pickle that would
+        run code): it is never loaded with ``weights_only=False``.
+
+    Examples
+    --------
+    >>> load_checkpoint("no-such-file.pt")
+    Traceback (most recent call last):
+    ...
+    astrodeblend.errors.CheckpointError: checkpoint no-such-file.pt does not exist
+    """
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).strip().splitlines()
+        detail = next((line for line in reason if "Unsupported" in line or "GLOBAL" in line),
+                      reason[0] if reason else "rejected")
+        raise CheckpointError(f"checkpoint {path} is not a plain-data checkpoint and was not "
+                              f"loaded (unsafe or foreign content: {detail.strip()})") from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, KeyError,
+            AttributeError, IndexError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch checkpoint "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                              ) from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"checkpoint {path} does not hold a dict "
+                              f"(found {type(payload).__name__})")
+    return payload
+
+
+def weights_hash(state_dict):
+    """Return the sha256 of a state dict's tensors, in sorted key order.
+
+    The hash covers each key name, dtype, shape and the raw bytes of the
+    tensor (moved to the CPU, contiguous), so it identifies the weights
+    independently of the file they were saved in.
+
+    Parameters
+    ----------
+    state_dict : dict of `torch.Tensor`
+        Model weights (``module.state_dict()``).
+
+    Returns
+    -------
+    str
+        64 hexadecimal characters.
+
+    Examples
+    --------
+    >>> import torch
+    >>> a = weights_hash({"w": torch.zeros(3), "b": torch.ones(1)})
+    >>> a == weights_hash({"b": torch.ones(1), "w": torch.zeros(3)})
+    True
+    >>> a == weights_hash({"w": torch.zeros(3), "b": torch.zeros(1)})
+    False
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        value = state_dict[key]
+        digest.update(key.encode())
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().to("cpu").contiguous()
+            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        else:
+            digest.update(repr(value).encode())
+    return digest.hexdigest()
+
+
+def load_models(payload_or_path, *, device="cpu", names=None):
+    """Rebuild the networks stored in a checkpoint and load their weights strictly.
+
+    Parameters
+    ----------
+    payload_or_path : dict, str or `~pathlib.Path`
+        A checkpoint payload (from `load_checkpoint`) or its file.
+    device : str or `torch.device`, optional
+        Where to put the models.
+    names : iterable of str, optional
+        Which networks to return (default: every network stored).
+
+    Returns
+    -------
+    models : dict of `torch.nn.Module`
+        The networks, in eval mode.
+    config : `~astrodeblend.models.ModelConfig`
+        Their architecture.
+
+    Raises
+    ------
+    CheckpointError
+        If the checkpoint has no model config or weights, lacks a requested
+        network, or its weights do not fit the architecture (missing or
+        unexpected keys, other shapes).
+
+    Examples
+    --------
+    >>> from astrodeblend.models import ModelConfig, build_models
+    >>> cfg = ModelConfig(generator_channels=4, detector_channels=4, discriminator_channels=4)
+    >>> nets = build_models(cfg)
+    >>> payload = {"model_config": cfg.to_dict(),
+    ...            "models": {k: m.state_dict() for k, m in nets.items()}}
+    >>> models, config = load_models(payload)
+    >>> sorted(models), config.generator_channels
+    (['detector', 'discriminator', 'generator'], 4)
+    """
+    from .errors import InvalidInputError
+    from .models import ModelConfig, build_models
+
+    if isinstance(payload_or_path, dict):
+        payload, where = payload_or_path, "payload"
+    else:
+        payload, where = load_checkpoint(payload_or_path, map_location="cpu"), payload_or_path
+    if "model_config" not in payload or not isinstance(payload.get("models"), dict):
+        raise CheckpointError(f"checkpoint {where} holds no astrodeblend model "
+                              "(keys 'model_config' and 'models' are missing)")
+    try:
+        config = ModelConfig.from_dict(payload["model_config"])
+    except InvalidInputError as exc:
+        raise CheckpointError(f"checkpoint {where} has an invalid model config: {exc}") from None
+    stored = payload["models"]
+    wanted = list(stored) if names is None else list(names)
+    if any(name.startswith("sample_") for name in wanted) and not config.with_sampler:
+        config.with_sampler = True
+    built = build_models(config)
+    models = {}
+    for name in wanted:
+        if name not in stored or name not in built:
+            raise CheckpointError(f"checkpoint {where} has no {name.replace('_', ' ')} "
+                                  f"(it holds: {', '.join(sorted(stored)) or 'nothing'})")
+        load_state(built[name], stored[name], where=where, name=name)
+        models[name] = built[name].to(device).eval()
+    return models, config
+
+
+def load_state(module, state_dict, *, where, name="model"):
+    """Load ``state_dict`` into ``module`` strictly, with a `CheckpointError` on mismatch.
+
+    Parameters
+    ----------
+    module : `torch.nn.Module`
+        The freshly built network.
+    state_dict : dict
+        Its stored weights.
+    where : str or path
+        Checkpoint name for the message.
+    name : str, optional
+        Network name for the message.
+
+    Raises
+    ------
+    CheckpointError
+        If keys are missing or unexpected, or shapes differ.
+
+    Examples
+    --------
+    >>> import torch
+    >>> load_state(torch.nn.Linear(2, 2), {"weight": torch.zeros(2, 2)}, where="x.pt")
+    Traceback (most recent call last):
+    ...
+    astrodeblend.errors.CheckpointError: checkpoint x.pt does not match the model (model): missing keys bias
+    """
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"checkpoint {where}: the {name} weights are not a state dict")
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append("missing keys " + ", ".join(missing[:5])
+                         + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""))
+        if unexpected:
+            parts.append("unexpected keys " + ", ".join(unexpected[:5])
+                         + (f" (+{len(unexpected) - 5} more)" if len(unexpected) > 5 else ""))
+        raise CheckpointError(f"checkpoint {where} does not match the model ({name}): "
+                              + "; ".join(parts))
+    bad = [k for k in own if tuple(own[k].shape) != tuple(state_dict[k].shape)]
+    if bad:
+        k = bad[0]
+        raise CheckpointError(
+            f"checkpoint {where} does not match the model ({name}): {k} has shape "
+            f"{tuple(state_dict[k].shape)} in the checkpoint but {tuple(own[k].shape)} in the "
+            f"model" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""))
+    module.load_state_dict(state_dict, strict=True)

@@ -1,0 +1,823 @@
+"""Deblend many files: streaming, skip-if-done, a run log, Dask.
+
+`deblend_files` is what ``astrodeblend deblend`` runs.  It is built for
+survey-scale batches (thousands to millions of cutouts) and for runs that
+get interrupted:
+
+- **Streaming.**  Inputs are expanded to a list of *paths* only; images and
+  results live in memory one per worker at a time (serial: one; parallel: a
+  window of at most ``2 * workers`` tasks in flight, new tasks submitted as
+  others finish).  Tasks receive paths and small options, never arrays or
+  models, and each worker loads the model once (a per-process cache).
+- **Skip-if-done.**  Every output is written atomically
+  (`astrodeblend.io.atomic_write`), so an output that exists is complete,
+  unless something else damaged it.  An existing output whose FITS
+  checksums verify and whose layout is ours is skipped (status
+  ``skipped``); a damaged one is redone.  A run killed at any moment and
+  restarted with the same command carries on where it stopped.
+- **Failures are data.**  An input that cannot be read or deblended is
+  reported on one line of standard error and in the run log, and the
+  batch goes on.
+- **Run log.**  ``deblend_log.csv`` in the output folder gets one row per
+  input as results arrive (flushed line by line, so a killed run keeps its
+  log).  A restarted run appends its own rows below the earlier ones: the
+  last row of an input is its current state.
+
+Parallelism uses Dask when it is installed (``pip install
+"astrodeblend[distributed]"``): a `distributed.LocalCluster` of ``workers``
+single-threaded processes, an existing scheduler (``scheduler=ADDRESS``) or
+an existing `distributed.Client`.  Without Dask, ``workers > 1`` uses a
+`concurrent.futures.ProcessPoolExecutor` (spawned processes).  In a script,
+run parallel batches under ``if __name__ == "__main__":``, as always with
+spawned processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import functools
+import glob
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import AstrodeblendError, CheckpointError, InvalidInputError, WriteError
+from .utils import HAS_DASK
+from .utils import progress as _progress_bar
+
+__all__ = ["BatchSummary", "deblend_files", "deblend_from_cli", "expand_inputs",
+           "IMAGE_SUFFIXES", "LOG_COLUMNS", "LOG_NAME"]
+
+#: File name endings that folder inputs are searched for (case-insensitive).
+IMAGE_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz",
+                  ".jpg", ".jpeg", ".png")
+
+#: Name of the run log written in the output folder.
+LOG_NAME = "deblend_log.csv"
+
+#: Columns of the run log.
+LOG_COLUMNS = ("input", "output", "status", "reason", "n_sources", "seconds")
+
+_INSTALL_HINT = 'pip install "astrodeblend[distributed]"'
+
+
+# ------------------------------------------------------------------ inputs
+def _has_magic(text):
+    return any(char in text for char in "*?[")
+
+
+def _is_image_name(name):
+    lower = name.lower()
+    return not name.startswith(".") and lower.endswith(IMAGE_SUFFIXES)
+
+
+def _folder_images(folder):
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return []
+    return [folder / e.name for e in entries if _is_image_name(e.name) and e.is_file()]
+
+
+def _expand_one(text, base, out):
+    """Append the paths named by one input (file, folder or glob) to ``out``."""
+    path = Path(text).expanduser()
+    if base is not None and not path.is_absolute():
+        path = base / path
+    if path.is_dir():
+        out.extend(_folder_images(path) or [path])
+    elif path.exists() or not _has_magic(str(path)):
+        out.append(path)
+    else:
+        matches = []
+        for name in sorted(glob.glob(str(path))):
+            match = Path(name)
+            matches.extend(_folder_images(match) if match.is_dir() else [match])
+        out.extend(matches or [path])
+
+
+def expand_inputs(inputs):
+    """Turn files, folders, glob patterns and ``@list`` files into a list of paths.
+
+    - a file is taken as it is;
+    - a folder stands for the FITS, JPG and PNG files directly inside it
+      (`IMAGE_SUFFIXES`, sorted by name, hidden files left out; sub-folders
+      are not searched);
+    - a glob pattern (``*``, ``?``, ``[...]``) stands for its matches,
+      sorted;
+    - ``@list.txt`` stands for the entries of a text file, one per line
+      (each a file, folder or pattern; blank lines and lines starting with
+      ``#`` are skipped; relative entries are relative to the list file's
+      folder).
+
+    Duplicates (the same file named twice) are removed, keeping the first.
+    Inputs that name nothing (a missing file, a pattern without matches, a
+    folder without images, an unreadable list) are *kept* as they were
+    given, so that a batch can report each of them as failed; use
+    ``path.exists()`` to tell them apart.
+
+    Parameters
+    ----------
+    inputs : str, path or list of them
+        What the user named.
+
+    Returns
+    -------
+    list of `~pathlib.Path`
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("b.fits", "a.fits", "notes.txt"):
+    ...     _ = (folder / name).write_bytes(b"")
+    >>> _ = (folder / "list.txt").write_text("# two files\\nb.fits\\nmissing.fits\\n")
+    >>> [p.name for p in expand_inputs([folder, f"@{folder / 'list.txt'}"])]
+    ['a.fits', 'b.fits', 'missing.fits']
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    expanded = []
+    for item in inputs:
+        text = os.fspath(item)
+        if text.startswith("@"):
+            list_path = Path(text[1:]).expanduser()
+            try:
+                lines = list_path.read_text().splitlines()
+            except (OSError, UnicodeDecodeError):
+                expanded.append(Path(text))
+                continue
+            for line in lines:
+                entry = line.strip()
+                if entry and not entry.startswith("#"):
+                    _expand_one(entry, list_path.parent, expanded)
+        else:
+            _expand_one(text, None, expanded)
+    unique, seen = [], set()
+    for path in expanded:
+        key = os.path.normcase(os.path.abspath(path))
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    return unique
+
+
+def _missing_reason(path):
+    """Why an entry of `expand_inputs` names no readable file."""
+    text = str(path)
+    if text.startswith("@") and not path.exists():
+        return f"cannot read list file {text[1:]}"
+    if path.is_dir():
+        return "folder holds no FITS, JPG or PNG file"
+    if _has_magic(text) and not path.exists():
+        return "no file matches this pattern"
+    if not path.exists():
+        return "file not found"
+    if not path.is_file():
+        return "not a regular file"
+    return None
+
+
+# ------------------------------------------------------------------ outputs
+def _output_path(input_path, output_dir):
+    try:
+        from .io import default_output_path
+    except ImportError:  # pragma: no cover - the io module always has it
+        name = input_path.name
+        for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
+            if name.lower().endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        return Path(output_dir) / f"{name}_deblended.fits"
+    return Path(default_output_path(input_path, output_dir))
+
+
+def _png_path(output_path):
+    name = output_path.name
+    stem = name[: -len(".fits")] if name.lower().endswith(".fits") else name
+    return output_path.with_name(f"{stem}.png")
+
+
+def _output_state(path, *, input_name=None, model=None):
+    """Return ``(state, n_sources, detail)`` of an existing output file.
+
+    ``state`` is ``'missing'``, ``'valid'`` (our layout, every HDU's CHECKSUM
+    and DATASUM verify), ``'broken'`` (truncated, corrupt, bad checksums),
+    or ``'foreign'`` (a FITS file that astrodeblend did not write, or one made
+    from another input or with another model: not ours to replace).
+    """
+    from astropy.io import fits
+
+    if not path.exists():
+        return "missing", 0, ""
+    try:
+        with warnings.catch_warnings():
+            # truncation and checksum problems are what we look for: they
+            # decide the state and are not worth a warning of their own
+            warnings.simplefilter("ignore")
+            with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
+                header = hdul[0].header
+                if header.get("ORIGIN") != "astrodeblend" or "ADBFMT" not in header:
+                    return "foreign", 0, "is not an astrodeblend output"
+                n_sources = int(header.get("NSOURCE", -1))
+                names = [hdu.name for hdu in hdul]
+                if (len(hdul) != n_sources + 5 or names[1] != "BLEND"
+                        or names[-1] != "CATALOG"):
+                    return "broken", 0, "incomplete"
+                for hdu in hdul:
+                    if "CHECKSUM" not in hdu.header or "DATASUM" not in hdu.header:
+                        return "broken", 0, "no checksum"
+                    if hdu.verify_datasum() != 1 or hdu.verify_checksum() != 1:  # 1: verified
+                        return "broken", 0, f"checksum of HDU {hdu.name} does not verify"
+    except Exception as exc:  # any failure to read our own output means: redo it
+        return "broken", 0, f"unreadable ({type(exc).__name__})"
+    prov = header.get("PROV1")
+    if input_name is not None and prov and Path(str(prov)).name != input_name:
+        return "foreign", n_sources, f"was made from {prov}"
+    if model is not None:
+        name, digest = model
+        made_hash, made_name = header.get("ADBMHASH", ""), header.get("ADBMODEL", "")
+        if (digest and made_hash and made_hash != digest) or (not digest and made_name != name):
+            return "foreign", n_sources, f"was made with another model ({made_name})"
+    return "valid", n_sources, ""
+
+
+def _remove_stale_temporaries(output_dir, names):
+    """Remove ``.{name}.tmp-*`` files that a killed run left for our outputs."""
+    try:
+        entries = [e.name for e in os.scandir(output_dir) if e.name.startswith(".")]
+    except OSError:
+        return
+    for entry in entries:
+        stem, sep, _ = entry[1:].partition(".tmp-")
+        if sep and stem in names:
+            with contextlib.suppress(OSError):
+                os.unlink(Path(output_dir) / entry)
+
+
+# ------------------------------------------------------------ worker side
+@functools.lru_cache(maxsize=4)
+def _cached_deblender(method, model, device, max_pixels):
+    """Load a deblender once per process (the model is read at most once per worker)."""
+    from .deblend import get_deblender
+
+    return get_deblender(method, model=model, device=device, max_pixels=max_pixels)
+
+
+_WORKER = {"deblender": None, "threads": None}
+
+
+def _set_torch_threads(n_threads):
+    """Limit torch to ``n_threads`` in this worker (if the deblender uses torch)."""
+    torch = sys.modules.get("torch")
+    if n_threads and torch is not None and _WORKER["threads"] != n_threads:
+        torch.set_num_threads(int(n_threads))
+        _WORKER["threads"] = n_threads
+
+
+def _init_pool_worker(n_threads, deblender):
+    """Initializer of `ProcessPoolExecutor` workers: threads and a shipped deblender."""
+    _WORKER["deblender"] = deblender
+    _set_torch_threads(n_threads)
+
+
+def _write_png(result, path):
+    from .io import atomic_write
+    from .plotting import plot_deblend_result
+
+    figure = plot_deblend_result(result)
+    try:
+        with atomic_write(path, overwrite=True) as tmp:
+            figure.savefig(tmp, format="png")
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+
+
+def _record(status, reason="", n_sources=0, started=None):
+    seconds = time.perf_counter() - started if started is not None else 0.0
+    return {"status": status, "reason": reason, "n_sources": int(n_sources),
+            "seconds": round(seconds, 3)}
+
+
+def _process_one(input_path, output_path, key, *, hdu=None, overwrite=False, png=False,
+                 torch_threads=None, expect_model=None, deblender=None):
+    """Deblend one file into ``output_path``; return a small record dict.
+
+    Runs in the worker.  ``key`` is ``(method, model, device, max_pixels)``
+    of the cached deblender, or None to use ``deblender`` (or the one set by
+    the pool initializer).  Every exception becomes a ``failed`` record, so
+    that one bad input never stops a batch.
+    """
+    started = time.perf_counter()
+    input_path, output_path = Path(input_path), Path(output_path)
+    try:
+        state, n_found, detail = _output_state(output_path, input_name=input_path.name,
+                                               model=expect_model)
+        png_path = _png_path(output_path)
+        if state in ("valid", "foreign") and not overwrite:
+            if state == "foreign":
+                return _record("failed", f"{output_path} exists and {detail} "
+                               "(use --overwrite to replace it)", started=started)
+            reason = "output exists and verifies"
+            if png and not png_path.exists():
+                from .io import read_deblended
+
+                _write_png(read_deblended(output_path), png_path)
+                reason += "; quick-look PNG added"
+            return _record("skipped", reason, n_found, started)
+        from .io import read_image, write_deblended
+
+        image = read_image(input_path, hdu=hdu)
+        if deblender is None:
+            deblender = (_cached_deblender(*key) if key is not None
+                         else _WORKER["deblender"])
+        _set_torch_threads(torch_threads)  # one worker, one thread: no oversubscription
+        result = deblender(image)
+        del image
+        if png:  # the PNG first: a FITS output that exists then always has its PNG
+            _write_png(result, png_path)
+        write_deblended(result, output_path, overwrite=overwrite or state == "broken")
+        reason = f"replaced a damaged output ({detail})" if state == "broken" else ""
+        return _record("done", reason, result.n_sources, started)
+    except Exception as exc:  # noqa: BLE001 - reported per input, the batch goes on
+        message = str(exc) if isinstance(exc, AstrodeblendError) else \
+            f"{type(exc).__name__}: {exc}"
+        return _record("failed", " ".join(message.split()), started=started)
+
+
+# ------------------------------------------------------------------ runners
+class _SerialRunner:
+    """Process tasks one after the other in this process."""
+
+    parallel = False
+
+    def __init__(self, deblender):
+        self.deblender = deblender
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def run(self, tasks, options):
+        for task in tasks:
+            yield task, _process_one(task[0], task[1], None, deblender=self.deblender,
+                                     **options)
+
+
+class _DaskRunner:
+    """A bounded window of tasks on a Dask cluster (local, remote or given)."""
+
+    parallel = True
+
+    def __init__(self, key, deblender, *, n_workers=None, scheduler=None, client=None):
+        self.key, self.deblender = key, deblender
+        self.n_workers, self.scheduler, self.client = n_workers, scheduler, client
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self):
+        import logging
+
+        from distributed import Client, LocalCluster
+
+        try:
+            if self.client is None and self.scheduler is not None:
+                try:
+                    self.client = self._stack.enter_context(Client(self.scheduler, timeout=30))
+                except (OSError, ValueError, TypeError) as exc:
+                    raise InvalidInputError(f"cannot connect to the Dask scheduler "
+                                            f"{self.scheduler!r}: {exc}") from None
+            elif self.client is None:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        cluster = self._stack.enter_context(LocalCluster(
+                            n_workers=self.n_workers, threads_per_worker=1, processes=True,
+                            dashboard_address=None, silence_logs=logging.ERROR))
+                        self.client = self._stack.enter_context(Client(cluster))
+                except (OSError, RuntimeError) as exc:
+                    raise AstrodeblendError(
+                        f"cannot start a local Dask cluster of {self.n_workers} workers "
+                        f"({exc}); in a script, run the batch under "
+                        "'if __name__ == \"__main__\":', or use workers=1") from None
+            self.window = 2 * max(1, sum(self.client.nthreads().values()))
+            self.shipped = (self.client.scatter(self.deblender, broadcast=True, hash=False)
+                            if self.deblender is not None else None)
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._stack.close()
+        return False
+
+    def run(self, tasks, options):
+        from distributed import as_completed
+
+        tasks = iter(tasks)
+        pending = {}
+        finished = as_completed()
+
+        def submit():
+            task = next(tasks, None)
+            if task is None:
+                return
+            future = self.client.submit(
+                _process_one, str(task[0]), str(task[1]), self.key, pure=False,
+                deblender=self.shipped, torch_threads=1, **options)
+            pending[future] = task
+            finished.add(future)
+
+        for _ in range(self.window):
+            submit()
+        for future in finished:
+            task = pending.pop(future)
+            try:
+                record = future.result()
+            except Exception as exc:  # noqa: BLE001 - a dead worker, a lost task
+                record = _record("failed", f"task lost: {type(exc).__name__}: {exc}")
+            future.release()
+            submit()
+            yield task, record
+
+
+class _PoolRunner:
+    """A bounded window of tasks on spawned processes (when Dask is absent)."""
+
+    parallel = True
+
+    def __init__(self, key, deblender, *, n_workers):
+        self.key, self.deblender, self.n_workers = key, deblender, n_workers
+        self.window = 2 * n_workers
+
+    def __enter__(self):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.executor = ProcessPoolExecutor(
+            max_workers=self.n_workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_pool_worker, initargs=(1, self.deblender))
+        return self
+
+    def __exit__(self, *exc):
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        return False
+
+    def run(self, tasks, options):
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        tasks = iter(tasks)
+        pending = {}
+
+        def submit():
+            task = next(tasks, None)
+            if task is not None:
+                future = self.executor.submit(_process_one, str(task[0]), str(task[1]),
+                                              self.key, torch_threads=1, **options)
+                pending[future] = task
+
+        for _ in range(self.window):
+            submit()
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                task = pending.pop(future)
+                try:
+                    record = future.result()
+                except Exception as exc:  # noqa: BLE001 - a worker process died
+                    record = _record("failed", f"worker process failed: "
+                                     f"{type(exc).__name__}: {exc}")
+                try:
+                    submit()
+                except Exception:  # noqa: BLE001 - broken pool: report the rest
+                    for rest in tasks:
+                        yield rest, _record("failed", "worker pool is broken")
+                yield task, record
+
+
+# ------------------------------------------------------------------ summary
+@dataclass
+class BatchSummary:
+    """What a batch did: counts, sources found, time and the run log.
+
+    Attributes
+    ----------
+    n_done, n_skipped, n_failed : int
+        Inputs deblended, skipped (their output was already complete) and
+        failed.
+    n_sources : int
+        Sources found in the inputs deblended by this run.
+    seconds : float
+        Wall-clock time of the run.
+    log_path : `~pathlib.Path`
+        The run log (`LOG_NAME` in the output folder).
+    failures : list of (str, str)
+        ``(input, reason)`` of every failed input.
+
+    Examples
+    --------
+    >>> summary = BatchSummary(n_done=3, n_skipped=1, n_sources=7, seconds=2.5,
+    ...                        log_path="out/deblend_log.csv")
+    >>> summary.exit_code
+    0
+    >>> print(summary)
+    4 files: 3 deblended, 1 skipped (already done), 0 failed; 7 sources found in 2.5 s
+    run log: out/deblend_log.csv
+    """
+
+    n_done: int = 0
+    n_skipped: int = 0
+    n_failed: int = 0
+    n_sources: int = 0
+    seconds: float = 0.0
+    log_path: Path | str | None = None
+    failures: list = field(default_factory=list)
+
+    @property
+    def n_files(self):
+        """Number of inputs handled."""
+        return self.n_done + self.n_skipped + self.n_failed
+
+    @property
+    def exit_code(self):
+        """0 when nothing failed, 1 when some inputs failed (the CLI's status)."""
+        return 1 if self.n_failed else 0
+
+    def __str__(self):
+        noun = "file" if self.n_files == 1 else "files"
+        return (f"{self.n_files} {noun}: {self.n_done} deblended, {self.n_skipped} skipped "
+                f"(already done), {self.n_failed} failed; {self.n_sources} sources found "
+                f"in {self.seconds:.1f} s\nrun log: {self.log_path}")
+
+
+class _RunLog:
+    """The CSV run log, appended and flushed one row at a time."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __enter__(self):
+        try:
+            new = not self.path.exists() or self.path.stat().st_size == 0
+            if not new:
+                with open(self.path, "rb") as handle:
+                    handle.seek(-1, os.SEEK_END)
+                    ends_cleanly = handle.read(1) == b"\n"
+            self.handle = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise WriteError(f"cannot write the run log {self.path}: "
+                             f"{exc.strerror or exc}") from None
+        self.writer = csv.writer(self.handle, lineterminator="\n")
+        if new:
+            self.writer.writerow(LOG_COLUMNS)
+        elif not ends_cleanly:  # a run killed in the middle of a line
+            self.handle.write("\n")
+        self.handle.flush()
+        return self
+
+    def write(self, input_path, output_path, record):
+        self.writer.writerow([str(input_path), "" if output_path is None else str(output_path),
+                              record["status"], record["reason"], record["n_sources"],
+                              f"{record['seconds']:.3f}"])
+        self.handle.flush()
+
+    def __exit__(self, *exc):
+        self.handle.close()
+        return False
+
+
+def _note(text):
+    print(f"astrodeblend: {text}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------- the batch
+def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=None,
+                  device="auto", hdu=None, overwrite=False, png=False, workers=1,
+                  scheduler=None, client=None, max_pixels=None, progress=True):
+    """Deblend many image files into one FITS result each, restartably.
+
+    Each input ``<stem>.<ext>`` gives ``output_dir/<stem>_deblended.fits``
+    (``spec/fits-output.md``), plus ``<stem>_deblended.png`` with ``png``.
+    See the module documentation for streaming, skip-if-done, the run log
+    and parallelism.
+
+    Parameters
+    ----------
+    inputs : str, path or list of them
+        Files, folders, glob patterns or ``@list.txt`` files
+        (`expand_inputs`).  Entries that name no file are logged as failed.
+    output_dir : str or path
+        Folder for the results and the run log `LOG_NAME` (created).
+    method : {'gan', 'segmentation', 'fluxshare'}, optional
+        Deblending method (`astrodeblend.deblend.get_deblender`).
+    model : str or path, optional
+        Checkpoint for ``'gan'`` (the shipped model by default).
+    deblender : callable, optional
+        A ready deblender (``deblender(image) -> DeblendResult``), used
+        instead of ``method``/``model``; with workers it is sent to each
+        worker once.
+    device : {'auto', 'cpu', 'cuda'}, optional
+        Torch device of every worker.
+    hdu : int or str, optional
+        FITS HDU to read from each input.
+    overwrite : bool, optional
+        Deblend again and replace outputs that exist and verify.  Without
+        it they are skipped; outputs that exist but are damaged are always
+        redone.
+    png : bool, optional
+        Also write a quick-look figure per input.
+    workers : int, optional
+        Parallel worker processes (one model copy and one image each).
+    scheduler : str, optional
+        Address of a running Dask scheduler (``'tcp://host:8786'``) to use
+        instead of a local cluster.
+    client : `distributed.Client`, optional
+        An existing Dask client to use.
+    max_pixels : int, optional
+        Images larger than this (pixels per band) are processed in tiles.
+    progress : bool, optional
+        Show a progress bar over files.
+
+    Returns
+    -------
+    BatchSummary
+
+    Raises
+    ------
+    InvalidInputError
+        If the inputs name no file at all, or an option is wrong (unknown
+        method, Dask needed but absent).
+    CheckpointError
+        If ``model`` is missing or not a valid checkpoint.
+    DeviceError
+        If ``device='cuda'`` and there is no GPU.
+    WriteError
+        If ``output_dir`` cannot be created or written.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> from astropy.modeling.models import Gaussian2D
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> yy, xx = np.mgrid[:48, :48]
+    >>> blend = Gaussian2D(1, 18, 24, 3, 3)(xx, yy) + Gaussian2D(0.6, 31, 24, 3, 3)(xx, yy)
+    >>> fits.writeto(folder / "pair.fits", blend.astype(np.float32))
+    >>> summary = deblend_files(folder / "*.fits", folder / "out", method="segmentation",
+    ...                         progress=False)
+    >>> summary.n_done, summary.n_failed
+    (1, 0)
+    >>> sorted(p.name for p in (folder / "out").iterdir())
+    ['deblend_log.csv', 'pair_deblended.fits']
+    >>> deblend_files(folder / "*.fits", folder / "out", method="segmentation",
+    ...               progress=False).n_skipped
+    1
+    """
+    started = time.perf_counter()
+    paths = expand_inputs(inputs)
+    if not paths:
+        raise InvalidInputError("no inputs given: name files, folders, patterns or @lists")
+    reasons = {path: _missing_reason(path) for path in paths}
+    if all(reasons.values()):
+        shown = "; ".join(f"{p}: {r}" for p, r in list(reasons.items())[:5])
+        raise InvalidInputError(f"no input file found ({shown})")
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise InvalidInputError(f"workers must be a positive integer, not {workers!r}")
+    if (scheduler is not None or client is not None) and not HAS_DASK:
+        raise InvalidInputError(f"scheduler= and client= need Dask: {_INSTALL_HINT}")
+
+    # options are checked (and the model loaded) before anything is written
+    if deblender is None:
+        if model is not None:
+            model = Path(model).expanduser()
+            if not model.is_file():
+                raise CheckpointError(f"model file {model} not found")
+            model = str(model.resolve())
+        key = (method, model, device, max_pixels)
+        local = _cached_deblender(*key)
+    else:
+        if not callable(deblender):
+            raise InvalidInputError(f"deblender must be callable, not {type(deblender).__name__}")
+        key, local = None, deblender
+    expect_model = (str(getattr(local, "name", "")), str(getattr(local, "model_hash", "")))
+
+    output_dir = Path(output_dir).expanduser()
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"cannot create output folder {output_dir}: "
+                         f"{exc.strerror or exc}") from None
+
+    # plan: paths only; an output named twice is an error of the later input
+    tasks, planned_failures, owners = [], [], {}
+    for path in paths:
+        if reasons[path]:
+            planned_failures.append((path, None, reasons[path]))
+            continue
+        output = _output_path(path, output_dir)
+        if output in owners:
+            planned_failures.append((path, output, f"same output name as {owners[output]}"))
+            continue
+        owners[output] = path
+        tasks.append((path, output))
+    _remove_stale_temporaries(output_dir, {name for out in owners
+                                           for name in (out.name, _png_path(out).name)})
+
+    options = {"hdu": hdu, "overwrite": bool(overwrite), "png": bool(png),
+               "expect_model": expect_model}
+    use_dask = scheduler is not None or client is not None or (workers > 1 and HAS_DASK)
+    if use_dask:
+        if deblender is None:  # each worker loads its own copy
+            _cached_deblender.cache_clear()
+            local = None
+        runner = _DaskRunner(key, deblender, n_workers=workers, scheduler=scheduler,
+                             client=client)
+    elif workers > 1:
+        _note(f"Dask is not installed: using {workers} local worker processes "
+              f"(for clusters: {_INSTALL_HINT})")
+        if deblender is None:
+            _cached_deblender.cache_clear()
+            local = None
+        runner = _PoolRunner(key, deblender, n_workers=workers)
+    else:
+        runner = _SerialRunner(local)
+
+    summary = BatchSummary(log_path=output_dir / LOG_NAME)
+
+    def results(active):
+        for path, output, reason in planned_failures:
+            yield (path, output), _record("failed", reason)
+        yield from active.run(tasks, options)
+
+    with _RunLog(summary.log_path) as log, runner as active:
+        bar = _progress_bar(results(active), enable=progress, total=len(paths),
+                            desc="deblend", unit="file")
+        for (path, output), record in bar:
+            log.write(path, output, record)
+            status = record["status"]
+            if status == "done":
+                summary.n_done += 1
+                summary.n_sources += record["n_sources"]
+            elif status == "skipped":
+                summary.n_skipped += 1
+            else:
+                summary.n_failed += 1
+                summary.failures.append((str(path), record["reason"]))
+                line = f"astrodeblend: {path}: {record['reason']}"
+                (bar.write(line, file=sys.stderr) if hasattr(bar, "write")
+                 else print(line, file=sys.stderr, flush=True))
+        if hasattr(bar, "close"):
+            bar.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _hdu_argument(text):
+    if text is None:
+        return None
+    text = str(text).strip()
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def deblend_from_cli(args):
+    """Run ``astrodeblend deblend`` from parsed arguments; print the summary.
+
+    Parameters
+    ----------
+    args : `argparse.Namespace`
+        The arguments of the ``deblend`` subcommand (`astrodeblend.cli`).
+
+    Returns
+    -------
+    int
+        0 when every input was deblended or skipped, 1 when some failed.
+        Bad arguments raise `~astrodeblend.errors.AstrodeblendError`, which
+        the command line turns into exit status 2.
+
+    Examples
+    --------
+    >>> from astrodeblend.cli import build_parser
+    >>> args = build_parser().parse_args(["deblend", "no-such-file.fits", "--output-dir", "x"])
+    >>> deblend_from_cli(args)
+    Traceback (most recent call last):
+    ...
+    astrodeblend.errors.InvalidInputError: no input file found (no-such-file.fits: file not found)
+    """
+    summary = deblend_files(
+        args.inputs, args.output_dir, method=args.method, model=args.model,
+        device=args.device, hdu=_hdu_argument(args.hdu), overwrite=args.overwrite,
+        png=args.png, workers=args.workers, scheduler=args.scheduler,
+        max_pixels=args.max_pixels, progress=not args.no_progress)
+    print(summary)
+    return summary.exit_code

@@ -1,0 +1,30 @@
+"""Reading images and writing deblended results.
+
+One reader entry point (`read_image`) for JPG, PNG and FITS files, a reader
+for one-file-per-band data (`read_bands`) and for Galaxy Zoo folders
+(`read_galaxy_zoo`), the FITS writer and reader of ``spec/fits-output.md``
+(`write_deblended`, `read_deblended`), and `atomic_write`, through which every
+file that astrodeblend writes goes.
+"""
+
+from ._atomic import atomic_write, sha256_file
+from .fits_output import FORMAT_VERSION, default_output_path, read_deblended, write_deblended
+from .galaxyzoo import GalaxyZooDataset, read_galaxy_zoo
+from .readers import FITS_SUFFIXES, IMAGE_SUFFIXES, MAX_PIXELS, describe_image, read_bands, read_image
+
+__all__ = [
+    "read_image",
+    "read_bands",
+    "read_galaxy_zoo",
+    "GalaxyZooDataset",
+    "describe_image",
+    "write_deblended",
+    "read_deblended",
+    "default_output_path",
+    "atomic_write",
+    "sha256_file",
+    "MAX_PIXELS",
+    "FITS_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "FORMAT_VERSION",
+]

@@ -1,0 +1,470 @@
+"""The deblended FITS output of ``spec/fits-output.md`` (format version 1).
+
+`write_deblended` stores a `~astrodeblend.DeblendResult` as
+
+====  =====================  ===============================================
+HDU   EXTNAME / EXTVER       data
+====  =====================  ===============================================
+0     PRIMARY                none; provenance cards and HISTORY
+1     BLEND                  the input, float32 ``(H, W)`` or ``(C, H, W)``
+2..   SOURCE, 1..N           one deblended image per source
+next  RESIDUAL               BLEND minus the sum of the sources
+next  SEGMAP                 int32 segmentation map
+(opt) BLENDMSK, BLENDUNC     mask / uncertainty of BLEND, only when it has
+                             masked finite pixels / an uncertainty
+last  CATALOG                binary table, one row per source
+====  =====================  ===============================================
+
+and `read_deblended` reads it back.  Every HDU has ``CHECKSUM`` and
+``DATASUM`` cards; the file is written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from .._version import __version__
+from ..errors import InvalidInputError, ReadError, WriteError
+from ..image import GalaxyImage
+from ..result import CATALOG_COLUMNS, DeblendResult
+from ._atomic import atomic_write
+from .readers import FITS_SUFFIXES, IMAGE_SUFFIXES, _one_line, _parse_unit
+
+__all__ = ["write_deblended", "read_deblended", "default_output_path", "FORMAT_VERSION"]
+
+#: Version of the output format (the ``ADBFMT`` card).
+FORMAT_VERSION = 1
+
+# Header cards of the input that are not copied into the output HDUs:
+# structure, scaling, checksums, compression and the (replaced) WCS.
+_STRUCTURAL = re.compile(
+    r"^(SIMPLE|BITPIX|NAXIS\d*|EXTEND|XTENSION|PCOUNT|GCOUNT|EXTNAME|EXTVER|EXTLEVEL|"
+    r"BSCALE|BZERO|BLANK|CHECKSUM|DATASUM|Z[A-Z0-9_]*|TFIELDS|TTYPE\d+|TFORM\d+|"
+    r"WCSAXES[A-Z]?|CTYPE\d+[A-Z]?|CRVAL\d+[A-Z]?|CRPIX\d+[A-Z]?|CDELT\d+[A-Z]?|"
+    r"CUNIT\d+[A-Z]?|CROTA\d+|CD\d+_\d+[A-Z]?|PC\d+_\d+[A-Z]?|PV\d+_\d+[A-Z]?|"
+    r"PS\d+_\d+[A-Z]?|LONPOLE[A-Z]?|LATPOLE[A-Z]?|RADESYS[A-Z]?|RADECSYS|EQUINOX[A-Z]?|"
+    r"EPOCH|WCSNAME[A-Z]?|A_\w+|B_\w+|AP_\w+|BP_\w+|BANDS|BUNIT|ADBFMT|NSOURCE)$")
+
+_HISTORY_WIDTH = 72
+_CONTINUATION = "... "
+
+
+def default_output_path(input_path, output_dir):
+    """Return the output file of an input: ``<output_dir>/<stem>_deblended.fits``.
+
+    Parameters
+    ----------
+    input_path : str or `~pathlib.Path`
+        The input image (``.fits``, ``.fits.gz``, ``.fits.fz``, ``.jpg``, ...).
+    output_dir : str or `~pathlib.Path`
+        The output folder.
+
+    Returns
+    -------
+    `~pathlib.Path`
+
+    Examples
+    --------
+    >>> default_output_path("data/cutout.fits.gz", "out").as_posix()
+    'out/cutout_deblended.fits'
+    >>> default_output_path("123.jpg", "out").name
+    '123_deblended.fits'
+    """
+    name = Path(input_path).name
+    lower = name.lower()
+    for suffix in sorted(FITS_SUFFIXES + IMAGE_SUFFIXES + (".gz", ".bz2"), key=len,
+                         reverse=True):
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    return Path(output_dir) / f"{name}_deblended.fits"
+
+
+# --------------------------------------------------------------------- writer
+def _input_paths(blend):
+    """The input files of a blend (from its ``source`` and ``ORIGFn`` cards)."""
+    names = []
+    i = 1
+    while f"ORIGF{i}" in blend.meta:
+        names.append(str(blend.meta[f"ORIGF{i}"]))
+        i += 1
+    if names:
+        sources = [s.strip() for s in (blend.source or "").split(", ")]
+        if len(sources) == len(names):
+            return sources
+        return names
+    return [blend.source] if blend.source else []
+
+
+def _is_same_file(a, b):
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def _image_header(blend, *, with_meta):
+    """Header of an image HDU: (input cards,) WCS, BUNIT, BANDS."""
+    header = fits.Header()
+    if with_meta:
+        for card in blend.meta.cards:
+            if _STRUCTURAL.match(card.keyword or ""):
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    new = fits.Card(card.keyword, card.value, card.comment)
+                    new.verify("silentfix")
+                    str(new)  # forces the image of the card: bad values raise here
+            except Exception:  # noqa: BLE001 - skip a card astropy cannot write
+                continue
+            if card.keyword in ("HISTORY", "COMMENT", ""):
+                header.append(new, end=True)
+            else:
+                header.append(new, end=True)
+    if blend.wcs is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            header.update(blend.wcs.to_header(relax=True))
+    if blend.unit is not None:
+        try:
+            text = blend.unit.to_string("fits")
+        except (ValueError, TypeError):
+            text = blend.unit.to_string()
+        header["BUNIT"] = (text, "unit of the pixel values")
+    elif "BUNIT" in blend.meta and isinstance(blend.meta["BUNIT"], str):
+        header["BUNIT"] = (blend.meta["BUNIT"], "unit of the pixel values")
+    header["BANDS"] = (",".join(blend.bands), "band names, one per plane")
+    return header
+
+
+def _plane(array, n_bands):
+    array = np.asarray(array, dtype=np.float32)
+    return array[0] if n_bands == 1 else array
+
+
+def _history_cards(lines):
+    """Split history lines into HISTORY values of at most 72 characters."""
+    values = []
+    for line in lines:
+        text = "".join(c if " " <= c <= "~" else "?" for c in str(line))
+        first, rest = text[:_HISTORY_WIDTH], text[_HISTORY_WIDTH:]
+        values.append(first)
+        width = _HISTORY_WIDTH - len(_CONTINUATION)
+        while rest:
+            values.append(_CONTINUATION + rest[:width])
+            rest = rest[width:]
+    return values
+
+
+def _join_history(values):
+    lines = []
+    for value in values:
+        value = str(value)
+        if value.startswith(_CONTINUATION) and lines:
+            lines[-1] += value[len(_CONTINUATION):]
+        else:
+            lines.append(value)
+    return lines
+
+
+def _catalog_hdu(result):
+    from astropy.table import Table
+
+    catalog = result.catalog
+    table = Table()
+    names = list(CATALOG_COLUMNS) + [c for c in catalog.colnames if c not in CATALOG_COLUMNS]
+    n_bands = result.blend.n_bands
+    for name in names:
+        column = catalog[name]
+        values = np.asarray(column)
+        if name == "flux":
+            values = np.asarray(values, dtype=float).reshape(len(catalog), n_bands)
+        elif name in ("ra", "dec", "x_centroid", "y_centroid"):
+            values = np.asarray(values, dtype=float)
+        elif name == "id" or name.startswith("bbox_"):
+            values = np.asarray(values, dtype=np.int64)
+        if values.dtype.kind == "O":
+            values = values.astype(str)
+        table[name] = values
+        unit = getattr(column, "unit", None)
+        if unit is not None:
+            table[name].unit = unit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hdu = fits.table_to_hdu(table)
+    hdu.name = "CATALOG"
+    hdu.header["NBANDS"] = (n_bands, "values per row of the flux column")
+    return hdu
+
+
+def write_deblended(result, path, *, overwrite=False):
+    """Write a deblending result to a FITS file (``spec/fits-output.md``, version 1).
+
+    Parameters
+    ----------
+    result : `~astrodeblend.DeblendResult`
+        What a deblender returned.
+    path : str or `~pathlib.Path`
+        The output file (see `default_output_path`).  It must not be the
+        input file.
+    overwrite : bool, optional
+        Replace an existing output (refused by default).
+
+    Returns
+    -------
+    `~pathlib.Path`
+        ``path``.
+
+    Raises
+    ------
+    OutputExistsError
+        If ``path`` exists and ``overwrite`` is False.
+    WriteError
+        If ``path`` is the input file, or the folder is missing, read-only or
+        full.  Nothing is left behind in the folder on failure.
+    InvalidInputError
+        If ``result`` is not a `~astrodeblend.DeblendResult`.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from astrodeblend import GalaxyImage, DeblendResult
+    >>> blend = GalaxyImage(np.ones((1, 8, 8)), bands=["r"])
+    >>> sources = np.stack([0.5 * blend.data, 0.5 * blend.data])
+    >>> catalog = DeblendResult.make_catalog(blend, sources, [2.0, 5.0], [3.0, 4.0])
+    >>> result = DeblendResult(blend, sources, catalog, np.zeros((8, 8), int),
+    ...                        model_name="default", history=["deblend: method=gan"])
+    >>> out = write_deblended(result, pathlib.Path(tempfile.mkdtemp()) / "b_deblended.fits")
+    >>> from astropy.io import fits
+    >>> with fits.open(out) as hdul:
+    ...     print([h.name for h in hdul])
+    ['PRIMARY', 'BLEND', 'SOURCE', 'SOURCE', 'RESIDUAL', 'SEGMAP', 'CATALOG']
+    >>> read_deblended(out).history
+    ['deblend: method=gan']
+    """
+    if not isinstance(result, DeblendResult):
+        raise InvalidInputError(f"write_deblended needs a DeblendResult, "
+                                f"not {type(result).__name__}")
+    path = Path(path)
+    for source in _input_paths(result.blend):
+        if _is_same_file(source, path):
+            raise WriteError(f"refusing to write {path}: it is the input file")
+    hdul = _build_hdus(result)
+    with atomic_write(path, overwrite=overwrite) as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+            try:
+                hdul.writeto(tmp, checksum=True, output_verify="silentfix")
+            except OSError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - astropy's VerifyError and friends
+                raise WriteError(f"cannot write {path}: {_one_line(exc)}") from None
+    return path
+
+
+def _build_hdus(result):
+    blend = result.blend
+    n_bands = blend.n_bands
+    primary = fits.PrimaryHDU()
+    ph = primary.header
+    ph["ORIGIN"] = ("astrodeblend", "software that wrote this file")
+    ph["DATE"] = (datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+                  "UTC time of writing")
+    ph["PROCSOFT"] = (f"astrodeblend {__version__}", "processing software and version")
+    ph["ADBFMT"] = (FORMAT_VERSION, "astrodeblend output format version")
+    ph["ADBMODEL"] = (result.model_name, "model used for deblending")
+    ph["ADBMHASH"] = (result.model_hash, "sha256 of the model weights")
+    for i, source in enumerate(_input_paths(blend), start=1):
+        ph[f"PROV{i}"] = (Path(source).name, "input file")
+    ph["NSOURCE"] = (result.n_sources, "number of SOURCE HDUs")
+    for value in _history_cards(result.history):
+        ph.add_history(value)
+    hdus = [primary]
+
+    blend_header = _image_header(blend, with_meta=True)
+    hdus.append(fits.ImageHDU(_plane(blend.data, n_bands), header=blend_header, name="BLEND"))
+
+    wcs_header = _image_header(blend, with_meta=False)
+    celestial = blend.wcs is not None and blend.wcs.has_celestial
+    for i, source in enumerate(result.sources, start=1):
+        header = wcs_header.copy()
+        row = result.catalog[i - 1]
+        x, y = float(row["x_centroid"]), float(row["y_centroid"])
+        header["X_CENT"] = (x, "0-based pixel x (column) of the centre")
+        header["Y_CENT"] = (y, "0-based pixel y (row) of the centre")
+        if celestial:
+            ra, dec = blend.pixel_to_radec(x, y)
+            if np.isfinite(ra[0]) and np.isfinite(dec[0]):
+                header["RA_CENT"] = (float(ra[0]), "[deg] right ascension of the centre")
+                header["DEC_CENT"] = (float(dec[0]), "[deg] declination of the centre")
+        header["FLUX"] = (float(np.sum(source, dtype=np.float64)),
+                          "sum over pixels of all bands")
+        hdus.append(fits.ImageHDU(_plane(source, n_bands), header=header, name="SOURCE",
+                                  ver=i))
+    hdus.append(fits.ImageHDU(_plane(result.residual.data, n_bands), header=wcs_header.copy(),
+                              name="RESIDUAL"))
+    seg_header = wcs_header.copy()
+    for key in ("BUNIT", "BANDS"):
+        seg_header.remove(key, ignore_missing=True)
+    hdus.append(fits.ImageHDU(np.asarray(result.segmap, dtype=np.int32), header=seg_header,
+                              name="SEGMAP"))
+    finite = np.isfinite(blend.data)
+    if blend.mask is not None and np.any(blend.mask & finite):
+        hdus.append(fits.ImageHDU(_plane(blend.mask.astype(np.uint8), n_bands),
+                                  header=seg_header.copy(), name="BLENDMSK"))
+    if blend.uncertainty is not None:
+        from astropy.nddata import StdDevUncertainty
+
+        try:
+            std = blend.uncertainty.represent_as(StdDevUncertainty).array
+        except Exception:  # noqa: BLE001 - an uncertainty type without conversion
+            std = None
+        if std is not None:
+            unc_header = wcs_header.copy()
+            unc_header["UTYPE"] = ("StdDevUncertainty", "one-sigma uncertainty of BLEND")
+            hdus.append(fits.ImageHDU(_plane(np.broadcast_to(std, blend.shape), n_bands),
+                                      header=unc_header, name="BLENDUNC"))
+    hdus.append(_catalog_hdu(result))
+    return fits.HDUList(hdus)
+
+
+# --------------------------------------------------------------------- reader
+def _wcs_from(header):
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    if "CTYPE1" not in header and "CRPIX1" not in header:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(header, naxis=2)
+
+
+def read_deblended(path):
+    """Read a file written by `write_deblended` back into a `~astrodeblend.DeblendResult`.
+
+    Checksums are verified.
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`
+        An astrodeblend output file.
+
+    Returns
+    -------
+    `~astrodeblend.DeblendResult`
+        With the blend (WCS, bands, unit, header, mask and uncertainty),
+        sources, segmentation map, catalog, model name and hash, and history
+        of the file.
+
+    Raises
+    ------
+    ReadError
+        If the file cannot be read, is not an astrodeblend output (no
+        ``ADBFMT`` card), is of a newer format version, lacks an HDU of the
+        format, or fails its checksum.
+
+    Examples
+    --------
+    See `write_deblended`.
+    """
+    from .readers import _check_file
+
+    path, head = _check_file(path)
+    if not head.startswith(b"SIMPLE  ="):
+        raise ReadError(f"{path}: not a FITS file, so not an astrodeblend output")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with fits.open(path, mode="readonly", memmap=False, checksum=True) as hdul:
+                hdul.verify("silentfix")
+                for hdu in hdul:
+                    _ = hdu.data
+                result = _result_from(path, hdul)
+        except (ReadError, InvalidInputError) as exc:
+            raise ReadError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - corrupt file
+            raise ReadError(f"{path}: corrupt FITS file ({_one_line(exc)})") from None
+    bad = [str(w.message) for w in caught if "checksum" in str(w.message).lower()
+           or "datasum" in str(w.message).lower()]
+    if bad:
+        raise ReadError(f"{path}: checksum verification failed ({_one_line(bad[0])})")
+    return result
+
+
+def _result_from(path, hdul):
+    primary = hdul[0].header
+    if "ADBFMT" not in primary:
+        raise ReadError(f"{path}: not an astrodeblend output (no ADBFMT card in the primary "
+                        "header)")
+    version = primary["ADBFMT"]
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ReadError(f"{path}: output format version {version!r} is newer than this "
+                        f"astrodeblend reads ({FORMAT_VERSION})")
+    names = [h.name for h in hdul]
+    for needed in ("BLEND", "RESIDUAL", "SEGMAP", "CATALOG"):
+        if needed not in names:
+            raise ReadError(f"{path}: astrodeblend output without a {needed} HDU")
+    blend_hdu = hdul["BLEND"]
+    header = blend_hdu.header.copy()
+    data = np.array(blend_hdu.data, dtype=np.float32)
+    n_bands = 1 if data.ndim == 2 else data.shape[0]
+    bands = [b for b in str(header.get("BANDS", "")).split(",")]
+    if len(bands) != n_bands or not all(bands):
+        bands = None
+    mask = np.array(hdul["BLENDMSK"].data, dtype=bool) if "BLENDMSK" in names else None
+    uncertainty = (np.array(hdul["BLENDUNC"].data, dtype=np.float32)
+                   if "BLENDUNC" in names else None)
+    provenance = []
+    i = 1
+    while f"PROV{i}" in primary:
+        provenance.append(str(primary[f"PROV{i}"]))
+        i += 1
+    for key in ("XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "PCOUNT", "GCOUNT",
+                "EXTNAME", "CHECKSUM", "DATASUM"):
+        header.remove(key, ignore_missing=True)
+    blend = GalaxyImage(data, mask=mask, uncertainty=uncertainty, wcs=_wcs_from(header),
+                        meta=header, unit=_parse_unit(header.get("BUNIT")), bands=bands,
+                        source=", ".join(provenance) if provenance else None)
+    n_source = int(primary.get("NSOURCE", 0))
+    sources = []
+    for i in range(1, n_source + 1):
+        try:
+            hdu = hdul["SOURCE", i]
+        except KeyError:
+            raise ReadError(f"{path}: NSOURCE = {n_source} but there is no SOURCE HDU "
+                            f"with EXTVER = {i}") from None
+        sources.append(np.array(hdu.data, dtype=np.float32).reshape(blend.shape))
+    sources = (np.stack(sources) if sources
+               else np.zeros((0, *blend.shape), dtype=np.float32))
+    segmap = np.array(hdul["SEGMAP"].data, dtype=np.int32)
+    catalog = _catalog_from(hdul["CATALOG"], n_bands)
+    history = _join_history(primary.get("HISTORY", []))
+    return DeblendResult(blend, sources, catalog, segmap,
+                         model_name=primary.get("ADBMODEL", ""),
+                         model_hash=primary.get("ADBMHASH", ""), history=history)
+
+
+def _catalog_from(hdu, n_bands):
+    from astropy.table import Table
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = Table.read(hdu)
+    table.meta.clear()
+    if "flux" in table.colnames:
+        table["flux"] = np.asarray(table["flux"], dtype=float).reshape(len(table), n_bands)
+    for name in table.colnames:
+        if table[name].dtype.kind == "S":
+            table[name] = np.char.decode(np.asarray(table[name]), "ascii")
+    return table

@@ -1,0 +1,743 @@
+"""Readers: one entry point for JPG, PNG and FITS files, and per-band files.
+
+`read_image` looks at a file's first bytes (and its name) to pick the
+reader.  FITS files are checked before any pixel is read: the header must
+describe a 2-D image or a 3-D cube (bands first) of at most `MAX_PIXELS`
+values, and the data must be present in full.  Whatever astropy or Pillow
+say about a bad file is turned into a one-line `~astrodeblend.ReadError`
+that names the file; their warnings are caught here and never reach the
+caller.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.io import fits
+
+from ..errors import AstrodeblendError, InvalidInputError, ReadError
+from ..image import GalaxyImage
+
+__all__ = ["read_image", "read_bands", "describe_image", "MAX_PIXELS", "FITS_SUFFIXES",
+           "IMAGE_SUFFIXES"]
+
+#: Largest number of pixel values (bands x rows x columns) that the readers
+#: accept.  A header that claims more is refused before any data are read.
+MAX_PIXELS = 2**31
+
+#: File name endings read as FITS (besides any file that starts with ``SIMPLE  =``).
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz",
+                 ".fz", ".fits.bz2")
+
+#: File name endings read with Pillow.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+# Extensions that hold per-pixel side information, never the image itself.
+_SIDE_EXTENSIONS = {"MASK", "UNCERT", "ERR", "ERROR", "VAR", "VARIANCE", "IVAR", "WHT",
+                    "DQ", "BLENDMSK", "BLENDUNC"}
+
+_FITS_MAGIC = b"SIMPLE  ="
+_GZIP_MAGIC = b"\x1f\x8b"
+_BZIP2_MAGIC = b"BZh"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------- helpers
+def _one_line(exc):
+    """Return the message of an exception on one line (wcslib's ``ERROR n in ...`` dropped)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not re.match(r"ERROR \d+ in ", line)]
+    text = " ".join(useful or lines) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _check_file(path):
+    """Return ``path`` as a `Path` after checking that it is a readable, non-empty file."""
+    if isinstance(path, (bytes, bytearray)):
+        path = os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise ReadError(f"expected a file path, not {type(path).__name__}")
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ReadError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ReadError(f"{path}: cannot access the file ({exc.strerror or exc})") from None
+    import stat
+
+    if stat.S_ISDIR(mode):
+        raise ReadError(f"{path}: is a folder, not an image file")
+    if not stat.S_ISREG(mode):
+        raise ReadError(f"{path}: is not a regular file")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(80)
+    except OSError as exc:
+        raise ReadError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    if not head:
+        raise ReadError(f"{path}: the file is empty (0 bytes)")
+    return path, head
+
+
+def _kind(path, head):
+    """Return ``'fits'`` or ``'pillow'`` from the first bytes and the name of a file."""
+    name = path.name.lower()
+    by_suffix = ("fits" if name.endswith(FITS_SUFFIXES)
+                 else "pillow" if name.endswith(IMAGE_SUFFIXES) else None)
+    if head.startswith(_FITS_MAGIC):
+        return "fits"
+    if head.startswith((_JPEG_MAGIC, _PNG_MAGIC)):
+        return "pillow"
+    if head.startswith((_GZIP_MAGIC, _BZIP2_MAGIC)) and by_suffix == "fits":
+        return "fits"
+    if by_suffix == "fits":
+        raise ReadError(f"{path}: not a FITS file (it does not start with 'SIMPLE  =')")
+    if by_suffix == "pillow":
+        raise ReadError(f"{path}: corrupt {name.rsplit('.', 1)[-1].upper()} file "
+                        "(unknown first bytes)")
+    raise ReadError(f"{path}: unsupported file type (expected FITS "
+                    f"({', '.join(FITS_SUFFIXES[:3])}, ...), JPG or PNG)")
+
+
+def _parse_unit(text):
+    """Return an astropy unit for a ``BUNIT`` string, or None when it does not parse."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for candidate, fmt in ((text, "fits"), (text, None), (text.lower(), None)):
+            try:
+                unit = u.Unit(candidate, format=fmt) if fmt else u.Unit(candidate)
+            except (ValueError, TypeError):
+                continue
+            if not isinstance(unit, u.UnrecognizedUnit):
+                return unit
+    return None
+
+
+def _normalise_hdu(hdu):
+    """Turn a CLI string (``'1'``, ``'SCI'``, ``'SCI,2'``) into an HDU key."""
+    if hdu is None or isinstance(hdu, (int, np.integer)):
+        return None if hdu is None else int(hdu)
+    if isinstance(hdu, tuple):
+        if len(hdu) != 2:
+            raise InvalidInputError(f"hdu must be a number, a name or (name, version), "
+                                    f"not {hdu!r}")
+        return (str(hdu[0]).upper(), int(hdu[1]))
+    if isinstance(hdu, str):
+        text = hdu.strip()
+        if re.fullmatch(r"[+-]?\d+", text):
+            return int(text)
+        if "," in text:
+            name, _, ver = text.partition(",")
+            if re.fullmatch(r"\s*\d+\s*", ver):
+                return (name.strip().upper(), int(ver))
+        return text.upper()
+    raise InvalidInputError(f"hdu must be a number, a name or (name, version), not {hdu!r}")
+
+
+def _hdu_label(index, hdu):
+    name = hdu.name or ("PRIMARY" if index == 0 else "")
+    ver = hdu.header.get("EXTVER")
+    label = f"HDU {index}"
+    if name:
+        label += f" ({name}" + (f", {ver})" if ver not in (None, 1) else ")")
+    return label
+
+
+def _naxes(header):
+    """Return the axis lengths ``(NAXIS1, NAXIS2, ...)`` claimed by an image header."""
+    naxis = header.get("NAXIS", 0)
+    if not isinstance(naxis, (int, np.integer)) or naxis < 0 or naxis > 999:
+        raise ValueError(f"invalid NAXIS = {naxis!r}")
+    axes = []
+    for i in range(1, naxis + 1):
+        n = header.get(f"NAXIS{i}")
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"invalid NAXIS{i} = {n!r}")
+        axes.append(int(n))
+    return tuple(axes)
+
+
+def _is_image_hdu(hdu):
+    return isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU))
+
+
+def _has_image_data(hdu):
+    if not _is_image_hdu(hdu):
+        return False
+    try:
+        axes = _naxes(hdu.header)
+    except ValueError:
+        return True  # let the checks of _check_image_header report the problem
+    return len(axes) > 0 and all(n > 0 for n in axes)
+
+
+# ------------------------------------------------------------------------ FITS
+def _open_fits(path, *, memmap=True):
+    """Open a FITS file read-only, lazily, memory-mapped where possible."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fits.open(path, mode="readonly", memmap=memmap, lazy_load_hdus=True,
+                             ignore_missing_simple=False)
+    except Exception as exc:  # noqa: BLE001 - astropy raises many kinds for corrupt files
+        raise ReadError(f"{path}: corrupt or unreadable FITS file ({_one_line(exc)})") from None
+
+
+def _list_hdus(path, hdul):
+    """Load every HDU header, turning astropy's complaints into `ReadError`."""
+    hdus = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            for hdu in hdul:
+                hdus.append(hdu)
+        except Exception as exc:  # noqa: BLE001
+            if not hdus:
+                raise ReadError(f"{path}: corrupt FITS file ({_one_line(exc)})") from None
+    if not hdus:
+        messages = "; ".join(_one_line(w.message) for w in caught)
+        raise ReadError(f"{path}: corrupt FITS file, no readable HDU"
+                        + (f" ({messages})" if messages else ""))
+    return hdus
+
+
+def _select_hdu(path, hdus, hdu):
+    """Return ``(index, hdu)`` of the image to read."""
+    key = _normalise_hdu(hdu)
+    if key is None:
+        if "ADBFMT" in hdus[0].header:
+            for index, candidate in enumerate(hdus):
+                if candidate.name == "BLEND":
+                    return index, candidate
+            raise ReadError(f"{path}: astrodeblend output without a BLEND HDU")
+        for index, candidate in enumerate(hdus):
+            if candidate.name in _SIDE_EXTENSIONS and index > 0:
+                continue
+            if _has_image_data(candidate):
+                return index, candidate
+        kinds = ", ".join(f"{_hdu_label(i, h)}: {type(h).__name__}" for i, h in enumerate(hdus))
+        raise ReadError(f"{path}: no image data in any HDU ({kinds})")
+    if isinstance(key, int):
+        if not -len(hdus) <= key < len(hdus):
+            raise ReadError(f"{path}: no HDU {key} (the file has {len(hdus)} HDU"
+                            f"{'s' if len(hdus) != 1 else ''}, numbered from 0)")
+        index = key % len(hdus)
+        return index, hdus[index]
+    name, ver = key if isinstance(key, tuple) else (key, None)
+    for index, candidate in enumerate(hdus):
+        cname = candidate.name or ("PRIMARY" if index == 0 else "")
+        if cname.upper() != name:
+            continue
+        if ver is not None and candidate.header.get("EXTVER", 1) != ver:
+            continue
+        return index, candidate
+    names = sorted({(h.name or ("PRIMARY" if i == 0 else "?")) for i, h in enumerate(hdus)})
+    wanted = name if ver is None else f"{name},{ver}"
+    raise ReadError(f"{path}: no HDU named {wanted!r} (available: {', '.join(names)})")
+
+
+def _check_image_header(path, label, hdu):
+    """Return the numpy shape ``(..., H, W)`` of an image HDU after checking its header."""
+    if not _is_image_hdu(hdu):
+        raise ReadError(f"{path}: {label} is a {type(hdu).__name__}, not an image")
+    header = hdu.header
+    try:
+        axes = _naxes(header)
+    except ValueError as exc:
+        raise ReadError(f"{path}: {label} has a bad header ({exc})") from None
+    bitpix = header.get("BITPIX")
+    if bitpix not in (8, 16, 32, 64, -32, -64):
+        raise ReadError(f"{path}: {label} has an invalid BITPIX = {bitpix!r}")
+    for key in ("BSCALE", "BZERO"):
+        value = header.get(key)
+        if value is not None and (isinstance(value, (str, bool))
+                                  or not np.isfinite(float(value))):
+            raise ReadError(f"{path}: {label} has an invalid {key} = {value!r}")
+    if header.get("BSCALE") == 0:
+        raise ReadError(f"{path}: {label} has BSCALE = 0 (every pixel would be the same)")
+    if not axes or 0 in axes:
+        raise ReadError(f"{path}: {label} holds no image data (NAXIS = {len(axes)}"
+                        + (f", shape {tuple(reversed(axes))})" if axes else ")"))
+    if len(axes) == 1:
+        raise ReadError(f"{path}: {label} is 1-D (NAXIS1 = {axes[0]}); "
+                        "expected a 2-D image or a 3-D cube")
+    if len(axes) > 3 and any(n != 1 for n in axes[3:]):
+        raise ReadError(f"{path}: {label} is {len(axes)}-D with shape "
+                        f"{tuple(reversed(axes))}; expected a 2-D image or a 3-D cube")
+    n_pixels = 1
+    for n in axes:
+        n_pixels *= n
+    if n_pixels > MAX_PIXELS:
+        raise ReadError(f"{path}: {label} claims {n_pixels:,} pixels "
+                        f"(shape {tuple(reversed(axes))}), more than the limit of "
+                        f"{MAX_PIXELS:,} (astrodeblend.io.MAX_PIXELS)")
+    if not isinstance(hdu, fits.CompImageHDU):
+        info = hdu.fileinfo()
+        handle = info["file"] if info else None
+        if handle is not None and not getattr(handle, "compression", None):
+            expected = info["datLoc"] + abs(bitpix) // 8 * n_pixels
+            size = os.path.getsize(path)
+            if size < expected:
+                raise ReadError(f"{path}: truncated FITS file ({size:,} bytes, the header of "
+                                f"{label} needs {expected:,})")
+    shape = tuple(reversed(axes[:3]))
+    return shape
+
+
+def _load_pixels(path, label, hdu, shape):
+    """Read the data of an image HDU as a new float32 array of ``shape``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = hdu.data
+            if data is None:
+                raise ReadError(f"{path}: {label} holds no image data")
+            array = np.array(data, dtype=np.float32)
+    except AstrodeblendError:
+        raise
+    except MemoryError:
+        raise ReadError(f"{path}: {label} does not fit in memory (shape {shape})") from None
+    except Exception as exc:  # noqa: BLE001 - corrupt or truncated data
+        raise ReadError(f"{path}: cannot read the data of {label}, the file may be "
+                        f"truncated or corrupt ({_one_line(exc)})") from None
+    if array.size != int(np.prod(shape)):
+        raise ReadError(f"{path}: {label} has {array.size} values, its header says "
+                        f"{int(np.prod(shape))}")
+    return array.reshape(shape)
+
+
+_WCS_KEY = re.compile(r"^(CTYPE|CRVAL|CRPIX|CDELT|CD\d_\d|PC\d_\d)\d*[A-Z]?$")
+
+
+def _read_wcs(path, label, header):
+    """Return the celestial (or 2-D linear) WCS of a header, None when it has none."""
+    if not any(_WCS_KEY.match(key) for key in header):
+        return None
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        try:
+            wcs = WCS(header, naxis=2, fix=True)
+            if wcs.has_celestial:
+                wcs = wcs.celestial
+                matrix = wcs.pixel_scale_matrix
+                if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix)) == 0:
+                    raise ValueError("the pixel scale matrix is singular")
+                ny = header.get("NAXIS2", 1)
+                nx = header.get("NAXIS1", 1)
+                ra, dec = wcs.all_pix2world([(nx - 1) / 2], [(ny - 1) / 2], 0)
+                if not (np.isfinite(ra).all() and np.isfinite(dec).all()):
+                    raise ValueError("the image centre has no valid sky position")
+        except Exception as exc:  # noqa: BLE001 - wcslib raises many kinds
+            raise ReadError(f"{path}: {label} has an invalid WCS ({_one_line(exc)})") from None
+    if not wcs.has_celestial and all(not c for c in wcs.wcs.ctype):
+        # Only CRPIX/CDELT-like keywords: a linear pixel WCS, kept as it is.
+        return wcs
+    return wcs
+
+
+def _find_side(hdus, names, extver):
+    for candidate in hdus[1:]:
+        if candidate.name in names and candidate.header.get("EXTVER", 1) == extver:
+            return candidate
+    return None
+
+
+def _side_arrays(path, hdus, image_hdu, index, shape):
+    """Return ``(mask, uncertainty)`` from MASK / UNCERT, ERR, VAR, IVAR extensions."""
+    if index > 0 and image_hdu.name in ("", "PRIMARY"):
+        return None, None
+    extver = image_hdu.header.get("EXTVER", 1)
+    if image_hdu.name == "BLEND":
+        names_mask, names_unc = ("BLENDMSK",), ("BLENDUNC",)
+    else:
+        names_mask, names_unc = ("MASK",), ("UNCERT", "ERR", "ERROR", "VAR", "VARIANCE", "IVAR")
+    result = []
+    for names in (names_mask, names_unc):
+        hdu = _find_side(hdus, names, extver) if names else None
+        if hdu is None:
+            result.append(None)
+            continue
+        label = _hdu_label(hdus.index(hdu), hdu)
+        side_shape = _check_image_header(path, label, hdu)
+        if side_shape not in (shape, shape[-2:]):
+            raise ReadError(f"{path}: {label} has shape {side_shape}, the image "
+                            f"has {shape}")
+        values = _load_pixels(path, label, hdu, side_shape)
+        if names is names_mask:
+            result.append(values != 0)
+            continue
+        utype = str(hdu.header.get("UTYPE", "")).lower()
+        if hdu.name in ("VAR", "VARIANCE") or "variance" in utype and "inverse" not in utype:
+            values = np.sqrt(np.clip(values, 0, None))
+        elif hdu.name == "IVAR" or "inverse" in utype:
+            with np.errstate(divide="ignore"):
+                values = np.where(values > 0, 1.0 / np.sqrt(np.clip(values, 0, None)), np.inf)
+        result.append(values.astype(np.float32))
+    mask, uncertainty = result
+    if uncertainty is not None:
+        uncertainty = np.broadcast_to(uncertainty, shape).astype(np.float32)
+        bad = ~np.isfinite(uncertainty)
+        if bad.any():
+            mask = bad if mask is None else (np.broadcast_to(mask, shape) | bad)
+            uncertainty = np.where(bad, 0, uncertainty).astype(np.float32)
+    return mask, uncertainty
+
+
+def _header_bands(header, primary, n_bands):
+    """Band names from BANDS, FILTER or FILTERnn cards (image header first), or None."""
+    for source in (header, primary):
+        if source is None:
+            continue
+        text = source.get("BANDS")
+        if isinstance(text, str):
+            names = [b.strip() for b in text.split(",")]
+            if len(names) == n_bands and all(names):
+                return names
+        if n_bands == 1:
+            value = source.get("FILTER")
+            if isinstance(value, str) and value.strip():
+                return [value.strip()]
+            # HST ACS/WFPC2 style FILTER1/FILTER2 wheels: the one that is not CLEAR
+            wheels = [str(source.get(f"FILTER{i}", "")).strip() for i in range(1, 4)]
+            wheels = [w for w in wheels if w and not w.upper().startswith(("CLEAR", "N/A"))]
+            if len(wheels) == 1:
+                return wheels
+            continue
+        names = [source.get(f"FILTER{i}") for i in range(1, n_bands + 1)]
+        if all(isinstance(v, str) and v.strip() for v in names):
+            names = [v.strip() for v in names]
+            if len(set(names)) == n_bands:
+                return names
+    return None
+
+
+def _read_fits(path, *, hdu=None, bands=None):
+    hdul = _open_fits(path)
+    try:
+        hdus = _list_hdus(path, hdul)
+        index, image_hdu = _select_hdu(path, hdus, hdu)
+        label = _hdu_label(index, image_hdu)
+        shape = _check_image_header(path, label, image_hdu)
+        if any(not isinstance(h, fits.CompImageHDU) and _is_image_hdu(h)
+               and any(k in h.header for k in ("BSCALE", "BZERO", "BLANK")) for h in hdus):
+            # astropy cannot scale memory-mapped data: read this file without memmap
+            hdul.close()
+            hdul = _open_fits(path, memmap=False)
+            hdus = _list_hdus(path, hdul)
+            image_hdu = hdus[index]
+        header = image_hdu.header.copy()
+        primary = hdus[0].header if index > 0 else None
+        data = _load_pixels(path, label, image_hdu, shape)
+        mask, uncertainty = _side_arrays(path, hdus, image_hdu, index, shape)
+    finally:
+        hdul.close()
+    if not np.isfinite(data).any():
+        raise ReadError(f"{path}: {label} has no finite pixel (all NaN or Inf)")
+    wcs = _read_wcs(path, label, header)
+    unit = _parse_unit(header.get("BUNIT"))
+    if bands is None:
+        bands = _header_bands(header, primary, 1 if data.ndim == 2 else data.shape[0])
+    if "ORIGFILE" not in header:
+        header["ORIGFILE"] = (path.name, "file the image was read from")
+    if index > 0 and "ORIGHDU" not in header:
+        header["ORIGHDU"] = (index, "HDU the image was read from")
+    try:
+        return GalaxyImage(data, mask=mask, uncertainty=uncertainty, wcs=wcs, meta=header,
+                           unit=unit, bands=bands, source=str(path))
+    except InvalidInputError as exc:
+        raise ReadError(f"{path}: {exc}") from None
+
+
+# ---------------------------------------------------------------------- Pillow
+def _read_pillow(path, *, bands=None):
+    from PIL import Image
+
+    kind = path.suffix.lstrip(".").upper() or "image"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height * 3 > MAX_PIXELS:
+                    raise ReadError(f"{path}: {width}x{height} pixels is more than the limit "
+                                    f"of {MAX_PIXELS:,} values (astrodeblend.io.MAX_PIXELS)")
+                kind = img.format or kind
+                img.load()
+                mode = img.mode
+                if mode in ("1", "L", "LA", "P;L"):
+                    array = np.asarray(img.convert("L"), dtype=np.float32)[None] / 255.0
+                elif mode.startswith("I;16") or mode in ("I", "I;16B"):
+                    array = np.asarray(img, dtype=np.float32)[None] / 65535.0
+                elif mode == "F":
+                    array = np.asarray(img, dtype=np.float32)[None]
+                else:
+                    rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+                    array = rgb.transpose(2, 0, 1)
+    except AstrodeblendError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ReadError(f"{path}: image too large ({_one_line(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ...
+        raise ReadError(f"{path}: corrupt or truncated {kind} file ({_one_line(exc)})") from None
+    if array.ndim != 3 or 0 in array.shape:
+        raise ReadError(f"{path}: {kind} file holds no pixels")
+    array = np.ascontiguousarray(array[:, ::-1, :], dtype=np.float32)  # row 0 = bottom
+    header = fits.Header()
+    header["ADBDISP"] = (True, "display-stretched values (gamma 2.2), not flux")
+    header["ORIGFILE"] = (path.name, "file the image was read from")
+    if bands is None:
+        bands = ("R", "G", "B") if array.shape[0] == 3 else ("grey",)
+    try:
+        return GalaxyImage(array, meta=header, bands=bands, source=str(path))
+    except InvalidInputError as exc:
+        raise ReadError(f"{path}: {exc}") from None
+
+
+# ----------------------------------------------------------------- public API
+def read_image(path, *, hdu=None, bands=None):
+    """Read a FITS, JPG or PNG file into a `~astrodeblend.GalaxyImage`.
+
+    The file type is taken from the first bytes of the file (``SIMPLE  =``
+    for FITS, the JPEG and PNG signatures) and, for compressed FITS
+    (``.fits.gz``, ``.fits.fz``, ``.fits.bz2``), from its name.
+
+    **FITS**: the primary HDU or, when it is empty, the first HDU with image
+    data is read (or the one ``hdu`` names).  2-D images give one band, 3-D
+    cubes one band per plane; tile-compressed HDUs, ``BSCALE``/``BZERO``
+    scaling and ``NaN``/``Inf`` pixels (masked) are handled.  The celestial
+    WCS (dummy extra axes dropped), ``BUNIT``, band names (``BANDS``,
+    ``FILTER`` or ``FILTERn`` cards) and ``MASK`` / ``UNCERT`` (or ``ERR``,
+    ``VAR``, ``IVAR``) extensions with the image's ``EXTVER`` are used, as
+    `~astropy.nddata.CCDData` writes them.  For an astrodeblend output file
+    (``ADBFMT`` in the primary header) the ``BLEND`` HDU is read.  The header
+    is checked before any data are read: images of more than `MAX_PIXELS`
+    values, 1-D data, 4-D data (unless the extra axes have length 1), and
+    files shorter than their headers say are refused.
+
+    **JPG/PNG** (read with Pillow): RGB gives bands ``('R', 'G', 'B')``,
+    greyscale one band ``('grey',)``; values are scaled to [0, 1] and rows
+    are flipped so that row 0 is the bottom of the picture (FITS
+    orientation).  The header card ``ADBDISP = True`` marks the values as
+    display-stretched (gamma 2.2), not flux.  ``hdu`` is ignored.
+
+    The file is never modified.
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`
+        The file to read.
+    hdu : int, str or tuple, optional
+        FITS HDU to read: a number (0 is the primary), a name (``'SCI'``) or
+        ``(name, version)``; strings like ``'1'`` and ``'SCI,2'`` (from the
+        command line) work too.
+    bands : sequence of str, optional
+        Band names, overriding those found in the file.
+
+    Returns
+    -------
+    `~astrodeblend.GalaxyImage`
+        ``float32`` data of shape ``(C, H, W)``; ``source`` is ``str(path)``
+        and ``meta`` the header (with ``ORIGFILE`` added).
+
+    Raises
+    ------
+    ReadError
+        If the file is missing, a folder, unreadable, empty, truncated or
+        corrupt, of an unsupported type, holds no image (or only tables),
+        has the wrong number of axes, is too large, has no finite pixel, an
+        invalid WCS, or the HDU asked for does not exist.  The message is one
+        line that names the file.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "cube.fits"
+    >>> hdu = fits.PrimaryHDU(np.ones((3, 8, 10), dtype=np.float32))
+    >>> hdu.header["BANDS"] = "g,r,i"
+    >>> hdu.writeto(path)
+    >>> image = read_image(path)
+    >>> image.shape, image.bands
+    ((3, 8, 10), ('g', 'r', 'i'))
+    """
+    path, head = _check_file(path)
+    if bands is not None and (isinstance(bands, str) or not hasattr(bands, "__len__")):
+        raise InvalidInputError(f"bands must be a sequence of names, not {bands!r}")
+    if _kind(path, head) == "fits":
+        return _read_fits(path, hdu=hdu, bands=bands)
+    return _read_pillow(path, bands=bands)
+
+
+def _distinct_names(paths):
+    """Short distinct names for files: stems without their common prefix and suffix."""
+    stems = []
+    for p in paths:
+        name = Path(p).name
+        for suffix in sorted(FITS_SUFFIXES + IMAGE_SUFFIXES, key=len, reverse=True):
+            if name.lower().endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        stems.append(name)
+    if len(stems) > 1:
+        prefix = os.path.commonprefix(stems)
+        suffix = os.path.commonprefix([s[::-1] for s in stems])[::-1]
+        short = [s[len(prefix): len(s) - len(suffix)] for s in stems]
+        short = [s.strip("_-. ") for s in short]
+        if all(short) and len(set(short)) == len(short):
+            return short
+    if len(set(stems)) == len(stems):
+        return stems
+    return [str(p) for p in paths]
+
+
+def read_bands(paths, *, bands=None, hdu=None):
+    """Read one file (or HDU) per band and stack them into one multi-band image.
+
+    Parameters
+    ----------
+    paths : sequence of str or `~pathlib.Path`
+        One 2-D image per band, all of the same shape and on the same pixel
+        grid (the WCS is taken from the first).
+    bands : sequence of str, optional
+        Band names.  By default the ``FILTER`` cards when they are present
+        and all different, otherwise the distinct parts of the file names
+        (``reprojected_sdss_g.fits``, ``..._r.fits`` give ``g``, ``r``).
+    hdu : int, str or tuple, optional
+        HDU to read in every file (see `read_image`).
+
+    Returns
+    -------
+    `~astrodeblend.GalaxyImage`
+        ``(C, H, W)`` with ``C = len(paths)``; ``meta`` is the first file's
+        header with ``BANDS`` and ``ORIGF1``... cards added, ``source`` the
+        comma-separated file paths.
+
+    Raises
+    ------
+    ReadError
+        If a file cannot be read (see `read_image`), is not a single 2-D
+        image, or its shape differs from the first file's.
+    InvalidInputError
+        If ``paths`` is empty or ``bands`` has the wrong length.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for band in "gri":
+    ...     fits.PrimaryHDU(np.ones((6, 7), dtype=np.float32)).writeto(folder / f"m51_{band}.fits")
+    >>> image = read_bands([folder / f"m51_{b}.fits" for b in "gri"])
+    >>> image.shape, image.bands
+    ((3, 6, 7), ('g', 'r', 'i'))
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = list(paths)
+    if not paths:
+        raise InvalidInputError("read_bands needs at least one file")
+    if bands is not None:
+        if isinstance(bands, str) or len(bands) != len(paths):
+            raise InvalidInputError(f"{len(paths)} files need {len(paths)} band names, "
+                                    f"got {bands!r}")
+    images = []
+    for path in paths:
+        image = read_image(path, hdu=hdu)
+        if image.n_bands != 1:
+            raise ReadError(f"{path}: holds {image.n_bands} bands (shape {image.shape}); "
+                            "read_bands needs one 2-D image per file")
+        if images and image.shape != images[0].shape:
+            raise ReadError(f"{path}: shape {image.shape[1:]} differs from "
+                            f"{images[0].shape[1:]} of {paths[0]}")
+        images.append(image)
+    if bands is None:
+        filters = [str(im.meta.get("FILTER", "")).strip() for im in images]
+        if all(filters) and len(set(filters)) == len(filters):
+            bands = filters
+        else:
+            bands = _distinct_names(paths)
+    data = np.concatenate([im.data for im in images])
+    if any(im.mask is not None for im in images):
+        mask = np.concatenate([im.mask if im.mask is not None
+                               else np.zeros(im.shape, bool) for im in images])
+    else:
+        mask = None
+    if all(im.uncertainty is not None for im in images):
+        uncertainty = np.concatenate([np.asarray(im.uncertainty.array, np.float32)
+                                      .reshape(im.shape) for im in images])
+    else:
+        uncertainty = None
+    units = {im.unit for im in images}
+    unit = units.pop() if len(units) == 1 else None
+    header = images[0].meta.copy()
+    header["BANDS"] = (",".join(bands), "band names, one per plane")
+    header.remove("ORIGFILE", ignore_missing=True)
+    for i, path in enumerate(paths, start=1):
+        header[f"ORIGF{i}"] = (Path(path).name, f"file of band {i}")
+    try:
+        return GalaxyImage(data, mask=mask, uncertainty=uncertainty, wcs=images[0].wcs,
+                           meta=header, unit=unit, bands=bands,
+                           source=", ".join(str(p) for p in paths))
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"read_bands: {exc}") from None
+
+
+def describe_image(path, *, hdu=None):
+    """Return a one-line description of an image file (for ``astrodeblend info``).
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`
+        A FITS, JPG or PNG file.
+    hdu : int, str or tuple, optional
+        FITS HDU to describe (see `read_image`).
+
+    Returns
+    -------
+    str
+        ``FILE: shape (C, H, W), bands [...], centre RA, Dec (deg) or
+        'no WCS', pixel scale, masked fraction`` (and ``display-stretched``
+        for JPG/PNG).
+
+    Raises
+    ------
+    ReadError
+        If the file cannot be read (see `read_image`).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "stamp.fits"
+    >>> fits.PrimaryHDU(np.ones((8, 8), dtype=np.float32)).writeto(path)
+    >>> describe_image(path).split(": ", 1)[1]
+    'shape (1, 8, 8), bands [band0], no WCS, masked 0.00%'
+    """
+    image = read_image(path, hdu=hdu)
+    parts = [f"shape {image.shape}", f"bands [{', '.join(image.bands)}]"]
+    centre = image.sky_center
+    if centre is None:
+        parts.append("no WCS")
+    else:
+        icrs = centre.icrs if hasattr(centre, "icrs") else centre
+        parts.append(f"RA {icrs.ra.deg:.6f} Dec {icrs.dec.deg:+.6f} deg")
+        parts.append(f"{image.pixel_scale.value:.4g} arcsec/pix")
+    if image.meta.get("ADBDISP", False):
+        parts.append("display-stretched")
+    parts.append(f"masked {100 * image.masked_fraction:.2f}%")
+    return f"{path}: " + ", ".join(parts)

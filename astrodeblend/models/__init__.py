@@ -1,0 +1,31 @@
+"""The networks of astrodeblend (PyTorch; nothing here reads or writes files).
+
+- `DeblendGenerator`: conditional U-Net, ``(blend, heatmap) -> galaxy``.
+- `CenterDetector` and `find_peaks`: centres of the galaxies in a blend.
+- `PatchDiscriminator`: conditional PatchGAN critic of the generator.
+- `SampleGenerator`, `SampleDiscriminator`: the unconditional DCGAN.
+- `ModelConfig`, `build_models`: architectures and their construction.
+- `stretch`, `unstretch`, `robust_peak`: the model's value space.
+"""
+
+from .config import ModelConfig, build_models
+from .discriminator import PatchDiscriminator
+from .sampler import SampleDiscriminator, SampleGenerator
+from .stretch import GAMMA, robust_peak, stretch, unstretch
+from .unet import CenterDetector, DeblendGenerator, find_peaks, make_heatmap
+
+__all__ = [
+    "DeblendGenerator",
+    "CenterDetector",
+    "PatchDiscriminator",
+    "SampleGenerator",
+    "SampleDiscriminator",
+    "ModelConfig",
+    "build_models",
+    "make_heatmap",
+    "find_peaks",
+    "GAMMA",
+    "stretch",
+    "unstretch",
+    "robust_peak",
+]

@@ -1,0 +1,116 @@
+"""Throughput and memory of the deblender (issue 5).
+
+Prints:
+- generator throughput: 80x80x3 stamps per second, batch 64, on 2 CPU
+  threads (channels_last and contiguous), and on CUDA when present;
+- the same for the centre detector;
+- whole-CLI throughput: files per second of ``astrodeblend deblend`` on
+  128x128 3-band FITS cutouts, in one process, and the peak resident memory.
+
+Figures are relative to nothing but themselves; run on an idle machine::
+
+    python benchmarks/bench_deblend.py [--n-files 40]
+"""
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def stamps_per_second(model, inputs, *, repeat=5, channels_last=False):
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
+    with torch.inference_mode():
+        model(*inputs)
+        start = time.perf_counter()
+        for _ in range(repeat):
+            model(*inputs)
+        if inputs[0].is_cuda:
+            torch.cuda.synchronize()
+        seconds = (time.perf_counter() - start) / repeat
+    return inputs[0].shape[0] / seconds
+
+
+def bench_models(device):
+    from astrodeblend.deblend import Deblender
+    from astrodeblend.models import make_heatmap
+
+    deblender = Deblender.load(device=device)
+    size, bands = deblender.size, deblender.n_bands
+    blend = torch.rand(64, bands, size, size, device=device)
+    heat = make_heatmap(torch.full((64, 2), size / 2, device=device), (size, size),
+                        device=device)
+    for name, model, inputs in [("generator", deblender.generator, [blend, heat]),
+                                ("detector", deblender.detector, [blend])]:
+        if model is None:
+            continue
+        for cl in (False, True):
+            rate = stamps_per_second(model, inputs, channels_last=cl)
+            print(f"{name:9s} {device.type:4s} batch 64 {size}x{size}x{bands} "
+                  f"channels_last={cl!s:5s}: {rate:8.0f} stamps/s")
+
+
+def make_cutouts(folder, n):
+    from astropy.io import fits
+    from astropy.modeling.models import Sersic2D
+    from astropy.wcs import WCS
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    paths = []
+    for i in range(n):
+        plane = np.zeros((128, 128))
+        for _ in range(2):
+            plane += Sersic2D(rng.uniform(0.3, 1), rng.uniform(3, 8), rng.uniform(1, 3),
+                              64 + rng.uniform(-12, 12), 64 + rng.uniform(-12, 12),
+                              rng.uniform(0, 0.5), rng.uniform(0, 3))(xx, yy)
+        cube = np.stack([plane * c for c in (0.8, 1.0, 1.2)]) + rng.normal(0, 0.01,
+                                                                          (3, 128, 128))
+        wcs = WCS(naxis=2)
+        wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+        wcs.wcs.crval = [150.0, 2.0]
+        wcs.wcs.crpix = [64.5, 64.5]
+        wcs.wcs.cdelt = [-0.2 / 3600, 0.2 / 3600]
+        path = Path(folder) / f"cutout_{i:04d}.fits"
+        fits.PrimaryHDU(cube.astype(np.float32), header=wcs.to_header()).writeto(path)
+        paths.append(path)
+    return paths
+
+
+def bench_cli(n_files):
+    from astrodeblend.cli import main
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = make_cutouts(tmp, n_files)
+        out = Path(tmp) / "out"
+        start = time.perf_counter()
+        status = main(["deblend", *map(str, paths), "--output-dir", str(out),
+                       "--device", "cpu", "--no-progress"])
+        seconds = time.perf_counter() - start
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"CLI deblend, {n_files} files of 128x128x3 FITS: {n_files / seconds:.1f} files/s "
+          f"(exit {status}); peak RSS {peak_mib:.0f} MiB")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-files", type=int, default=40)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    bench_models(torch.device("cpu"))
+    if torch.cuda.is_available():
+        bench_models(torch.device("cuda"))
+    bench_cli(args.n_files)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,356 @@
+"""Tests of astrodeblend.batch: many files, skip-if-done, run log, Dask, kill and restart."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.modeling.models import Sersic2D
+from astropy.wcs import WCS
+
+from astrodeblend import batch
+from astrodeblend.batch import (LOG_COLUMNS, LOG_NAME, BatchSummary, deblend_files,
+                                expand_inputs)
+from astrodeblend.cli import main
+from astrodeblend.errors import CheckpointError, InvalidInputError
+
+REPO = Path(__file__).resolve().parents[1]
+METHOD = "segmentation"  # fast and deterministic; the batch machinery is the same for 'gan'
+
+
+def _cutout(seed, size):
+    """A 2- or 3-galaxy Sersic blend with a little noise, float32 (size, size)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    plane = np.zeros((size, size))
+    for _ in range(2 + seed % 2):
+        plane += Sersic2D(amplitude=rng.uniform(0.5, 1.5), r_eff=rng.uniform(2.5, 5),
+                          n=rng.uniform(0.8, 2.5), x_0=rng.uniform(12, size - 12),
+                          y_0=rng.uniform(12, size - 12), ellip=rng.uniform(0, 0.5),
+                          theta=rng.uniform(0, 3))(xx, yy)
+    plane += rng.normal(0, 0.01, plane.shape)
+    return plane.astype(np.float32)
+
+
+def _wcs_header(seed, size):
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crpix = [size / 2 + 0.5, size / 2 + 0.5]
+    wcs.wcs.crval = [150.0 + 0.01 * seed, 2.0]
+    wcs.wcs.cdelt = [-0.2 / 3600, 0.2 / 3600]
+    return wcs.to_header()
+
+
+def make_cutouts(folder, n, *, size=48, prefix="cut"):
+    """Write ``n`` small FITS blends with a TAN WCS; return their paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"{prefix}{i:03d}.fits"
+        fits.writeto(path, _cutout(i, size), _wcs_header(i, size))
+        paths.append(path)
+    return paths
+
+
+def read_log(output_dir):
+    with open(Path(output_dir) / LOG_NAME, newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert tuple(rows[0]) == LOG_COLUMNS
+    return [dict(zip(LOG_COLUMNS, row)) for row in rows[1:]]
+
+
+def assert_valid_output(path, n_min=1):
+    """Open with checksum verification (a bad checksum warns, and warnings are errors)."""
+    with fits.open(path, checksum=True) as hdul:
+        assert hdul[0].header["ORIGIN"] == "astrodeblend"
+        n = hdul[0].header["NSOURCE"]
+        assert n >= n_min
+        assert [h.name for h in hdul][1] == "BLEND"
+        assert hdul[-1].name == "CATALOG"
+        for hdu in hdul:
+            assert hdu.verify_checksum() == 1  # 1: verified
+            assert hdu.verify_datasum() == 1
+    return n
+
+
+def hdu_arrays(path):
+    with fits.open(path) as hdul:
+        return [(h.name, h.ver, np.array(h.data) if h.data is not None else None)
+                for h in hdul]
+
+
+@pytest.fixture
+def cutouts(tmp_path):
+    return make_cutouts(tmp_path / "in", 3)
+
+
+# ------------------------------------------------------------ expand_inputs
+def test_expand_inputs_files_globs_folders_lists(tmp_path):
+    paths = make_cutouts(tmp_path / "in", 4)
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    (tmp_path / "in" / ".hidden.fits").write_bytes(b"")
+    sub = tmp_path / "in" / "sub"
+    make_cutouts(sub, 1, prefix="deep")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# my cutouts\n\nin/cut002.fits\n  {paths[0]}  \nin/cut00[13].fits\n")
+
+    assert expand_inputs(tmp_path / "in") == paths  # sorted, non-recursive, images only
+    assert expand_inputs([str(tmp_path / "in" / "cut*.fits")]) == paths
+    assert expand_inputs([f"@{listing}"]) == [paths[2], paths[0], paths[1], paths[3]]
+    # duplicates removed in order, whatever the spelling
+    mixed = expand_inputs([paths[3], tmp_path / "in", f"@{listing}", str(paths[3])])
+    assert mixed == [paths[3], *paths[:3]]
+
+
+def test_expand_inputs_keeps_what_names_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    given = [tmp_path / "nope.fits", str(tmp_path / "*.jpg"), tmp_path / "empty",
+             f"@{tmp_path / 'nolist.txt'}"]
+    found = expand_inputs(given)
+    assert len(found) == 4
+    assert [batch._missing_reason(p) for p in found] == [
+        "file not found", "no file matches this pattern",
+        "folder holds no FITS, JPG or PNG file", f"cannot read list file {tmp_path / 'nolist.txt'}"]
+
+
+# ------------------------------------------------------------------ serial
+def test_serial_run_writes_valid_outputs_and_log(cutouts, tmp_path):
+    out = tmp_path / "out"
+    summary = deblend_files(cutouts, out, method=METHOD, progress=False)
+    assert isinstance(summary, BatchSummary)
+    assert (summary.n_done, summary.n_skipped, summary.n_failed) == (3, 0, 0)
+    assert summary.exit_code == 0
+    n_sources = [assert_valid_output(out / f"{p.stem}_deblended.fits") for p in cutouts]
+    assert summary.n_sources == sum(n_sources) >= 6
+    rows = read_log(out)
+    assert [r["input"] for r in rows] == [str(p) for p in cutouts]
+    assert [r["status"] for r in rows] == ["done"] * 3
+    assert [int(r["n_sources"]) for r in rows] == n_sources
+    assert all(float(r["seconds"]) > 0 for r in rows)
+    assert "3 deblended" in str(summary) and str(out / LOG_NAME) in str(summary)
+    # no temporary file is left
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [LOG_NAME] + [f"{p.stem}_deblended.fits" for p in cutouts])
+
+
+def test_bad_file_is_reported_and_the_rest_goes_on(cutouts, tmp_path, capsys):
+    bad = tmp_path / "in" / "cut001.fits"
+    bad.write_bytes(b"SIMPLE  =                    T / truncated junk")
+    out = tmp_path / "out"
+    argv = ["deblend", str(tmp_path / "in"), str(tmp_path / "in" / "missing.fits"),
+            "--output-dir", str(out), "--method", METHOD, "--no-progress"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line]
+    assert len(errors) == 2 and "Traceback" not in captured.err
+    # inputs that name no file are reported first, before any work
+    assert errors[0].endswith("missing.fits: file not found")
+    assert errors[1].startswith(f"astrodeblend: {bad}: ")
+    assert "2 deblended" in captured.out and "2 failed" in captured.out
+    statuses = {Path(r["input"]).name: r["status"] for r in read_log(out)}
+    assert statuses == {"cut000.fits": "done", "cut001.fits": "failed",
+                        "cut002.fits": "done", "missing.fits": "failed"}
+    assert not (out / "cut001_deblended.fits").exists()
+
+
+def test_restart_skips_done_and_redoes_damaged(cutouts, tmp_path):
+    out = tmp_path / "out"
+    deblend_files(cutouts, out, method=METHOD, progress=False)
+    good = out / "cut000_deblended.fits"
+    damaged = out / "cut001_deblended.fits"
+    truncated = out / "cut002_deblended.fits"
+    before = good.stat().st_mtime_ns, good.read_bytes()
+    with fits.open(damaged) as hdul:
+        offset = hdul["BLEND"].fileinfo()["datLoc"]
+    raw = bytearray(damaged.read_bytes())
+    raw[offset + 100] ^= 0xFF  # flip bits of one pixel of the BLEND data
+    damaged.write_bytes(bytes(raw))
+    truncated.write_bytes(truncated.read_bytes()[:5000])
+    assert batch._output_state(damaged)[0] == "broken"
+    assert batch._output_state(truncated)[0] == "broken"
+
+    summary = deblend_files(cutouts, out, method=METHOD, progress=False)
+    assert (summary.n_done, summary.n_skipped, summary.n_failed) == (2, 1, 0)
+    assert (good.stat().st_mtime_ns, good.read_bytes()) == before
+    for path in (damaged, truncated):
+        assert_valid_output(path)
+    rows = read_log(out)  # the second run appended its rows after the first run's
+    assert [r["status"] for r in rows] == ["done"] * 3 + ["skipped", "done", "done"]
+    assert "replaced a damaged output" in rows[4]["reason"]
+    assert int(rows[3]["n_sources"]) == int(rows[0]["n_sources"])
+
+    summary = deblend_files(cutouts, out, method=METHOD, overwrite=True, progress=False)
+    assert summary.n_done == 3
+    assert good.stat().st_mtime_ns != before[0]
+
+
+def test_foreign_outputs_are_not_replaced(cutouts, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    fits.writeto(out / "cut000_deblended.fits", np.zeros((4, 4), np.float32))
+    summary = deblend_files(cutouts, out, method=METHOD, progress=False)
+    assert summary.n_failed == 1 and "not an astrodeblend output" in summary.failures[0][1]
+    # outputs made with another method are not taken as done either
+    summary = deblend_files(cutouts[1:], out, method="fluxshare", progress=False)
+    assert summary.n_failed == 2
+    assert all("another model" in reason for _, reason in summary.failures)
+    assert deblend_files(cutouts[1:], out, method="fluxshare", overwrite=True,
+                         progress=False).n_done == 2
+
+
+def test_same_output_name_twice_fails_the_second(tmp_path):
+    first = make_cutouts(tmp_path / "a", 1)
+    second = make_cutouts(tmp_path / "b", 1)
+    summary = deblend_files(first + second, tmp_path / "out", method=METHOD, progress=False)
+    assert (summary.n_done, summary.n_failed) == (1, 1)
+    assert "same output name" in summary.failures[0][1]
+
+
+def test_stale_temporaries_are_removed(cutouts, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".cut000_deblended.fits.tmp-0badc0de"
+    stale.write_bytes(b"half a file")
+    other = out / ".someone_elses.tmp-12345678"
+    other.write_bytes(b"")
+    deblend_files(cutouts, out, method=METHOD, progress=False)
+    assert not stale.exists() and other.exists()
+
+
+def test_inputs_lists_globs_and_folders_through_the_cli(tmp_path):
+    paths = make_cutouts(tmp_path / "in", 3)
+    (tmp_path / "list.txt").write_text("# first two\nin/cut000.fits\nin/cut001.fits\n")
+    out = tmp_path / "out"
+    assert main(["deblend", f"@{tmp_path / 'list.txt'}", "--output-dir", str(out),
+                 "--method", METHOD, "--no-progress"]) == 0
+    assert main(["deblend", str(tmp_path / "in" / "*.fits"), str(tmp_path / "in"),
+                 "--output-dir", str(out), "--method", METHOD, "--no-progress"]) == 0
+    assert [r["status"] for r in read_log(out)] == ["done", "done", "skipped", "skipped", "done"]
+    assert sorted(p.name for p in out.glob("*.fits")) == [
+        f"{p.stem}_deblended.fits" for p in paths]
+
+
+# ------------------------------------------------------------ bad arguments
+def test_bad_arguments_fail_before_starting(cutouts, tmp_path, capsys):
+    out = tmp_path / "out"
+    with pytest.raises(InvalidInputError, match="no input file found"):
+        deblend_files([tmp_path / "none*.fits"], out, method=METHOD)
+    with pytest.raises(InvalidInputError, match="unknown method"):
+        deblend_files(cutouts, out, method="magic")
+    with pytest.raises(CheckpointError, match="no-model.pt"):
+        deblend_files(cutouts, out, model=tmp_path / "no-model.pt")
+    with pytest.raises(InvalidInputError, match="workers"):
+        deblend_files(cutouts, out, method=METHOD, workers=0)
+    assert not out.exists()
+    base = ["deblend", str(cutouts[0]), "--output-dir", str(out), "--no-progress"]
+    assert main(base + ["--method", "magic"]) == 2
+    assert main(base + ["--model", str(tmp_path / "no-model.pt")]) == 2
+    assert main(["deblend", str(tmp_path / "nothing.fits"), "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("astrodeblend: error:") == 3 and "Traceback" not in err
+
+
+def test_cuda_without_gpu_is_a_bad_argument(cutouts, tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert main(["deblend", str(cutouts[0]), "--output-dir", str(tmp_path / "out"),
+                 "--device", "cuda", "--no-progress"]) == 2
+
+
+def test_png_quick_looks(cutouts, tmp_path):
+    pytest.importorskip("astrodeblend.plotting")
+    from astrodeblend import plotting
+
+    if not hasattr(plotting, "plot_deblend_result"):
+        pytest.skip("plotting.plot_deblend_result is not available yet")
+    out = tmp_path / "out"
+    deblend_files(cutouts[:1], out, method=METHOD, png=True, progress=False)
+    png = out / "cut000_deblended.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png.unlink()  # a restart with --png adds the missing quick-look to a done output
+    summary = deblend_files(cutouts[:1], out, method=METHOD, png=True, progress=False)
+    assert summary.n_skipped == 1 and png.exists()
+
+
+# ----------------------------------------------------------------- parallel
+def _compare_outputs(out_a, out_b, paths):
+    for path in paths:
+        name = f"{path.stem}_deblended.fits"
+        first, second = hdu_arrays(out_a / name), hdu_arrays(out_b / name)
+        assert [(n, v) for n, v, _ in first] == [(n, v) for n, v, _ in second]
+        for (_, _, a), (_, _, b) in zip(first, second):
+            if a is None:
+                assert b is None
+            else:
+                np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(not batch.HAS_DASK, reason="needs dask.distributed")
+def test_dask_cluster_matches_serial(tmp_path):
+    paths = make_cutouts(tmp_path / "in", 50, size=40)
+    serial, parallel = tmp_path / "serial", tmp_path / "dask"
+    assert deblend_files(paths, serial, method=METHOD, progress=False).n_done == 50
+    summary = deblend_files(tmp_path / "in", parallel, method=METHOD, workers=2,
+                            progress=False)
+    assert (summary.n_done, summary.n_failed) == (50, 0)
+    _compare_outputs(serial, parallel, paths)
+    assert sorted(r["input"] for r in read_log(parallel)) == sorted(str(p) for p in paths)
+
+
+def test_process_pool_without_dask(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(batch, "HAS_DASK", False)
+    paths = make_cutouts(tmp_path / "in", 4, size=40)
+    paths[2].write_bytes(b"not a FITS file")
+    serial, pooled = tmp_path / "serial", tmp_path / "pool"
+    deblend_files(paths, serial, method=METHOD, progress=False)
+    summary = deblend_files(paths, pooled, method=METHOD, workers=2, progress=False)
+    assert (summary.n_done, summary.n_failed) == (3, 1)
+    assert "Dask is not installed" in capsys.readouterr().err
+    _compare_outputs(serial, pooled, [p for i, p in enumerate(paths) if i != 2])
+    with pytest.raises(InvalidInputError, match="astrodeblend\\[distributed\\]"):
+        deblend_files(paths, pooled, method=METHOD, scheduler="tcp://127.0.0.1:1")
+
+
+# -------------------------------------------------------------- kill, restart
+def test_killed_run_restarts_and_loses_nothing(tmp_path):
+    paths = make_cutouts(tmp_path / "in", 30, size=40)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "astrodeblend", "deblend", str(tmp_path / "in"),
+               "--output-dir", str(out), "--method", METHOD, "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            if len(list(out.glob("*_deblended.fits"))) >= 3:
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, "the batch ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    n_first = len(list(out.glob("*_deblended.fits")))
+    assert 3 <= n_first < 30
+
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([LOG_NAME] + [f"{p.stem}_deblended.fits" for p in paths])
+    for path in paths:
+        assert_valid_output(out / f"{path.stem}_deblended.fits")
+    rows = read_log(out)
+    second = rows[-30:]  # the restart logged every input once
+    assert sorted(r["input"] for r in second) == sorted(str(p) for p in paths)
+    assert sum(r["status"] == "skipped" for r in second) == n_first
+    assert all(r["status"] in ("done", "skipped") for r in rows)
