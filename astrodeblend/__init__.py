@@ -42,6 +42,7 @@ _LAZY = {
     "Deblender": "deblend",
     "deblend": "deblend",
     "SegmentationDeblender": "baselines",
+    "FluxShareDeblender": "baselines",
     "evaluate": "evaluate",
     "deblend_files": "batch",
 }

@@ -46,15 +46,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import AstrodeblendError, CheckpointError, InvalidInputError, WriteError
+from .io import FITS_SUFFIXES, IMAGE_SUFFIXES, default_output_path
 from .utils import HAS_DASK
 from .utils import progress as _progress_bar
 
 __all__ = ["BatchSummary", "deblend_files", "deblend_from_cli", "expand_inputs",
-           "IMAGE_SUFFIXES", "LOG_COLUMNS", "LOG_NAME"]
+           "INPUT_SUFFIXES", "LOG_COLUMNS", "LOG_NAME"]
 
-#: File name endings that folder inputs are searched for (case-insensitive).
-IMAGE_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz",
-                  ".jpg", ".jpeg", ".png")
+#: File name endings that folder inputs are searched for (case-insensitive):
+#: the FITS, JPG and PNG files that `astrodeblend.io.read_image` reads.
+INPUT_SUFFIXES = FITS_SUFFIXES + IMAGE_SUFFIXES
 
 #: Name of the run log written in the output folder.
 LOG_NAME = "deblend_log.csv"
@@ -72,7 +73,7 @@ def _has_magic(text):
 
 def _is_image_name(name):
     lower = name.lower()
-    return not name.startswith(".") and lower.endswith(IMAGE_SUFFIXES)
+    return not name.startswith(".") and lower.endswith(INPUT_SUFFIXES)
 
 
 def _folder_images(folder):
@@ -101,11 +102,11 @@ def _expand_one(text, base, out):
 
 
 def expand_inputs(inputs):
-    """Turn files, folders, glob patterns and ``@list`` files into a list of paths.
+    r"""Turn files, folders, glob patterns and ``@list`` files into a list of paths.
 
     - a file is taken as it is;
     - a folder stands for the FITS, JPG and PNG files directly inside it
-      (`IMAGE_SUFFIXES`, sorted by name, hidden files left out; sub-folders
+      (`INPUT_SUFFIXES`, sorted by name, hidden files left out; sub-folders
       are not searched);
     - a glob pattern (``*``, ``?``, ``[...]``) stands for its matches,
       sorted;
@@ -135,7 +136,7 @@ def expand_inputs(inputs):
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> for name in ("b.fits", "a.fits", "notes.txt"):
     ...     _ = (folder / name).write_bytes(b"")
-    >>> _ = (folder / "list.txt").write_text("# two files\\nb.fits\\nmissing.fits\\n")
+    >>> _ = (folder / "list.txt").write_text("# two files\nb.fits\nmissing.fits\n")
     >>> [p.name for p in expand_inputs([folder, f"@{folder / 'list.txt'}"])]
     ['a.fits', 'b.fits', 'missing.fits']
     """
@@ -184,15 +185,6 @@ def _missing_reason(path):
 
 # ------------------------------------------------------------------ outputs
 def _output_path(input_path, output_dir):
-    try:
-        from .io import default_output_path
-    except ImportError:  # pragma: no cover - the io module always has it
-        name = input_path.name
-        for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
-            if name.lower().endswith(suffix):
-                name = name[: -len(suffix)]
-                break
-        return Path(output_dir) / f"{name}_deblended.fits"
     return Path(default_output_path(input_path, output_dir))
 
 
@@ -263,6 +255,13 @@ def _remove_stale_temporaries(output_dir, names):
 @functools.lru_cache(maxsize=4)
 def _cached_deblender(method, model, device, max_pixels):
     """Load a deblender once per process (the model is read at most once per worker)."""
+    if method in ("segmentation", "fluxshare"):
+        # as get_deblender does, without importing torch: baseline workers
+        # start faster and each holds about 150 MiB less
+        from . import baselines
+
+        return {"segmentation": baselines.SegmentationDeblender,
+                "fluxshare": baselines.FluxShareDeblender}[method]()
     from .deblend import get_deblender
 
     return get_deblender(method, model=model, device=device, max_pixels=max_pixels)
@@ -280,23 +279,16 @@ def _set_torch_threads(n_threads):
 
 
 def _init_pool_worker(n_threads, deblender):
-    """Initializer of `ProcessPoolExecutor` workers: threads and a shipped deblender."""
+    """Set up a `ProcessPoolExecutor` worker: torch threads and a shipped deblender."""
     _WORKER["deblender"] = deblender
     _set_torch_threads(n_threads)
 
 
 def _write_png(result, path):
-    from .io import atomic_write
+    """Write the quick-look figure of ``result`` atomically (a pyplot-free figure)."""
     from .plotting import plot_deblend_result
 
-    figure = plot_deblend_result(result)
-    try:
-        with atomic_write(path, overwrite=True) as tmp:
-            figure.savefig(tmp, format="png")
-    finally:
-        import matplotlib.pyplot as plt
-
-        plt.close(figure)
+    plot_deblend_result(result, path, overwrite=True)
 
 
 def _record(status, reason="", n_sources=0, started=None):
@@ -464,9 +456,14 @@ class _PoolRunner:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        self.executor = ProcessPoolExecutor(
-            max_workers=self.n_workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_pool_worker, initargs=(1, self.deblender))
+        try:
+            self.executor = ProcessPoolExecutor(
+                max_workers=self.n_workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_pool_worker, initargs=(1, self.deblender))
+        except (OSError, NotImplementedError, ImportError) as exc:
+            raise AstrodeblendError(f"cannot start {self.n_workers} worker processes here "
+                                    f"({exc}): use workers=1, or install Dask "
+                                    f"({_INSTALL_HINT}) and use a scheduler") from None
         return self
 
     def __exit__(self, *exc):
@@ -760,7 +757,7 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
             yield (path, output), _record("failed", reason)
         yield from active.run(tasks, options)
 
-    with _RunLog(summary.log_path) as log, runner as active:
+    with runner as active, _RunLog(summary.log_path) as log:  # a bad scheduler: no log
         bar = _progress_bar(results(active), enable=progress, total=len(paths),
                             desc="deblend", unit="file")
         for (path, output), record in bar:

@@ -189,12 +189,12 @@ def _pair(value, name):
 
 
 def _filled(image):
-    """The pixels of ``image`` with masked ones at 0 (no copy when there is no mask)."""
+    """Return the pixels of ``image``, masked ones at 0 (no copy without a mask)."""
     return image.data if image.mask is None else image.filled(0.0)
 
 
 def _filled_crop(image, x0, y0, crop):
-    """The ``crop`` x ``crop`` window at ``(x0, y0)`` of ``image``, masked pixels at 0."""
+    """Return the ``crop`` x ``crop`` window at ``(x0, y0)`` of ``image``, masked at 0."""
     window = (slice(None), slice(y0, y0 + crop), slice(x0, x0 + crop))
     data = image.data[window]
     if image.mask is None:
@@ -318,7 +318,7 @@ def _resample_wcs(wcs, x0, y0, fx, fy, shape):
 
 
 def _scene_image(a, data, protocol, seed, *, display, x0=0, y0=0, fx=1.0, fy=1.0):
-    """The scene's blend as a GalaxyImage with A's bands, resampled WCS and header."""
+    """Return the scene's blend: a GalaxyImage with A's bands, resampled WCS and header."""
     meta = a.meta.copy()
     meta["PROTOCOL"] = (protocol, "astrodeblend blending protocol")
     if display:

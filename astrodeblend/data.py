@@ -333,27 +333,28 @@ def _check_existing(h5, path, protocol, seed, params_json):
     attrs = h5.attrs
     if attrs.get("format") != FORMAT:
         raise DatasetError(f"{path} is not an astrodeblend dataset (no format attribute "
-                           f"{FORMAT!r}); use overwrite=True to replace it")
+                           f"{FORMAT!r}); use overwrite=True (--overwrite) to replace it")
     if int(attrs.get("version", -1)) != VERSION:
         raise DatasetError(f"{path} has layout version {attrs.get('version')}, this astrodeblend "
-                           f"writes version {VERSION}; use overwrite=True to replace it")
+                           f"writes version {VERSION}; use overwrite=True (--overwrite) to "
+                           f"replace it")
     old = {"protocol": str(attrs.get("protocol")), "seed": int(attrs.get("seed", -1))}
     new = {"protocol": protocol, "seed": seed}
     for key in old:
         if old[key] != new[key]:
             raise DatasetError(f"{path} was made with {key}={old[key]!r}, not {new[key]!r}; "
-                               f"use overwrite=True to start a new file")
+                               f"use overwrite=True (--overwrite) to start a new file")
     old_params = json.loads(attrs.get("params", "{}"))
     new_params = json.loads(params_json)
     if old_params != new_params:
         diff = sorted(k for k in set(old_params) | set(new_params)
                       if old_params.get(k) != new_params.get(k))
         raise DatasetError(f"{path} was made with other settings ({', '.join(diff)} differ); "
-                           f"use overwrite=True to start a new file")
+                           f"use overwrite=True (--overwrite) to start a new file")
     for name in SPLITS:
         if name not in h5 or any(key not in h5[name] for key in _KEYS):
             raise DatasetError(f"{path} lacks the datasets of split {name!r}; "
-                               f"use overwrite=True to replace it")
+                               f"use overwrite=True (--overwrite) to replace it")
 
 
 def _append(group, batch, k_max):
@@ -501,8 +502,8 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
     # make one scene before touching the output: bad options fail here
     first = next(k for k, t in enumerate(targets) if t)
     pick, scene_seed = _scene_inputs(seed, first, 0, pools[first], k_max)
-    _make(protocol, [read_image(by_id[int(pools[first][p])]) for p in pick], scene_seed,
-          options)
+    scene_shape = _make(protocol, [read_image(by_id[int(pools[first][p])]) for p in pick],
+                        scene_seed, options).blend.shape
 
     created = False
     if out.exists() and overwrite:
@@ -518,6 +519,10 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
                                f"overwrite=True to replace it") from None
         try:
             _check_existing(h5, out, protocol, seed, params_json)
+            if h5["train"]["blend"].shape[1:] != scene_shape:
+                raise DatasetError(f"{out} holds scenes of shape "
+                                   f"{h5['train']['blend'].shape[1:]}, not {scene_shape}; use "
+                                   f"overwrite=True (--overwrite) to replace it")
         except BaseException:
             h5.close()
             raise
@@ -529,7 +534,7 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
         created = True
         h5.attrs.update({"format": FORMAT, "version": VERSION, "protocol": protocol,
                          "seed": seed, "params": params_json, "images": str(images)})
-        _create(h5, shape, k_max, protocol, dtype)
+        _create(h5, scene_shape, k_max, protocol, dtype)
 
     added = dict.fromkeys(SPLITS, 0)
     counts = {}

@@ -143,7 +143,7 @@ def _galaxy_pool(images, split):
     if split == "test":
         from .data import split_galaxies
 
-        test_ids = np.asarray(list(split_galaxies(ids, (0.8, 0.1, 0.1))["test"]))
+        test_ids = np.asarray(list(split_galaxies(ids)["test"]))
         index = index[np.isin(ids, test_ids)]
     if len(index) < 2:
         raise DatasetError(f"{source} has {len(index)} galaxies in split {split!r}: "
@@ -342,9 +342,12 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
             found_xy = (np.column_stack([np.asarray(result.catalog["x_centroid"], float),
                                          np.asarray(result.catalog["y_centroid"], float)])
                         if result.n_sources else np.zeros((0, 2)))
-            matches = match_sources(centers, found_xy, max_distance=distance)
-            partner = dict(zip(matches.pairs[:, 0].tolist(), matches.pairs[:, 1].tolist()))
-            gap = dict(zip(matches.pairs[:, 0].tolist(), matches.distances.tolist()))
+            usable = np.flatnonzero(np.isfinite(found_xy).all(axis=1))
+            matches = match_sources(centers, found_xy[usable], max_distance=distance)
+            partner = dict(zip(matches.pairs[:, 0].tolist(),
+                               usable[matches.pairs[:, 1]].tolist(), strict=True))
+            gap = dict(zip(matches.pairs[:, 0].tolist(), matches.distances.tolist(),
+                           strict=True))
             preds = np.zeros_like(truth)
             for j in range(len(truth)):
                 if j in partner:
@@ -388,7 +391,7 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
 
 
 def _galaxy_name(j):
-    """``'A'``, ``'B'``, ``'C'``, ... for galaxy index ``j``."""
+    """Return the label of galaxy ``j``: ``'A'``, ``'B'``, ``'C'``, ..."""
     return chr(ord("A") + j) if j < 26 else f"G{j}"
 
 

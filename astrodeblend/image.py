@@ -11,6 +11,7 @@ image is stored the same way.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -109,13 +110,21 @@ class GalaxyImage(NDData):
         bad = ~finite
         if mask is not None:
             mask = np.asarray(mask, dtype=bool)
-            if mask.ndim == 2:
+            if mask.ndim == 2 and mask.shape == array.shape[1:]:
                 mask = np.broadcast_to(mask, array.shape)
             if mask.shape != array.shape:
                 raise InvalidInputError(
                     f"mask shape {mask.shape} does not match data shape {array.shape}")
             bad = bad | mask
-        if uncertainty is not None and not hasattr(uncertainty, "uncertainty_type"):
+        if uncertainty is not None and hasattr(uncertainty, "uncertainty_type"):
+            values = np.asarray(uncertainty.array)
+            if values.ndim == 2:
+                values = values[np.newaxis]
+            if values.shape != array.shape:
+                raise InvalidInputError(f"uncertainty shape {values.shape} does not match "
+                                        f"data shape {array.shape}")
+            uncertainty = type(uncertainty)(values, unit=uncertainty.unit, copy=False)
+        elif uncertainty is not None:
             from astropy.nddata import StdDevUncertainty
 
             values = _as_chw(uncertainty, "uncertainty")
@@ -131,7 +140,14 @@ class GalaxyImage(NDData):
                                         f"not {type(meta).__name__}")
             header = fits.Header()
             for key, value in meta.items():
-                header[key] = value
+                try:
+                    with warnings.catch_warnings():
+                        # long keys become HIERARCH cards; astropy warns about it
+                        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+                        header[key] = value
+                except (ValueError, TypeError) as exc:
+                    raise InvalidInputError(f"meta[{key!r}] cannot be stored in a FITS "
+                                            f"header: {exc}") from None
             meta = header
         n_bands = array.shape[0]
         if bands is None:
@@ -272,7 +288,7 @@ class GalaxyImage(NDData):
         Examples
         --------
         >>> import numpy as np
-        >>> img = GalaxyImage(np.ones((3, 4, 4)), bands="gri")
+        >>> img = GalaxyImage(np.ones((3, 4, 4)), bands=["g", "r", "i"])
         >>> img.with_data(2 * img.data).bands
         ('g', 'r', 'i')
         """

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 __all__ = ["save_figure", "plot_training_history", "plot_sample_grid", "plot_image_grid",
-           "plot_evaluation_gallery", "plot_metric_histogram"]
+           "plot_evaluation_gallery", "plot_metric_histogram", "plot_deblend_result"]
 
 
 def _new_figure(figsize):
@@ -280,7 +280,8 @@ def plot_evaluation_gallery(blends, truths, predictions, residuals, path=None, *
     One row per scene.  Columns: the blend, the true galaxies, then for each
     method its source matched to each true galaxy (blank where the galaxy
     was not found) and its residual (blend minus all its sources, shown
-    with a diverging colour map at +-25 % of the blend's peak).  Every
+    with a diverging colour map at +-25 % of the blend's peak, or at +-50 %
+    after a signed ``1/2.2`` power stretch for linear images).  Every
     panel of a row shares the blend's brightness scale, so flux errors show.
     Three-band images are shown in colour, others as the band mean, with
     ``origin='lower'`` (row 0 at the bottom).
@@ -341,9 +342,12 @@ def plot_evaluation_gallery(blends, truths, predictions, residuals, path=None, *
             if panel is None:
                 continue
             if isinstance(panel, tuple):
-                limit = 0.25 * peak if peak > 0 else 1.0
-                ax.imshow(panel[1].mean(axis=0), origin="lower", cmap="RdBu_r",
-                          vmin=-limit, vmax=limit, interpolation="nearest")
+                residual = panel[1].mean(axis=0) / (peak if peak > 0 else 1.0)
+                if linear:
+                    residual = np.sign(residual) * np.abs(residual) ** (1 / 2.2)
+                limit = 0.5 if linear else 0.25
+                ax.imshow(residual, origin="lower", cmap="RdBu_r", vmin=-limit, vmax=limit,
+                          interpolation="nearest")
             else:
                 ax.imshow(_display_plane(panel, peak, linear=linear), origin="lower",
                           cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -401,7 +405,7 @@ def plot_metric_histogram(table, column, path=None, *, by="method", bins=30, xla
     values = np.asarray(table[column], dtype=float)
     if clip is not None:
         values = np.clip(values, *(np.inf * s if c is None else c
-                                   for c, s in zip(clip, (-1, 1))))
+                                   for c, s in zip(clip, (-1, 1), strict=True)))
     groups = list(dict.fromkeys(str(v) for v in table[by])) if len(table) else []
     labels = np.asarray([str(v) for v in table[by]])
     finite = values[np.isfinite(values)]
@@ -415,6 +419,68 @@ def plot_metric_histogram(table, column, path=None, *, by="method", bins=30, xla
     ax.set_ylabel("galaxies")
     if groups:
         ax.legend(fontsize=8)
+    if path is not None:
+        save_figure(fig, path, overwrite=overwrite)
+    return fig
+
+
+def plot_deblend_result(result, path=None, *, truth=None, overwrite=False):
+    """Quick-look figure of a deblended image: blend, each source, residual.
+
+    Linear images are shown with the power-law stretch the models use, all
+    panels on the blend's scale; display images (JPG) as they are.  The
+    detected centres are marked on the blend.
+
+    Parameters
+    ----------
+    result : `~astrodeblend.result.DeblendResult`
+        What a deblender returned.
+    path : str or `~pathlib.Path`, optional
+        Also save the figure there (atomically).
+    truth : array-like, optional
+        ``(N, C, H, W)`` true components, drawn as a second row.
+    overwrite : bool, optional
+        Replace an existing ``path``.
+
+    Returns
+    -------
+    `matplotlib.figure.Figure`
+
+    Examples
+    --------
+    >>> from astrodeblend import DeblendResult, GalaxyImage
+    >>> blend = GalaxyImage(np.ones((3, 8, 8)))
+    >>> sources = blend.data[None] * 0.5
+    >>> cat = DeblendResult.make_catalog(blend, sources, [3.0], [4.0])
+    >>> fig = plot_deblend_result(DeblendResult(blend, sources, cat, np.zeros((8, 8))))
+    >>> len(fig.axes)
+    3
+    """
+    linear = not bool(result.blend.meta.get("ADBDISP", False))
+    blend = result.blend.filled(0.0)
+    peak = float(np.percentile(blend.mean(axis=0), 99.5)) if linear else 1.0
+    panels = [("blend", blend)]
+    panels += [(f"source {i + 1}", s) for i, s in enumerate(result.sources)]
+    panels.append(("residual", result.residual.data))
+    rows = 1 if truth is None else 2
+    fig = _new_figure((2.4 * len(panels), 2.6 * rows))
+    axes = fig.subplots(rows, len(panels), squeeze=False)
+    for ax, (title, image) in zip(axes[0], panels):
+        shown = _display_plane(image, peak, linear=linear)
+        ax.imshow(shown, origin="lower", cmap=None if shown.ndim == 3 else "gray")
+        ax.set_title(title, fontsize=9)
+    axes[0, 0].plot(result.catalog["x_centroid"], result.catalog["y_centroid"], "+",
+                    color="tab:red", markersize=8)
+    if truth is not None:
+        truth = np.asarray(truth, dtype=np.float32)
+        for j, ax in enumerate(axes[1]):
+            if 0 < j <= len(truth):
+                ax.imshow(_display_plane(truth[j - 1], peak, linear=linear), origin="lower",
+                          cmap=None if truth.shape[1] == 3 else "gray")
+                ax.set_title(f"truth {j}", fontsize=9)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
     if path is not None:
         save_figure(fig, path, overwrite=overwrite)
     return fig

@@ -59,8 +59,9 @@ class DeblendResult:
         if sources.size == 0:
             sources = np.zeros((0, *blend.shape), dtype=np.float32)
         if sources.ndim != 4 or sources.shape[1:] != blend.shape:
-            raise InvalidInputError(f"sources must have shape (N, {', '.join(map(str, blend.shape))})"
-                                    f", got {sources.shape}")
+            expected = ", ".join(map(str, blend.shape))
+            raise InvalidInputError(f"sources must have shape (N, {expected}), "
+                                    f"got {sources.shape}")
         segmap = np.asarray(segmap)
         if segmap.shape != blend.shape[1:]:
             raise InvalidInputError(f"segmap shape {segmap.shape} does not match the image "
@@ -87,12 +88,12 @@ class DeblendResult:
     def residual(self):
         """`GalaxyImage` of the blend minus the sum of all sources."""
         data = self.blend.filled(0.0) - self.sources.sum(axis=0)
-        return self.blend.with_data(data)
+        return self.blend.with_data(data, mask=self.blend.mask)
 
     @property
     def fluxes(self):
         """``(N,)`` total flux of each source, summed over pixels of all bands."""
-        return self.sources.reshape(self.n_sources, -1).sum(axis=1).astype(float)
+        return self.sources.reshape(self.n_sources, -1).sum(axis=1, dtype=np.float64)
 
     def source_image(self, index):
         """Return source ``index`` (0-based) as a `GalaxyImage` with the blend's WCS.
@@ -157,7 +158,7 @@ class DeblendResult:
 
 def _flux_bbox(source, fraction=0.99):
     """Return the (xmin, xmax, ymin, ymax) box of the pixels holding ``fraction`` of the flux."""
-    plane = np.clip(source.sum(axis=0), 0, None)
+    plane = np.clip(np.nan_to_num(source.sum(axis=0), nan=0.0, posinf=0.0, neginf=0.0), 0, None)
     total = plane.sum()
     h, w = plane.shape
     if total <= 0:

@@ -26,7 +26,7 @@ from astropy.modeling.models import Sersic2D
 from astropy.wcs import WCS
 
 
-def make_cutouts(folder, n, size):
+def make_cutouts(folder, n, size, n_bands=1):
     folder.mkdir(parents=True, exist_ok=True)
     yy, xx = np.mgrid[:size, :size]
     for i in range(n):
@@ -43,7 +43,8 @@ def make_cutouts(folder, n, size):
         wcs.wcs.crpix = [size / 2 + 0.5] * 2
         wcs.wcs.crval = [150.0 + 0.001 * i, 2.0]
         wcs.wcs.cdelt = [-0.2 / 3600, 0.2 / 3600]
-        fits.writeto(folder / f"cut{i:05d}.fits", plane.astype(np.float32), wcs.to_header())
+        data = plane if n_bands == 1 else np.linspace(0.8, 1.2, n_bands)[:, None, None] * plane
+        fits.writeto(folder / f"cut{i:05d}.fits", data.astype(np.float32), wcs.to_header())
 
 
 class MemorySampler(threading.Thread):
@@ -90,6 +91,9 @@ def main():
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--method", default="segmentation",
                         help="gan, segmentation or fluxshare")
+    parser.add_argument("--bands", type=int, default=None,
+                        help="bands per cutout (default: 3 for gan, 1 otherwise)")
+    parser.add_argument("--model", default=None, help="checkpoint for gan")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
@@ -98,8 +102,9 @@ def main():
     root = Path(tempfile.mkdtemp(prefix="bench_batch_"))
     try:
         started = time.perf_counter()
-        make_cutouts(root / "in", args.n, args.size)
-        print(f"{args.n} cutouts of {args.size}x{args.size} written in "
+        n_bands = args.bands or (3 if args.method == "gan" else 1)
+        make_cutouts(root / "in", args.n, args.size, n_bands)
+        print(f"{args.n} cutouts of {n_bands}x{args.size}x{args.size} written in "
               f"{time.perf_counter() - started:.1f} s; method={args.method} "
               f"device={args.device}")
         print(f"{'workers':>7} {'seconds':>8} {'files/s':>8} {'main MiB':>9}  worker peak MiB")
@@ -108,8 +113,8 @@ def main():
             sampler = MemorySampler()
             sampler.start()
             started = time.perf_counter()
-            summary = deblend_files(root / "in", out, method=args.method, device=args.device,
-                                    workers=n_workers, progress=False)
+            summary = deblend_files(root / "in", out, method=args.method, model=args.model,
+                                    device=args.device, workers=n_workers, progress=False)
             seconds = time.perf_counter() - started
             main_rss, worker_rss = sampler.stop()
             assert summary.n_done == args.n, summary

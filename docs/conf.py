@@ -27,6 +27,7 @@ sys.path.insert(0, str(DOCS / "_ext"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import astrodeblend  # noqa: E402
+from gallery_scrapers import astrodeblend_figures  # noqa: E402  (docs/_ext)
 
 # -- Project information ------------------------------------------------------
 project = "astrodeblend"
@@ -99,7 +100,8 @@ sphinx_gallery_conf = {
     "only_warn_on_example_error": False,
     "download_all_examples": False,
     "plot_gallery": "True",
-    "image_scrapers": ("matplotlib",),
+    # pyplot figures, and the Figure objects that astrodeblend.plotting returns
+    "image_scrapers": ("matplotlib", astrodeblend_figures),
     "matplotlib_animations": False,
     "remove_config_comments": True,
     "within_subsection_order": "FileNameSortKey",

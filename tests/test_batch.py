@@ -15,8 +15,7 @@ from astropy.modeling.models import Sersic2D
 from astropy.wcs import WCS
 
 from astrodeblend import batch
-from astrodeblend.batch import (LOG_COLUMNS, LOG_NAME, BatchSummary, deblend_files,
-                                expand_inputs)
+from astrodeblend.batch import LOG_COLUMNS, LOG_NAME, BatchSummary, deblend_files, expand_inputs
 from astrodeblend.cli import main
 from astrodeblend.errors import CheckpointError, InvalidInputError
 
@@ -63,7 +62,7 @@ def read_log(output_dir):
     with open(Path(output_dir) / LOG_NAME, newline="") as handle:
         rows = list(csv.reader(handle))
     assert tuple(rows[0]) == LOG_COLUMNS
-    return [dict(zip(LOG_COLUMNS, row)) for row in rows[1:]]
+    return [dict(zip(LOG_COLUMNS, row, strict=True)) for row in rows[1:]]
 
 
 def assert_valid_output(path, n_min=1):
@@ -286,7 +285,7 @@ def _compare_outputs(out_a, out_b, paths):
         name = f"{path.stem}_deblended.fits"
         first, second = hdu_arrays(out_a / name), hdu_arrays(out_b / name)
         assert [(n, v) for n, v, _ in first] == [(n, v) for n, v, _ in second]
-        for (_, _, a), (_, _, b) in zip(first, second):
+        for (_, _, a), (_, _, b) in zip(first, second, strict=True):
             if a is None:
                 assert b is None
             else:
@@ -303,6 +302,27 @@ def test_dask_cluster_matches_serial(tmp_path):
     assert (summary.n_done, summary.n_failed) == (50, 0)
     _compare_outputs(serial, parallel, paths)
     assert sorted(r["input"] for r in read_log(parallel)) == sorted(str(p) for p in paths)
+
+
+@pytest.mark.skipif(not batch.HAS_DASK, reason="needs dask.distributed")
+def test_existing_client_and_a_ready_deblender(tmp_path):
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    from astrodeblend.baselines import FluxShareDeblender
+
+    paths = make_cutouts(tmp_path / "in", 6, size=40)
+    serial = tmp_path / "serial"
+    deblend_files(paths, serial, deblender=FluxShareDeblender(), progress=False)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
+        summary = deblend_files(paths, tmp_path / "dask", deblender=FluxShareDeblender(),
+                                client=client, progress=False)
+        assert summary.n_done == 6
+        assert client.status == "running"  # a client we were given is left open
+    _compare_outputs(serial, tmp_path / "dask", paths)
 
 
 def test_process_pool_without_dask(tmp_path, monkeypatch, capsys):

@@ -161,7 +161,7 @@ def test_test_split_is_held_out(jpg_folder):
     from astrodeblend.io import read_galaxy_zoo
 
     ids = read_galaxy_zoo(jpg_folder).ids
-    test_ids = set(int(i) for i in split_galaxies(ids, (0.8, 0.1, 0.1))["test"])
+    test_ids = set(int(i) for i in split_galaxies(ids)["test"])
     if len(test_ids) < 2:
         with pytest.raises(DatasetError, match="split 'test'"):
             evaluate(jpg_folder, n=1, methods=["fluxshare"], progress=False)

@@ -10,7 +10,14 @@ file that astrodeblend writes goes.
 from ._atomic import atomic_write, sha256_file
 from .fits_output import FORMAT_VERSION, default_output_path, read_deblended, write_deblended
 from .galaxyzoo import GalaxyZooDataset, read_galaxy_zoo
-from .readers import FITS_SUFFIXES, IMAGE_SUFFIXES, MAX_PIXELS, describe_image, read_bands, read_image
+from .readers import (
+    FITS_SUFFIXES,
+    IMAGE_SUFFIXES,
+    MAX_PIXELS,
+    describe_image,
+    read_bands,
+    read_image,
+)
 
 __all__ = [
     "read_image",

@@ -89,7 +89,7 @@ def default_output_path(input_path, output_dir):
 
 # --------------------------------------------------------------------- writer
 def _input_paths(blend):
-    """The input files of a blend (from its ``source`` and ``ORIGFn`` cards)."""
+    """Return the input files of a blend (from its ``source`` and ``ORIGFn`` cards)."""
     names = []
     i = 1
     while f"ORIGF{i}" in blend.meta:
@@ -132,9 +132,7 @@ def _image_header(blend, *, with_meta):
             else:
                 header.append(new, end=True)
     if blend.wcs is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            header.update(blend.wcs.to_header(relax=True))
+        header.update(_wcs_cards(blend))
     if blend.unit is not None:
         try:
             text = blend.unit.to_string("fits")
@@ -145,6 +143,41 @@ def _image_header(blend, *, with_meta):
         header["BUNIT"] = (blend.meta["BUNIT"], "unit of the pixel values")
     header["BANDS"] = (",".join(blend.bands), "band names, one per plane")
     return header
+
+
+_WCS_2D = re.compile(
+    r"^(CTYPE[12]|CRVAL[12]|CRPIX[12]|CDELT[12]|CUNIT[12]|CROTA2|CD[12]_[12]|PC[12]_[12]|"
+    r"PV[12]_\d+|PS[12]_\d+|LONPOLE|LATPOLE|RADESYS|RADECSYS|EQUINOX|EPOCH|WCSNAME|"
+    r"MJD-OBS|DATE-OBS|A_\w+|B_\w+|AP_\w+|BP_\w+)$")
+
+
+def _wcs_cards(blend):
+    """WCS cards of the blend: the input's own cards when they describe its WCS exactly.
+
+    Copying the cards keeps ``CRVAL``, ``CRPIX`` and ``CD`` (or ``CDELT``)
+    bit for bit; `~astropy.wcs.WCS.to_header` rounds to 14 digits and turns a
+    CD matrix into PC and CDELT.
+    """
+    from astropy.wcs import WCS
+
+    wcs = blend.wcs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fallback = wcs.to_header(relax=True)
+        cards = fits.Header([card for card in blend.meta.cards
+                             if _WCS_2D.match(card.keyword or "")])
+        if "CTYPE1" not in cards or "CTYPE2" not in cards:
+            return fallback
+        try:
+            copied = WCS(cards, naxis=2)
+            same = (copied.naxis == 2 and copied.wcs.compare(wcs.wcs, tolerance=0.0)
+                    and (copied.sip is None) == (wcs.sip is None))
+        except Exception:  # noqa: BLE001 - any problem: use astropy's own cards
+            same = False
+    if not same:
+        return fallback
+    cards["WCSAXES"] = 2
+    return cards
 
 
 def _plane(array, n_bands):

@@ -136,7 +136,7 @@ class GalaxyZooDataset:
 
 
 def read_galaxy_zoo(directory, *, solutions=None):
-    """Open a folder of Galaxy Zoo images named ``<GalaxyID>.jpg``.
+    r"""Open a folder of Galaxy Zoo images named ``<GalaxyID>.jpg``.
 
     This is the layout of the Kaggle "Galaxy Zoo - The Galaxy Challenge"
     folders (``images_training_rev1``).  Files whose name is not a number
@@ -168,7 +168,7 @@ def read_galaxy_zoo(directory, *, solutions=None):
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "100008.jpg")
     >>> _ = (folder / "training_solutions_rev1.csv").write_text(
-    ...     "GalaxyID,Class1.1\\n100008,0.38\\n")
+    ...     "GalaxyID,Class1.1\n100008,0.38\n")
     >>> zoo = read_galaxy_zoo(folder, solutions=folder / "training_solutions_rev1.csv")
     >>> zoo.table["Class1.1"][0]
     np.float64(0.38)

@@ -181,15 +181,69 @@ def _has_image_data(hdu):
 
 
 # ------------------------------------------------------------------------ FITS
-def _open_fits(path, *, memmap=True):
-    """Open a FITS file read-only, lazily, memory-mapped where possible."""
+class _OpenFits:
+    """A FITS file opened read-only and lazily from our own file handle.
+
+    astropy can leave its file handle open when it fails half-way through a
+    corrupt header; opening the handle here lets `close` always release it.
+    """
+
+    def __init__(self, path, *, memmap=True):
+        try:
+            self.handle = open(path, "rb")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise ReadError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.hdul = fits.open(self.handle, mode="readonly", memmap=memmap,
+                                      lazy_load_hdus=True, ignore_missing_simple=False)
+        except Exception as exc:  # noqa: BLE001 - astropy raises many kinds for corrupt files
+            self.handle.close()
+            limit = _raw_size_problem(path)
+            if limit:
+                raise ReadError(f"{path}: {limit}") from None
+            raise ReadError(f"{path}: corrupt or unreadable FITS file "
+                            f"({_one_line(exc)})") from None
+
+    def close(self):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.hdul.close()
+        finally:
+            self.handle.close()
+
+
+def _raw_size_problem(path):
+    """Parse the primary header by hand; describe a size claim over `MAX_PIXELS`, or None."""
+    values = {}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return fits.open(path, mode="readonly", memmap=memmap, lazy_load_hdus=True,
-                             ignore_missing_simple=False)
-    except Exception as exc:  # noqa: BLE001 - astropy raises many kinds for corrupt files
-        raise ReadError(f"{path}: corrupt or unreadable FITS file ({_one_line(exc)})") from None
+        with open(path, "rb") as handle:
+            for _ in range(100):  # at most 100 header blocks
+                block = handle.read(2880)
+                if len(block) < 80:
+                    break
+                for i in range(0, len(block) - 79, 80):
+                    text = block[i:i + 80].decode("ascii", "replace")
+                    key = text[:8].strip()
+                    if key == "END":
+                        raise StopIteration
+                    if text[8:10] == "= " and re.fullmatch(r"NAXIS\d*", key):
+                        match = re.match(r"\s*([+-]?\d+)", text[10:])
+                        if match:
+                            values[key] = int(match.group(1))
+    except (OSError, StopIteration):
+        pass
+    naxis = values.get("NAXIS", 0)
+    axes = [values.get(f"NAXIS{i}") for i in range(1, naxis + 1)]
+    if not axes or any(a is None or a < 0 for a in axes):
+        return None
+    n_pixels = int(np.prod([float(a) for a in axes]))
+    if n_pixels <= MAX_PIXELS:
+        return None
+    return (f"HDU 0 claims {n_pixels:.3g} pixels (shape {tuple(reversed(axes))}), more than "
+            f"the limit of {MAX_PIXELS:,} (astrodeblend.io.MAX_PIXELS)")
 
 
 def _list_hdus(path, hdul):
@@ -424,7 +478,8 @@ def _header_bands(header, primary, n_bands):
 
 
 def _read_fits(path, *, hdu=None, bands=None):
-    hdul = _open_fits(path)
+    opened = _OpenFits(path)
+    hdul = opened.hdul
     try:
         hdus = _list_hdus(path, hdul)
         index, image_hdu = _select_hdu(path, hdus, hdu)
@@ -433,8 +488,9 @@ def _read_fits(path, *, hdu=None, bands=None):
         if any(not isinstance(h, fits.CompImageHDU) and _is_image_hdu(h)
                and any(k in h.header for k in ("BSCALE", "BZERO", "BLANK")) for h in hdus):
             # astropy cannot scale memory-mapped data: read this file without memmap
-            hdul.close()
-            hdul = _open_fits(path, memmap=False)
+            opened.close()
+            opened = _OpenFits(path, memmap=False)
+            hdul = opened.hdul
             hdus = _list_hdus(path, hdul)
             image_hdu = hdus[index]
         header = image_hdu.header.copy()
@@ -442,7 +498,7 @@ def _read_fits(path, *, hdu=None, bands=None):
         data = _load_pixels(path, label, image_hdu, shape)
         mask, uncertainty = _side_arrays(path, hdus, image_hdu, index, shape)
     finally:
-        hdul.close()
+        opened.close()
     if not np.isfinite(data).any():
         raise ReadError(f"{path}: {label} has no finite pixel (all NaN or Inf)")
     wcs = _read_wcs(path, label, header)
@@ -477,23 +533,24 @@ def _read_pillow(path, *, bands=None):
                 img.load()
                 mode = img.mode
                 if mode in ("1", "L", "LA", "P;L"):
-                    array = np.asarray(img.convert("L"), dtype=np.float32)[None] / 255.0
+                    pixels, scale = np.asarray(img.convert("L"))[None], 255.0
                 elif mode.startswith("I;16") or mode in ("I", "I;16B"):
-                    array = np.asarray(img, dtype=np.float32)[None] / 65535.0
+                    pixels, scale = np.asarray(img)[None], 65535.0
                 elif mode == "F":
-                    array = np.asarray(img, dtype=np.float32)[None]
+                    pixels, scale = np.asarray(img)[None], 1.0
                 else:
-                    rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-                    array = rgb.transpose(2, 0, 1)
+                    pixels, scale = np.asarray(img.convert("RGB")).transpose(2, 0, 1), 255.0
     except AstrodeblendError:
         raise
     except Image.DecompressionBombError as exc:
         raise ReadError(f"{path}: image too large ({_one_line(exc)})") from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ...
         raise ReadError(f"{path}: corrupt or truncated {kind} file ({_one_line(exc)})") from None
-    if array.ndim != 3 or 0 in array.shape:
+    if pixels.ndim != 3 or 0 in pixels.shape:
         raise ReadError(f"{path}: {kind} file holds no pixels")
-    array = np.ascontiguousarray(array[:, ::-1, :], dtype=np.float32)  # row 0 = bottom
+    # one pass: to float32, scaled to [0, 1], rows flipped so that row 0 is the bottom
+    array = np.empty(pixels.shape, dtype=np.float32)
+    np.divide(pixels[:, ::-1, :], scale, out=array, dtype=np.float32, casting="unsafe")
     header = fits.Header()
     header["ADBDISP"] = (True, "display-stretched values (gamma 2.2), not flux")
     header["ORIGFILE"] = (path.name, "file the image was read from")

@@ -82,6 +82,9 @@ for header in source_headers:
     print(f"SOURCE {header['EXTVER']}: X_CENT={header['X_CENT']:.2f} "
           f"Y_CENT={header['Y_CENT']:.2f} RA_CENT={header['RA_CENT']:.6f} "
           f"DEC_CENT={header['DEC_CENT']:.6f} FLUX={header['FLUX']:.2f}")
+for name, fmt in [("x_centroid", ".2f"), ("y_centroid", ".2f"), ("ra", ".6f"),
+                  ("dec", ".6f"), ("flux", ".2f")]:
+    catalog[name].info.format = fmt
 print(catalog)
 
 # %%
@@ -93,8 +96,9 @@ print(again, "same sources:", np.array_equal(again.sources, result.sources))
 # %%
 # Plot the HDUs on the sky
 # ------------------------
-# With the WCS of the ``SOURCE`` headers, matplotlib draws RA and Dec axes.
-wcs_out = WCS(source_headers[0])
+# With the WCS of the ``SOURCE`` headers (its celestial part: the cube's
+# third axis is the band), matplotlib draws RA and Dec axes.
+wcs_out = WCS(source_headers[0]).celestial
 panels = [("BLEND", result.blend.data.mean(axis=0))]
 panels += [(f"SOURCE {i + 1}", s.mean(axis=0)) for i, s in enumerate(sources)]
 panels += [("RESIDUAL", residual.mean(axis=0)), ("SEGMAP", segmap)]

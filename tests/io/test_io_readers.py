@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from astropy import units as u
 from astropy.io import fits
-from astropy.wcs import WCS
 from PIL import Image
 
 from astrodeblend import GalaxyImage, ReadError

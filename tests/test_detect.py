@@ -1,0 +1,166 @@
+"""Tests of sky estimation and detection (astrodeblend.detect)."""
+
+import warnings
+
+import numpy as np
+import pytest
+from astropy.modeling.models import Sersic2D
+from astropy.wcs import WCS
+
+from astrodeblend import GalaxyImage, InvalidInputError
+from astrodeblend.detect import (
+    CATALOG_COLUMNS,
+    background_and_noise,
+    detection_image,
+    find_centers,
+)
+
+
+def two_galaxies(n_bands=3, size=96, noise=0.01, seed=0, centres=((30.3, 40.7), (66.8, 52.2))):
+    yy, xx = np.mgrid[:size, :size]
+    plane = np.zeros((size, size))
+    for x, y in centres:
+        plane += Sersic2D(amplitude=1.0, r_eff=4.0, n=1.0, x_0=x, y_0=y, ellip=0.2,
+                          theta=0.5)(xx, yy)
+    rng = np.random.default_rng(seed)
+    data = np.linspace(0.7, 1.3, n_bands)[:, None, None] * plane[None]
+    return (data + rng.normal(0, noise, data.shape) + 0.1).astype(np.float32)
+
+
+def test_background_and_noise_per_band_ignores_masked_pixels():
+    rng = np.random.default_rng(1)
+    data = rng.normal([[[1.0]], [[2.0]]], [[[0.5]], [[0.1]]], size=(2, 120, 120))
+    mask = np.zeros(data.shape, bool)
+    data[:, :20] = 1e6
+    mask[:, :20] = True
+    background, noise = background_and_noise(GalaxyImage(data, mask=mask))
+    np.testing.assert_allclose(background, [1.0, 2.0], atol=0.02)
+    np.testing.assert_allclose(noise, [0.5, 0.1], rtol=0.05)
+    # large images are sub-sampled to about max_pixels: same answer
+    big = rng.normal(3.0, 1.0, size=(1, 600, 600))
+    np.testing.assert_allclose(background_and_noise(big)[1],
+                               background_and_noise(big, max_pixels=None)[1], rtol=0.02)
+
+
+def test_detection_image_is_noise_weighted_sum():
+    data = two_galaxies(n_bands=2)
+    background, noise = background_and_noise(data)
+    expected = ((data - background[:, None, None]) / noise[:, None, None]).sum(axis=0)
+    np.testing.assert_allclose(detection_image(data), expected, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("n_bands", [1, 3, 5])
+def test_two_separated_galaxies_found_with_accurate_centroids(n_bands):
+    centres = ((30.3, 40.7), (66.8, 52.2))
+    found = find_centers(two_galaxies(n_bands=n_bands, centres=centres))
+    cat = found.catalog
+    assert cat.colnames == list(CATALOG_COLUMNS)
+    assert len(cat) == 2 and list(cat["id"]) == [1, 2]
+    order = np.argsort(cat["x_centroid"])
+    xy = np.c_[cat["x_centroid"], cat["y_centroid"]][order]
+    np.testing.assert_allclose(xy, centres, atol=1.0)
+    assert cat["flux"].shape == (2, n_bands) and np.all(cat["flux"] > 0)
+    assert found.segmap.dtype == np.int32 and set(np.unique(found.segmap)) == {0, 1, 2}
+    for row in cat:
+        inside = found.segmap == row["id"]
+        assert inside.sum() == row["area"]
+        ys, xs = np.nonzero(inside)
+        assert (xs.min(), xs.max(), ys.min(), ys.max()) == (
+            row["bbox_xmin"], row["bbox_xmax"], row["bbox_ymin"], row["bbox_ymax"])
+    assert np.all(np.isnan(cat["ra"]))
+
+
+def test_touching_galaxies_are_deblended():
+    found = find_centers(two_galaxies(centres=((40.0, 48.0), (54.0, 48.0)), noise=0.005))
+    assert len(found.catalog) == 2
+
+
+def test_ra_dec_from_the_wcs():
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crpix = [48.5, 48.5]
+    wcs.wcs.crval = [150.0, 2.0]
+    wcs.wcs.cdelt = [-0.2 / 3600, 0.2 / 3600]
+    image = GalaxyImage(two_galaxies(), wcs=wcs)
+    cat = find_centers(image).catalog
+    ra, dec = wcs.all_pix2world(cat["x_centroid"], cat["y_centroid"], 0)
+    np.testing.assert_allclose(cat["ra"], ra)
+    np.testing.assert_allclose(cat["dec"], dec)
+
+
+def test_nothing_found_gives_empty_catalog_without_warning():
+    rng = np.random.default_rng(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = find_centers(rng.normal(0, 1, (2, 40, 40)))
+    assert len(found.catalog) == 0 and found.catalog.colnames == list(CATALOG_COLUMNS)
+    assert found.catalog["flux"].shape == (0, 2)
+    assert found.segmap.shape == (40, 40) and not found.segmap.any()
+
+
+def test_mask_hides_a_source():
+    data = two_galaxies()
+    mask = np.zeros(data.shape[1:], bool)
+    mask[:, 50:] = True
+    found = find_centers(data, mask=mask)
+    assert len(found.catalog) == 1 and found.catalog["x_centroid"][0] < 50
+    with pytest.raises(InvalidInputError, match="mask has shape"):
+        find_centers(data, mask=mask[:10])
+
+
+def test_bad_options():
+    with pytest.raises(InvalidInputError, match="n_pixels"):
+        find_centers(two_galaxies(), n_pixels=0)
+    with pytest.raises(InvalidInputError, match="n_sigma"):
+        find_centers(two_galaxies(), n_sigma=-1)
+
+
+# ------------------------------------------------------------ real galaxies
+@pytest.fixture(scope="module")
+def physical_pair_rate():
+    """Fraction of 200 physical Galaxy Zoo pairs (separation > 8 px) with both found."""
+    from pathlib import Path
+
+    from scipy.optimize import linear_sum_assignment
+
+    from astrodeblend.blend import blend_physical
+    from astrodeblend.io import read_image
+
+    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "galaxyzoo" / "images"
+    if not folder.is_dir():
+        pytest.skip("Galaxy Zoo images are not available")
+    files = sorted(folder.glob("*.jpg"))
+    rng = np.random.default_rng(123)
+    found = total = seed = 0
+    while total < 200:
+        a, b = rng.choice(len(files), 2, replace=False)
+        scene = blend_physical([read_image(files[a]), read_image(files[b])], seed=seed)
+        seed += 1
+        truth = scene.centers
+        if np.hypot(*(truth[0] - truth[1])) <= 8:
+            continue
+        total += 1
+        cat = find_centers(scene.blend).catalog
+        if len(cat) < 2:
+            continue
+        xy = np.c_[cat["x_centroid"], cat["y_centroid"]]
+        distance = np.hypot(*(truth[:, None, :] - xy[None]).transpose(2, 0, 1))
+        rows, cols = linear_sum_assignment(distance)
+        found += int((distance[rows, cols] <= 4).sum() == 2)
+    return found / total
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_physical_pairs_detection_floor(physical_pair_rate):
+    # measured 0.61 with the default settings (see the report); guard against regressions
+    assert physical_pair_rate >= 0.55
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+@pytest.mark.xfail(reason="photutils multi-threshold deblending finds both galaxies of only "
+                          "~61% of physical pairs at > 8 px; the 90% target needs a learned "
+                          "centre detector", strict=True)
+def test_physical_pairs_detection_target(physical_pair_rate):
+    assert physical_pair_rate >= 0.90
