@@ -787,14 +787,14 @@ def make_scene(images, *, protocol, seed=0, **kwargs):
     if isinstance(images, (np.ndarray, GalaxyImage)) or not hasattr(images, "__len__"):
         raise InvalidInputError("images must be a list of galaxy images")
     images = list(images)
-    if protocol == "physical":
-        return blend_physical(images, seed=seed, **kwargs)
-    n = kwargs.pop("n_galaxies", None)
-    if len(images) != 2 or n not in (None, 2):
-        raise InvalidInputError(f"protocol {protocol!r} blends exactly 2 galaxies, "
-                                f"got {n if n not in (None, 2) else len(images)}")
-    function = blend_paper if protocol == "paper" else blend_reiman
     try:
+        if protocol == "physical":
+            return blend_physical(images, seed=seed, **kwargs)
+        n = kwargs.pop("n_galaxies", None)
+        if len(images) != 2 or n not in (None, 2):
+            raise InvalidInputError(f"protocol {protocol!r} blends exactly 2 galaxies, "
+                                    f"got {n if n not in (None, 2) else len(images)}")
+        function = blend_paper if protocol == "paper" else blend_reiman
         return function(images[0], images[1], seed=seed, **kwargs)
     except TypeError as exc:
         raise InvalidInputError(f"protocol {protocol!r}: {exc}") from None

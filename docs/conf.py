@@ -27,7 +27,6 @@ sys.path.insert(0, str(DOCS / "_ext"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import astrodeblend  # noqa: E402
-from gallery_scrapers import astrodeblend_figures  # noqa: E402  (docs/_ext)
 
 # -- Project information ------------------------------------------------------
 project = "astrodeblend"
@@ -100,8 +99,9 @@ sphinx_gallery_conf = {
     "only_warn_on_example_error": False,
     "download_all_examples": False,
     "plot_gallery": "True",
-    # pyplot figures, and the Figure objects that astrodeblend.plotting returns
-    "image_scrapers": ("matplotlib", astrodeblend_figures),
+    # the Figure objects that astrodeblend.plotting returns (docs/_ext), then
+    # pyplot figures; a name, not the function, so that the config pickles
+    "image_scrapers": ("gallery_scrapers.astrodeblend_figures", "matplotlib"),
     "matplotlib_animations": False,
     "remove_config_comments": True,
     "within_subsection_order": "FileNameSortKey",

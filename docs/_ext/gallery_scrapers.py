@@ -4,7 +4,8 @@
 directly (no pyplot state, no GUI backend), so sphinx-gallery's matplotlib
 scraper, which looks at pyplot's figure list, does not see them.
 `astrodeblend_figures` saves every such figure that an example keeps in a
-global variable, once, after the block that made it.
+global variable, once, after the block that made it; list it before ``"matplotlib"``
+in ``image_scrapers``.
 """
 
 __all__ = ["astrodeblend_figures"]
@@ -16,7 +17,8 @@ def _unmanaged_figures(namespace):
     for value in list(namespace.values()):
         candidates = value if isinstance(value, (list, tuple)) else [value]
         for item in candidates:
-            if isinstance(item, Figure) and getattr(item.canvas, "manager", None) is None:
+            if (isinstance(item, Figure) and getattr(item.canvas, "manager", None) is None
+                    and not getattr(item, "_astrodeblend_scraped", False)):
                 yield item
 
 
@@ -39,12 +41,11 @@ def astrodeblend_figures(block, block_vars, gallery_conf):
     """
     from sphinx_gallery.scrapers import figure_rst
 
-    seen = block_vars.setdefault("astrodeblend_seen_figures", set())
     paths = []
+    # runs before the matplotlib scraper, so figures that pyplot manages (and
+    # will close) still have a manager here and are left to that scraper
     for fig in _unmanaged_figures(block_vars.get("example_globals", {})):
-        if id(fig) in seen:
-            continue
-        seen.add(id(fig))
+        fig._astrodeblend_scraped = True
         path = next(block_vars["image_path_iterator"])
         fig.savefig(path, dpi=100)
         paths.append(path)
