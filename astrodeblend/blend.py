@@ -514,8 +514,8 @@ def linear_flux(image, *, subtract_sky=None):
     >>> import numpy as np
     >>> from astrodeblend import GalaxyImage
     >>> img = GalaxyImage(np.full((1, 2, 2), 0.5), meta={"ADBDISP": True})
-    >>> float(linear_flux(img, subtract_sky=False)[0, 0, 0])  # doctest: +FLOAT_CMP
-    0.21763764
+    >>> round(float(linear_flux(img, subtract_sky=False)[0, 0, 0]), 4)
+    0.2176
     """
     from .detect import background_and_noise
 

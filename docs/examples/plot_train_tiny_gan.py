@@ -21,16 +21,17 @@ mechanics.  The same steps on the command line are::
 # A folder of galaxy images
 # -------------------------
 # Forty generated galaxies (random Sersic profiles and colours), written as
-# FITS files of 120x120 pixels in three bands.  Any folder of Galaxy Zoo JPGs
-# or FITS cutouts works the same way.
+# 120x120 RGB PNG files with a display stretch, like small Galaxy Zoo JPGs
+# (file name = galaxy id).  Any folder of Galaxy Zoo JPGs or FITS cutouts
+# works the same way.
 import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from astropy.io import fits
 from astropy.modeling.models import Sersic2D
+from PIL import Image
 
 from astrodeblend.data import build_dataset, open_split
 from astrodeblend.deblend import Deblender
@@ -38,19 +39,19 @@ from astrodeblend.plotting import plot_training_history
 from astrodeblend.train import TrainConfig, train
 
 torch.manual_seed(0)
-torch.set_num_threads(2)
 rng = np.random.default_rng(0)
 workdir = Path(tempfile.mkdtemp(prefix="astrodeblend-train-"))
 images = workdir / "galaxies"
 images.mkdir()
 yy, xx = np.mgrid[:120, :120]
 for galaxy_id in range(100001, 100041):
-    plane = Sersic2D(1.0, rng.uniform(8, 18), rng.uniform(0.8, 3.0), 59.5, 59.5,
+    plane = Sersic2D(1.0, rng.uniform(8, 18), rng.uniform(0.8, 2.5), 59.5, 59.5,
                      rng.uniform(0.0, 0.6), rng.uniform(0, np.pi))(xx, yy)
-    colour = rng.uniform(0.6, 1.2, 3)[:, None, None]
-    cube = (colour * plane / plane.max()).astype(np.float32)
-    fits.PrimaryHDU(cube).writeto(images / f"{galaxy_id}.fits")
+    colour = rng.uniform(0.6, 1.0, 3)
+    rgb = np.clip(plane[..., None] / plane.max() * colour, 0, 1) ** (1 / 2.2)
+    Image.fromarray((255 * rgb).astype(np.uint8)).save(images / f"{galaxy_id}.png")
 print(f"{len(list(images.iterdir()))} galaxy images in {images}")
+
 
 # %%
 # Build a training set
@@ -92,24 +93,36 @@ plt.show()
 # ------------------
 # A checkpoint loads like the default model (safely:
 # ``torch.load(weights_only=True)``).  Here it deblends a scene of the test
-# split, made of galaxies it never saw.
+# split, made of galaxies it never saw.  The scenes are display-stretched
+# (made from PNGs), so the deblender runs in display mode.
 deblender = Deblender.load(run.checkpoint, device="cpu")
 test = open_split(dataset, "test")
 scene = test[0]
 test.close()
-result = deblender(scene["blend"])
+result = deblender(scene["blend"], mode="display")
 print(deblender)
 print(result)
 
-fig, axes = plt.subplots(1, 2 + int(scene["n_sources"]), figsize=(10, 3), layout="constrained")
-axes[0].imshow(np.moveaxis(np.clip(scene["blend"], 0, 1), 0, -1), origin="lower")
-axes[0].set_title("test blend")
-for k in range(int(scene["n_sources"])):
-    axes[k + 1].imshow(np.moveaxis(np.clip(scene["truth"][k], 0, 1), 0, -1), origin="lower")
-    axes[k + 1].set_title(f"truth {k + 1}")
-axes[-1].imshow(np.moveaxis(np.clip(result.sources.sum(axis=0), 0, 1), 0, -1), origin="lower")
-axes[-1].set_title(f"tiny model: {result.n_sources} sources")
-for ax in axes:
+
+def show(ax, cube, title):
+    ax.imshow(np.moveaxis(np.clip(cube, 0, 1), 0, -1), origin="lower")
+    ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+n_true = int(scene["n_sources"])
+n_cols = 1 + max(n_true, result.n_sources)
+fig, axes = plt.subplots(2, n_cols, figsize=(2.4 * n_cols, 5), layout="constrained")
+show(axes[0, 0], scene["blend"], "test blend")
+show(axes[1, 0], result.residual.data, "residual")
+for k in range(n_cols - 1):
+    if k < n_true:
+        show(axes[0, k + 1], scene["truth"][k], f"truth {k + 1}")
+    else:
+        axes[0, k + 1].axis("off")
+    if k < result.n_sources:
+        show(axes[1, k + 1], result.sources[k], f"tiny model: source {k + 1}")
+    else:
+        axes[1, k + 1].axis("off")
 plt.show()
