@@ -97,10 +97,15 @@ class Deblender:
         Images with more pixels per band than this are processed stamp by
         stamp around photutils blend groups instead of as one stamp, which
         bounds the memory the models use (default 4 times the working area).
+    tile_pixels : int, optional
+        The memory cap of the detection step on large images: sources are
+        searched in tiles of at most this many pixels (plus a margin of the
+        working size), default ``2048 * 2048``.
     """
 
     def __init__(self, generator, detector, config, *, device, name="custom", model_hash="",
-                 mode="auto", detect_threshold=0.3, batch_size=64, max_pixels=None):
+                 mode="auto", detect_threshold=0.3, batch_size=64, max_pixels=None,
+                 tile_pixels=2048 * 2048):
         if mode not in ("auto", "display", "linear"):
             raise InvalidInputError(f"mode must be 'auto', 'display' or 'linear', not {mode!r}")
         self.generator = generator.to(device).eval()
@@ -116,6 +121,7 @@ class Deblender:
         self.n_bands = int(config.n_bands)
         self.heatmap_sigma = float(getattr(config, "heatmap_sigma", 1.5))
         self.max_pixels = int(max_pixels) if max_pixels else 4 * self.size * self.size
+        self.tile_pixels = int(tile_pixels)
 
     # --------------------------------------------------------------- loading
     @classmethod
@@ -227,8 +233,12 @@ class Deblender:
         with torch.inference_mode():
             for box in stamps:
                 model_out, found = self._run_stamp(work, box, mode)
-                outputs.extend(model_out)
-                centers.extend(found)
+                for out, xy in zip(model_out, found):
+                    # overlapping stamps may see the same galaxy twice: keep the first
+                    if any(np.hypot(xy[0] - x, xy[1] - y) < 2.0 for x, y in centers):
+                        continue
+                    outputs.append(out)
+                    centers.append(xy)
         history.append(f"detect: CenterDetector threshold={self.detect_threshold} "
                        f"found {len(centers)} sources (photutils fallback)")
         estimates = np.zeros((len(outputs), image.n_bands, h, w), dtype=np.float32)
@@ -278,22 +288,37 @@ class Deblender:
 
     # -------------------------------------------------------------- helpers
     def _plan_stamps(self, image, work):
-        """Return stamp boxes ``(y0, y1, x0, x1)`` covering the blend groups."""
+        """Return stamp boxes ``(y0, y1, x0, x1)`` covering the blend groups.
+
+        Small images are one stamp.  Larger ones are searched for sources
+        (photutils, without deblending: one segment per blend group) tile by
+        tile, each tile at most ``tile_pixels`` pixels plus a margin, so the
+        detection's memory stays bounded whatever the image size; a group
+        belongs to the tile whose core holds its centre.
+        """
         h, w = image.height, image.width
         if h * w <= self.max_pixels:
             return [(0, h, 0, w)]
         from .detect import find_centers
 
-        detections = find_centers(image, deblend=False)
+        tile = max(int(np.sqrt(self.tile_pixels)), 2 * self.size)
+        margin = self.size
         boxes = []
-        for row in detections.catalog:
-            xmin, xmax = int(row["bbox_xmin"]), int(row["bbox_xmax"])
-            ymin, ymax = int(row["bbox_ymin"]), int(row["bbox_ymax"])
-            side = max(int(1.5 * max(xmax - xmin + 1, ymax - ymin + 1)), self.size // 2)
-            cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
-            x0 = int(np.clip(round(cx - side / 2), 0, max(w - side, 0)))
-            y0 = int(np.clip(round(cy - side / 2), 0, max(h - side, 0)))
-            boxes.append((y0, min(y0 + side, h), x0, min(x0 + side, w)))
+        for ty in range(0, h, tile):
+            for tx in range(0, w, tile):
+                y0, y1 = max(ty - margin, 0), min(ty + tile + margin, h)
+                x0, x1 = max(tx - margin, 0), min(tx + tile + margin, w)
+                sub = GalaxyImage(work[:, y0:y1, x0:x1], bands=image.bands)
+                for row in find_centers(sub, deblend=False).catalog:
+                    cx, cy = float(row["x_centroid"]) + x0, float(row["y_centroid"]) + y0
+                    if not (tx <= cx < tx + tile and ty <= cy < ty + tile):
+                        continue  # the neighbouring tile owns it
+                    extent = max(int(row["bbox_xmax"]) - int(row["bbox_xmin"]),
+                                 int(row["bbox_ymax"]) - int(row["bbox_ymin"])) + 1
+                    side = min(max(int(1.5 * extent), self.size // 2), max(h, w))
+                    bx = int(np.clip(round(cx - side / 2), 0, max(w - side, 0)))
+                    by = int(np.clip(round(cy - side / 2), 0, max(h - side, 0)))
+                    boxes.append((by, min(by + side, h), bx, min(bx + side, w)))
         return boxes
 
     def _to_model(self, stamp, mode):
