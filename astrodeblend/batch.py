@@ -315,7 +315,8 @@ def _process_one(input_path, output_path, key, *, hdu=None, overwrite=False, png
         if state in ("valid", "foreign") and not overwrite:
             if state == "foreign":
                 return _record("failed", f"{output_path} exists and {detail} "
-                               "(use --overwrite to replace it)", started=started)
+                               "(use --overwrite to replace it, or another output folder)",
+                               started=started)
             reason = "output exists and verifies"
             if png and not png_path.exists():
                 from .io import read_deblended
@@ -628,9 +629,10 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
     hdu : int or str, optional
         FITS HDU to read from each input.
     overwrite : bool, optional
-        Deblend again and replace outputs that exist and verify.  Without
-        it they are skipped; outputs that exist but are damaged are always
-        redone.
+        Deblend again and replace outputs that exist.  Without it, outputs
+        that verify are skipped, damaged ones are redone, and outputs that
+        are not ours to replace (another program's file, or a result made
+        from another input or with another model) make the input fail.
     png : bool, optional
         Also write a quick-look figure per input.
     workers : int, optional
@@ -660,6 +662,16 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
         If ``device='cuda'`` and there is no GPU.
     WriteError
         If ``output_dir`` cannot be created or written.
+
+    Notes
+    -----
+    Results are written atomically; the run log is the one file that is
+    appended to instead (one flushed line per input).  Temporary files that
+    a killed run left for this batch's outputs (``.<name>.tmp-*``) are
+    removed when it starts again, and earlier results
+    (``*_deblended.fits``) found among the inputs when the output folder is
+    also an input folder are ignored.  Two batches must not write to the
+    same output folder at the same time.
 
     Examples
     --------
@@ -717,8 +729,12 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
                          f"{exc.strerror or exc}") from None
 
     # plan: paths only; an output named twice is an error of the later input
-    tasks, planned_failures, owners = [], [], {}
+    tasks, planned_failures, owners, ignored = [], [], {}, 0
+    resolved_dir = output_dir.resolve()
     for path in paths:
+        if path.name.endswith("_deblended.fits") and path.parent.resolve() == resolved_dir:
+            ignored += 1  # our own outputs, when the output folder is also an input
+            continue
         if reasons[path]:
             planned_failures.append((path, None, reasons[path]))
             continue
@@ -728,6 +744,9 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
             continue
         owners[output] = path
         tasks.append((path, output))
+    if ignored:
+        _note(f"ignored {ignored} earlier result(s) *_deblended.fits of {output_dir} "
+              "among the inputs")
     _remove_stale_temporaries(output_dir, {name for out in owners
                                            for name in (out.name, _png_path(out).name)})
 

@@ -204,6 +204,14 @@ def test_foreign_outputs_are_not_replaced(cutouts, tmp_path):
                          progress=False).n_done == 2
 
 
+def test_output_folder_inside_the_inputs(cutouts, tmp_path, capsys):
+    folder = tmp_path / "in"
+    assert deblend_files(folder, folder, method=METHOD, progress=False).n_done == 3
+    summary = deblend_files(folder, folder, method=METHOD, progress=False)
+    assert (summary.n_skipped, summary.n_files) == (3, 3)  # results are not inputs
+    assert "ignored 3 earlier result(s)" in capsys.readouterr().err
+
+
 def test_same_output_name_twice_fails_the_second(tmp_path):
     first = make_cutouts(tmp_path / "a", 1)
     second = make_cutouts(tmp_path / "b", 1)

@@ -285,7 +285,6 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
 def test_ddp_two_cpu_processes(dataset, tmp_path):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({**TINY, "sample_every": 1, "adv_warmup_epochs": 0}))

@@ -21,8 +21,10 @@ logger = logging.getLogger(__name__)
 def public_home(name, obj):
     """Return the public module that documents ``obj`` (exported as ``name``).
 
-    The module is ``obj.__module__`` without its private (``_name``) parts,
-    provided that module lists ``name`` in its ``__all__``.
+    That is the shallowest module below the package, on the way to
+    ``obj.__module__``, whose ``__all__`` lists ``name`` (the one that
+    ``automodapi`` documents in ``api.rst``): ``astrodeblend.io`` for a
+    function defined in ``astrodeblend.io.readers``.
 
     Parameters
     ----------
@@ -37,17 +39,14 @@ def public_home(name, obj):
     """
     module = getattr(obj, "__module__", None) or ""
     parts = [p for p in module.split(".") if p]
-    while parts and parts[-1].startswith("_"):
-        parts.pop()
-    while parts:
-        candidate = ".".join(parts)
+    for depth in range(2, len(parts) + 1):
+        candidate = ".".join(parts[:depth])
         try:
             mod = importlib.import_module(candidate)
         except (ImportError, ValueError):
             return None
         if name in getattr(mod, "__all__", ()):
             return candidate
-        parts.pop()
     return None
 
 
