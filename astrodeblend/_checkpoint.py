@@ -112,6 +112,7 @@ def load_checkpoint(path, *, map_location="cpu"):
     astrodeblend.errors.CheckpointError: checkpoint no-such-file.pt does not exist
     """
     import pickle
+    import warnings
     import zipfile
 
     import torch
@@ -122,7 +123,11 @@ def load_checkpoint(path, *, map_location="cpu"):
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a folder, not a file")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # foreign (non-torch.save) pickles: the restricted loader decides, no warning
+            warnings.filterwarnings("ignore", message="Detected pickle protocol",
+                                    category=UserWarning)
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         reason = str(exc).strip().splitlines()
         detail = next((line for line in reason if "Unsupported" in line or "GLOBAL" in line),
@@ -131,9 +136,9 @@ def load_checkpoint(path, *, map_location="cpu"):
                               f"loaded (unsafe or foreign content: {detail.strip()})") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, KeyError,
             AttributeError, IndexError, TypeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
         raise CheckpointError(f"checkpoint {path} is corrupt or not a torch checkpoint "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-                              ) from None
+                              f"({type(exc).__name__}: {first})") from None
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
     if not isinstance(payload, dict):
@@ -274,7 +279,7 @@ def load_state(module, state_dict, *, where, name="model"):
     >>> load_state(torch.nn.Linear(2, 2), {"weight": torch.zeros(2, 2)}, where="x.pt")
     Traceback (most recent call last):
     ...
-    astrodeblend.errors.CheckpointError: checkpoint x.pt does not match the model (model): missing keys bias
+    astrodeblend.errors.CheckpointError: checkpoint x.pt does not match ...: missing keys bias
     """
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"checkpoint {where}: the {name} weights are not a state dict")

@@ -294,11 +294,31 @@ def _n_per_scene(protocol, options):
     return int(n)
 
 
-def _scene_inputs(seed, k, i, pool, n_per_scene):
+def _scene_inputs(seed, k, i, pool, n_per_scene, attempt=0):
     """Positions (in ``pool``) of the galaxies of scene ``i`` of split ``k``, and its seed."""
-    rng = np.random.default_rng([seed, k, i])
+    rng = np.random.default_rng([seed, k, i] if attempt == 0 else [seed, k, i, attempt])
     pick = rng.choice(len(pool), size=n_per_scene, replace=False)
     return [int(p) for p in pick], int(rng.integers(2 ** 62))
+
+
+#: Draws of other galaxies tried for one scene when a galaxy cannot be used
+#: (for example no flux left after sky subtraction in the ``physical`` crop).
+_MAX_ATTEMPTS = 20
+
+
+def _draw_scene(seed, k, i, pool, n_per_scene, load, protocol, options):
+    """Make scene ``i`` of split ``k``; redraw its galaxies (deterministically) if unusable."""
+    for attempt in range(_MAX_ATTEMPTS):
+        pick, scene_seed = _scene_inputs(seed, k, i, pool, n_per_scene, attempt)
+        scene_ids = [int(pool[p]) for p in pick]
+        try:
+            return _make(protocol, [load(g) for g in scene_ids], scene_seed, options), scene_ids
+        except InvalidInputError as exc:
+            if "no positive flux" not in str(exc):
+                raise
+            last = exc
+    raise InvalidInputError(f"scene {i} of split {SPLITS[k]}: no usable galaxies in "
+                            f"{_MAX_ATTEMPTS} draws ({last})")
 
 
 def _make(protocol, images, scene_seed, options):
@@ -501,9 +521,9 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
 
     # make one scene before touching the output: bad options fail here
     first = next(k for k, t in enumerate(targets) if t)
-    pick, scene_seed = _scene_inputs(seed, first, 0, pools[first], k_max)
-    scene_shape = _make(protocol, [read_image(by_id[int(pools[first][p])]) for p in pick],
-                        scene_seed, options).blend.shape
+    scene_shape = _draw_scene(seed, first, 0, pools[first], k_max,
+                              lambda g: read_image(by_id[g]), protocol,
+                              options)[0].blend.shape
 
     created = False
     if out.exists() and overwrite:
@@ -555,10 +575,8 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
                 _append(h5[SPLITS[batch_split]], batch, k_max)
                 batch = []
             batch_split = k
-            pick, scene_seed = _scene_inputs(seed, k, i, pools[k], k_max)
-            scene_ids = [int(pools[k][p]) for p in pick]
-            scene = _make(protocol, [read_image(by_id[g]) for g in scene_ids], scene_seed,
-                          options)
+            scene, scene_ids = _draw_scene(seed, k, i, pools[k], k_max,
+                                           lambda g: read_image(by_id[g]), protocol, options)
             batch.append((scene, scene_ids))
             added[SPLITS[k]] += 1
             if len(batch) == _BATCH:

@@ -119,6 +119,9 @@ class TrainConfig:
         Seed of the weights, the shuffling and the augmentation.
     w_l1, w_adv, w_flux, w_det : float
         Loss weights (content, adversarial, flux, detector).
+    det_pos_weight : float
+        Extra weight of the detector's BCE at the centres: pixel weights are
+        ``1 + det_pos_weight * target``.
     adv_warmup_epochs : int or None
         Epochs without adversarial loss (None: half of ``epochs``).
     adv_ramp_epochs : int or None
@@ -173,6 +176,7 @@ class TrainConfig:
     w_adv: float = 0.01
     w_flux: float = 0.1
     w_det: float = 1.0
+    det_pos_weight: float = 20.0
     adv_warmup_epochs: int | None = None
     adv_ramp_epochs: int | None = None
     l1_eps: float = 1e-2
@@ -278,7 +282,7 @@ def _read_config_file(path):
 
 
 def _merge_config(base, override):
-    """``base`` dict updated by ``override`` (the ``model`` dict merged key by key)."""
+    """Return ``base`` updated by ``override`` (the ``model`` dict merged key by key)."""
     merged = dict(base)
     for key, value in override.items():
         if key == "model" and isinstance(value, dict):
@@ -405,8 +409,8 @@ class _SceneSet:
                 handle.close()
                 raise DatasetError(f"training-set file {path}: group {split!r} lacks "
                                    f"{', '.join(missing)}")
-            n = group["blend"].shape[0]
             b, t, c = group["blend"].shape, group["truth"].shape, group["centers"].shape
+            n = b[0]
             if (len(b) != 4 or len(t) != 5 or t[0] != n or t[2:] != b[1:] or c != (n, t[1], 2)
                     or group["n_sources"].shape != (n,)):
                 handle.close()
@@ -420,6 +424,8 @@ class _SceneSet:
                                    f"{self.paths[0]} has {shape}; all files must share bands "
                                    "and size")
             k_max = max(k_max, t[1])
+            # a file still being built: only its first n_complete scenes are whole
+            n = min(n, int(group.attrs.get("n_complete", n)))
             size_gb = sum(group[k].size * group[k].dtype.itemsize
                           for k in ("blend", "truth", "centers")) / 1e9
             if max_scenes is not None:
@@ -596,7 +602,7 @@ def _flux_loss(out, truth, physical):
 # -------------------------------------------------------------------- rng states
 def _rng_state():
     py = random.getstate()
-    np_state = np.random.get_state()
+    np_state = np.random.get_state()  # noqa: NPY002 - the legacy global state
     state = {
         "torch": torch.get_rng_state(),
         "numpy": [str(np_state[0]), [int(v) for v in np_state[1]], int(np_state[2]),
@@ -612,7 +618,8 @@ def _rng_state():
 def _set_rng_state(state):
     torch.set_rng_state(state["torch"].cpu())
     name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    legacy = (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)
+    np.random.set_state(legacy)  # noqa: NPY002
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
@@ -924,7 +931,10 @@ def _train(data, out, *, config, device, rank, world, resume, progress, override
                         target = _center_targets(batch, device, sigma)
                         with autocast():
                             det_logits = wrapped["detector"](batch["blend"].to(device))
-                            loss_det = cfg.w_det * bce(det_logits.float(), target)
+                            # centre pixels are rare: weight them up so that the
+                            # heatmap's peaks rise above the detection threshold
+                            loss_det = cfg.w_det * bce(det_logits.float(), target,
+                                                       weight=1 + cfg.det_pos_weight * target)
                         scaler.scale(loss_det).backward()
                         scaler.step(optims["detector"])
                         sums["loss_det"] += float(loss_det.detach())

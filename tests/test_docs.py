@@ -135,3 +135,13 @@ def test_rst_doctests(page):
                               optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_default_model_facts(ext):
+    from astrodeblend.deblend import default_model_path
+
+    if not default_model_path().is_file():
+        pytest.skip("the default model is not installed")
+    facts = dict(ext["astrodeblend_api"].default_model_facts())
+    assert len(facts["weights hash (``ADBMHASH``)"].strip("`")) == 64
+    assert int(facts["parameters of the generator"].replace(",", "")) > 0

@@ -107,18 +107,18 @@ class ModelConfig:
         values = {}
         for key, value in mapping.items():
             kind = type(names[key].default)
-            try:
-                values[key] = kind(value) if kind is not bool else _as_bool(key, value)
-            except (TypeError, ValueError):
-                raise InvalidInputError(f"model setting {key!r} must be a {kind.__name__}, "
-                                        f"not {value!r}") from None
+            if kind is bool:
+                if not isinstance(value, bool):
+                    raise InvalidInputError(f"model setting {key!r} must be true or false, "
+                                            f"not {value!r}")
+                values[key] = value
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                    kind is int and float(value) != int(value)):
+                what = "an integer" if kind is int else "a number"
+                raise InvalidInputError(f"model setting {key!r} must be {what}, not {value!r}")
+            values[key] = kind(value)
         return cls(**values)
-
-
-def _as_bool(key, value):
-    if isinstance(value, bool):
-        return value
-    raise InvalidInputError(f"model setting {key!r} must be true or false, not {value!r}")
 
 
 def build_models(config=None):

@@ -9,6 +9,7 @@ can never miss a name that the package exports.
 
 import importlib
 import inspect
+import re
 
 from docutils.statemachine import StringList
 from sphinx.util import logging
@@ -109,6 +110,110 @@ class AstrodeblendToplevel(SphinxDirective):
         return container.children
 
 
+
+
+# ------------------------------------------------------------ the default model
+def default_model_facts(path=None):
+    """Return ``[(label, value), ...]`` describing a model checkpoint.
+
+    Read with the package's own safe loader (``weights_only=True``): file,
+    size, sha256 of the file, the weights hash written to ``ADBMHASH``, the
+    architecture, the parameter counts and, when the checkpoint kept them,
+    the training settings and the last validation scores.
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`, optional
+        The checkpoint; the shipped default model when None.
+
+    Returns
+    -------
+    list of tuple of str
+    """
+    from pathlib import Path
+
+    from astrodeblend._checkpoint import load_checkpoint
+    from astrodeblend.deblend import Deblender, default_model_path
+    from astrodeblend.io import sha256_file
+
+    path = Path(path) if path is not None else default_model_path()
+    payload = load_checkpoint(path)
+    deblender = Deblender.load(path, device="cpu")  # what a deblend run records
+    model_hash, config = deblender.model_hash, deblender.config
+    models = {"generator": deblender.generator}
+    if deblender.detector is not None:
+        models["detector"] = deblender.detector
+    facts = [("file", f"``astrodeblend/weights/{path.name}``"
+              if path == default_model_path() else f"``{path.name}``"),
+             ("file size", f"{path.stat().st_size / 2 ** 20:.1f} MiB"),
+             ("sha256 of the file", f"``{sha256_file(path)}``"),
+             ("weights hash (``ADBMHASH``)", f"``{model_hash}``")]
+    for name, module in models.items():
+        n_params = sum(p.numel() for p in module.parameters())
+        facts.append((f"parameters of the {name}", f"{n_params:,}"))
+    cfg = config.to_dict()
+    facts.append(("architecture (``ModelConfig``)",
+                  ", ".join(f"``{k}={v!r}``" for k, v in cfg.items())))
+    train_cfg = payload.get("train_config") or {}
+    if train_cfg:
+        keys = ("epochs", "batch_size", "lr", "seed", "w_l1", "w_adv", "w_flux", "w_det",
+                "augment", "amp")
+        facts.append(("training settings (``TrainConfig``)",
+                      ", ".join(f"``{k}={train_cfg[k]!r}``" for k in keys if k in train_cfg)))
+    if payload.get("epoch") is not None:
+        facts.append(("epochs trained", str(payload["epoch"])))
+    history = payload.get("history") or []
+    if history:
+        last = history[-1]
+        scores = [f"{label} {last[key]:.3g}" for key, label in
+                  (("val_psnr", "PSNR (dB)"), ("val_ssim", "SSIM"),
+                   ("val_psnr_blend", "PSNR of the untouched blend (dB)"),
+                   ("det_recall", "detector recall")) if key in last]
+        if scores:
+            facts.append((f"validation, epoch {last.get('epoch', '?')}", ", ".join(scores)))
+        seconds = sum(float(row.get("time_s", 0) or 0) for row in history)
+        if seconds:
+            facts.append(("training time (sum over epochs)", f"{seconds / 3600:.2f} h"))
+    # model-card entries written next to the weights (tools/make_default_model.py)
+    card_path = path.with_suffix(".json")
+    if card_path.is_file():
+        import json
+
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        known = {"name", "generator_sha256", "model_config", "train_config", "epochs",
+                 "history"}
+        for key, value in card.items():
+            if key not in known and value not in (None, "", [], {}):
+                text = value if isinstance(value, str) else json.dumps(value)
+                text = re.sub(r"([\\*|`_])", r"\\\1", " ".join(text.split()))
+                facts.append((key.replace("_", " "), text))  # literal in RST
+    return facts
+
+
+class AstrodeblendDefaultModel(SphinxDirective):
+    """``.. astrodeblend-default-model::``: facts read from the shipped checkpoint."""
+
+    has_content = False
+
+    def run(self):
+        try:
+            facts = default_model_facts()
+        except Exception as exc:  # noqa: BLE001 - any failure is a documentation problem
+            logger.warning(f"cannot describe the default model: {exc}",
+                           location=self.get_location())
+            return []
+        lines = [".. list-table::", "   :widths: 30 70", ""]
+        for label, value in facts:
+            lines += [f"   * - {label}", f"     - {value}"]
+        lines.append("")
+        container = __import__("docutils.nodes", fromlist=["section"]).section()
+        container.document = self.state.document
+        nested_parse_with_titles(self.state, StringList(lines, source="astrodeblend-default-model"),
+                                 container)
+        return container.children
+
+
 def setup(app):
     app.add_directive("astrodeblend-toplevel", AstrodeblendToplevel)
+    app.add_directive("astrodeblend-default-model", AstrodeblendDefaultModel)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

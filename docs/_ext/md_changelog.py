@@ -17,6 +17,23 @@ _LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
 _BOLD = re.compile(r"\*\*([^*]+)\*\*")
 
 
+def _plain(value):
+    """Convert Markdown text without code spans: keep links and bold, escape the rest."""
+    placeholders = []
+
+    def keep(rst):
+        placeholders.append(rst)
+        return f"\x00{len(placeholders) - 1}\x00"
+
+    value = _LINK.sub(lambda m: keep(f"`{m.group(1)} <{m.group(2)}>`__"), value)
+    value = _BOLD.sub(lambda m: keep(f"**{m.group(1)}**"), value)
+    # escape what RST would read as markup
+    value = value.replace("\\", "\\\\")
+    value = re.sub(r"([*|`])", r"\\\1", value)
+    value = re.sub(r"(\w)_(?=\W|$)", r"\1\\_", value)
+    return re.sub(r"\x00(\d+)\x00", lambda m: placeholders[int(m.group(1))], value)
+
+
 def _inline(text):
     """Convert the inline Markdown of one line of text to RST."""
     pieces = []
@@ -37,20 +54,7 @@ def _inline(text):
             right = "\\ " if re.match(r"\w", after) else ""
             out.append(f"{left}``{value.strip()}``{right}")
             continue
-        placeholders = []
-
-        def keep(rst, placeholders=placeholders):
-            placeholders.append(rst)
-            return f"\x00{len(placeholders) - 1}\x00"
-
-        value = _LINK.sub(lambda m: keep(f"`{m.group(1)} <{m.group(2)}>`__"), value)
-        value = _BOLD.sub(lambda m: keep(f"**{m.group(1)}**"), value)
-        # escape what RST would read as markup
-        value = value.replace("\\", "\\\\")
-        value = re.sub(r"([*|`])", r"\\\1", value)
-        value = re.sub(r"(\w)_(?=\W|$)", r"\1\\_", value)
-        value = re.sub(r"\x00(\d+)\x00", lambda m: placeholders[int(m.group(1))], value)
-        out.append(value)
+        out.append(_plain(value))
     return "".join(out)
 
 

@@ -85,11 +85,11 @@ def rgb(image, display):
 
 
 fig, axes = plt.subplots(3, 3, figsize=(8.4, 8.6), layout="constrained")
-for row, (protocol, scene) in zip(axes, scenes.items()):
+for row, (protocol, scene) in zip(axes, scenes.items(), strict=True):
     display = protocol != "physical"
     panels = [scene.blend.data, scene.components[0], scene.components[1]]
     titles = [f"{protocol}: blend", "truth A", "truth B"]
-    for ax, data, title in zip(row, panels, titles):
+    for ax, data, title in zip(row, panels, titles, strict=True):
         ax.imshow(rgb(data, display), origin="lower")
         ax.set_title(title)
         ax.set_xticks([])

@@ -102,7 +102,8 @@ wcs_out = WCS(source_headers[0]).celestial
 panels = [("BLEND", result.blend.data.mean(axis=0))]
 panels += [(f"SOURCE {i + 1}", s.mean(axis=0)) for i, s in enumerate(sources)]
 panels += [("RESIDUAL", residual.mean(axis=0)), ("SEGMAP", segmap)]
-fig = plt.figure(figsize=(2.7 * len(panels), 3.2), layout="constrained")
+fig = plt.figure(figsize=(2.7 * len(panels), 3.4))
+fig.subplots_adjust(left=0.09, right=0.99, bottom=0.16, top=0.86, wspace=0.08)
 for k, (name, data) in enumerate(panels):
     ax = fig.add_subplot(1, len(panels), k + 1, projection=wcs_out)
     if name == "SEGMAP":
@@ -110,7 +111,7 @@ for k, (name, data) in enumerate(panels):
     else:
         ax.imshow(np.sign(data) * np.abs(data) ** (1 / 2.2), origin="lower", cmap="magma",
                   vmin=-0.1, vmax=1.0)
-    ax.set_title(name)
+    ax.set_title(name, pad=8)
     ax.coords[0].set_ticklabel(exclude_overlapping=True)
     ax.coords[0].set_axislabel("RA" if k == 0 else " ")
     ax.coords[1].set_axislabel("Dec" if k == 0 else " ")

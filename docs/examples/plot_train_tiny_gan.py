@@ -45,7 +45,7 @@ images = workdir / "galaxies"
 images.mkdir()
 yy, xx = np.mgrid[:120, :120]
 for galaxy_id in range(100001, 100041):
-    plane = Sersic2D(1.0, rng.uniform(8, 18), rng.uniform(0.8, 2.5), 59.5, 59.5,
+    plane = Sersic2D(1.0, rng.uniform(6, 12), rng.uniform(0.8, 2.0), 59.5, 59.5,
                      rng.uniform(0.0, 0.6), rng.uniform(0, np.pi))(xx, yy)
     colour = rng.uniform(0.6, 1.0, 3)
     rgb = np.clip(plane[..., None] / plane.max() * colour, 0, 1) ** (1 / 2.2)
