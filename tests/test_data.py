@@ -177,3 +177,20 @@ def test_cli_make_dataset(jpg_folder, tmp_path, capsys):
     assert rc == 0 and "scenes" in capsys.readouterr().out
     with open_split(out, "validation") as scenes:
         assert len(scenes) == 1 and scenes.seed == 4
+
+
+def test_physical_build_redraws_blank_galaxies(jpg_folder, tmp_path):
+    from PIL import Image
+
+    from astrodeblend.data import build_dataset, open_split
+
+    blank = np.full((96, 96, 3), 20, dtype=np.uint8)
+    for i in range(3):
+        Image.fromarray(blank).save(jpg_folder / f"{200000 + i}.jpg", quality=95)
+    out = tmp_path / "phys.h5"
+    build_dataset(jpg_folder, out, protocol="physical", n=30, seed=4, progress=False,
+                  split=(1.0, 0.0, 0.0))
+    with open_split(out, "train") as scenes:
+        assert len(scenes) > 0
+        for i in range(len(scenes)):
+            assert not ({200000, 200001, 200002} & set(scenes[i]["ids"].tolist()))
