@@ -255,13 +255,6 @@ def _remove_stale_temporaries(output_dir, names):
 @functools.lru_cache(maxsize=4)
 def _cached_deblender(method, model, device, max_pixels):
     """Load a deblender once per process (the model is read at most once per worker)."""
-    if method in ("segmentation", "fluxshare"):
-        # as get_deblender does, without importing torch: baseline workers
-        # start faster and each holds about 150 MiB less
-        from . import baselines
-
-        return {"segmentation": baselines.SegmentationDeblender,
-                "fluxshare": baselines.FluxShareDeblender}[method]()
     from .deblend import get_deblender
 
     return get_deblender(method, model=model, device=device, max_pixels=max_pixels)

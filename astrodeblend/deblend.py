@@ -32,8 +32,6 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ._version import __version__
 from .errors import CheckpointError, InvalidInputError
@@ -203,6 +201,8 @@ class Deblender:
         >>> result.n_sources
         2
         """
+        import torch
+
         image = as_galaxy_image(image)
         mode = mode or self.mode
         if mode == "auto":
@@ -323,6 +323,9 @@ class Deblender:
 
     def _to_model(self, stamp, mode):
         """Map a ``(C, h, w)`` stamp to a square model-space tensor; return it and the scale."""
+        import torch
+        import torch.nn.functional as F
+
         from .models.stretch import robust_peak, stretch
 
         c, h, w = stamp.shape
@@ -360,6 +363,9 @@ class Deblender:
         return [p for p in found if p[0] < limit and p[1] < limit]
 
     def _run_stamp(self, work, box, mode):
+        import torch
+        import torch.nn.functional as F
+
         from .models import make_heatmap
         from .models.stretch import unstretch
 

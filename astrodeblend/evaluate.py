@@ -108,14 +108,6 @@ def _resolve_methods(methods, model, device):
         if callable(method):
             name = str(getattr(method, "name", "") or type(method).__name__)
             resolved.append((name, method))
-        elif method == "segmentation":
-            from .baselines import SegmentationDeblender
-
-            resolved.append((method, SegmentationDeblender()))
-        elif method == "fluxshare":
-            from .baselines import FluxShareDeblender
-
-            resolved.append((method, FluxShareDeblender()))
         else:
             from .deblend import get_deblender
 
