@@ -10,11 +10,14 @@ A `Deblender` turns an image of any size and band count into a
    applying the power-law stretch ``sign(x) |x| ** (1 / 2.2)``
    (`~astrodeblend.models.stretch`) — the same mapping that training uses for
    ``physical`` scenes ("linear" mode).
-2. **Stamps.**  Small images (up to twice the model's working size) form one
-   stamp.  Larger images are cut into stamps around the blend groups found
-   by photutils (`~astrodeblend.detect.find_centers`).  A stamp larger than
-   the working size is resampled to it (area averaging) and the model's
-   output is resampled back (bilinear).
+2. **Stamps.**  Small images (up to ``max_pixels``, by default twice the
+   model's working size on a side) form one stamp, processed at their own
+   pixel scale (the networks are fully convolutional).  Larger images are
+   cut into stamps around the blend groups found by photutils
+   (`~astrodeblend.detect.find_centers`, tile by tile); a stamp larger than
+   the working size is resampled to it (area averaging), so that a group
+   fills the frame as in training, and the model's output is resampled back
+   (bilinear).
 3. **Detection.**  A learned centre detector (`~astrodeblend.models.CenterDetector`)
    finds the galaxies of each stamp, close pairs included; photutils peaks
    serve as a fallback when it finds nothing.
@@ -288,9 +291,9 @@ class Deblender:
 
     # -------------------------------------------------------------- helpers
     def _plan_stamps(self, image, work):
-        """Return stamp boxes ``(y0, y1, x0, x1)`` covering the blend groups.
+        """Return stamp boxes ``(y0, y1, x0, x1, native)`` covering the blend groups.
 
-        Small images are one stamp.  Larger ones are searched for sources
+        Small images are one stamp, processed at their own pixel scale.  Larger ones are searched for sources
         (photutils, without deblending: one segment per blend group) tile by
         tile, each tile at most ``tile_pixels`` pixels plus a margin, so the
         detection's memory stays bounded whatever the image size; a group
@@ -298,7 +301,7 @@ class Deblender:
         """
         h, w = image.height, image.width
         if h * w <= self.max_pixels:
-            return [(0, h, 0, w)]
+            return [(0, h, 0, w, True)]
         from .detect import find_centers
 
         tile = max(int(np.sqrt(self.tile_pixels)), 2 * self.size)
@@ -318,34 +321,42 @@ class Deblender:
                     side = min(max(int(1.5 * extent), self.size // 2), max(h, w))
                     bx = int(np.clip(round(cx - side / 2), 0, max(w - side, 0)))
                     by = int(np.clip(round(cy - side / 2), 0, max(h - side, 0)))
-                    boxes.append((by, min(by + side, h), bx, min(bx + side, w)))
+                    boxes.append((by, min(by + side, h), bx, min(bx + side, w), False))
         return boxes
 
-    def _to_model(self, stamp, mode):
-        """Map a ``(C, h, w)`` stamp to a square model-space tensor; return it and the scale."""
+    def _to_model(self, stamp, mode, native):
+        """Map a ``(C, h, w)`` stamp to model space.
+
+        Returns the ``(1, C, H', W')`` tensor, the linear scale (peak), the
+        resampling factor (stamp pixels per model pixel) and the side of the
+        square the stamp was padded to.  A ``native`` stamp keeps its pixels
+        (the networks are fully convolutional); others are padded to a square
+        and area-averaged down to the working size when larger.
+        """
         import torch
         import torch.nn.functional as F
 
         from .models.stretch import robust_peak, stretch
 
         c, h, w = stamp.shape
-        side = max(h, w)
         tensor = torch.from_numpy(np.ascontiguousarray(stamp)).to(self.device)[None]
-        tensor = F.pad(tensor, (0, side - w, 0, side - h))
         if mode == "linear":
             peak = float(robust_peak(tensor).reshape(-1)[0])
             tensor = stretch(tensor / peak)
         else:
             peak = 1.0
-        factor = side / self.size
+        if native:
+            return tensor, peak, 1.0, max(h, w)
+        side = max(h, w)
+        tensor = F.pad(tensor, (0, side - w, 0, side - h))
         if side > self.size:
             tensor = F.interpolate(tensor, size=(self.size, self.size), mode="area")
-        elif side < self.size:
-            tensor = F.pad(tensor, (0, self.size - side, 0, self.size - side))
-        return tensor, peak, max(factor, 1.0), side
+            return tensor, peak, side / self.size, side
+        tensor = F.pad(tensor, (0, self.size - side, 0, self.size - side))
+        return tensor, peak, 1.0, side
 
-    def _detect(self, tensor, stamp, scale, side):
-        """Centres ``(x, y)`` in model pixels inside the valid part of the stamp."""
+    def _detect(self, tensor, stamp, scale):
+        """Centres ``(x, y)`` in model pixels inside the part of the tensor the stamp covers."""
         from .models import find_peaks
 
         found = []
@@ -359,8 +370,8 @@ class Deblender:
             catalog = find_centers(stamp).catalog
             found = [((float(r["x_centroid"]) + 0.5) / scale - 0.5,
                       (float(r["y_centroid"]) + 0.5) / scale - 0.5) for r in catalog]
-        limit = side / scale
-        return [p for p in found if p[0] < limit and p[1] < limit]
+        h, w = stamp.shape[1:]
+        return [p for p in found if p[0] < w / scale - 0.5 and p[1] < h / scale - 0.5]
 
     def _run_stamp(self, work, box, mode):
         import torch
@@ -369,32 +380,30 @@ class Deblender:
         from .models import make_heatmap
         from .models.stretch import unstretch
 
-        y0, y1, x0, x1 = box
+        y0, y1, x0, x1, native = box
         stamp = work[:, y0:y1, x0:x1]
-        tensor, peak, scale, side = self._to_model(stamp, mode)
-        centers = self._detect(tensor, stamp, scale, side)
+        tensor, peak, scale, side = self._to_model(stamp, mode, native)
+        centers = self._detect(tensor, stamp, scale)
         if not centers:
             return [], []
         xy = torch.tensor(centers, dtype=tensor.dtype, device=self.device)
         outputs = []
         for start in range(0, len(xy), self.batch_size):
             chunk = xy[start:start + self.batch_size]
-            heat = make_heatmap(chunk, (self.size, self.size), sigma=self.heatmap_sigma,
+            heat = make_heatmap(chunk, tensor.shape[-2:], sigma=self.heatmap_sigma,
                                 device=self.device, dtype=tensor.dtype)
-            out = self.generator(tensor.expand(len(chunk), -1, -1, -1), heat)
-            outputs.append(out)
+            outputs.append(self.generator(tensor.expand(len(chunk), -1, -1, -1), heat))
         out = torch.cat(outputs)
         if mode == "linear":
             out = unstretch(out.clamp(min=0)) * peak
         if scale > 1:
             out = F.interpolate(out, size=(side, side), mode="bilinear", align_corners=False)
-            out = out / 1.0
         h, w = stamp.shape[1:]
         out = out[:, :, :h, :w].float().cpu().numpy()
-        results = [((y0, y1, x0, x1), o) for o in out]
+        box = (y0, y1, x0, x1)
         full_xy = [((x + 0.5) * scale - 0.5 + x0, (y + 0.5) * scale - 0.5 + y0)
                    for x, y in centers]
-        return results, full_xy
+        return [(box, o) for o in out], full_xy
 
 
 def _share_flux(work, estimates):
