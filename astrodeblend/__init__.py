@@ -37,15 +37,17 @@ _LAZY = {
     "find_centers": "detect",
     "partial_images": "segment",
     "build_dataset": "data",
-    "train": "train",
     "TrainConfig": "train",
     "Deblender": "deblend",
-    "deblend": "deblend",
     "SegmentationDeblender": "baselines",
     "FluxShareDeblender": "baselines",
-    "evaluate": "evaluate",
     "deblend_files": "batch",
 }
+
+# subpackages and modules reachable as attributes (``astrodeblend.train.train``);
+# ``astrodeblend.deblend`` is also callable: ``astrodeblend.deblend("cutout.fits")``
+_SUBMODULES = {"io", "blend", "detect", "segment", "data", "models", "train", "deblend",
+               "baselines", "metrics", "evaluate", "batch", "plotting", "utils", "cli"}
 
 __all__ = [
     "__version__",
@@ -60,6 +62,7 @@ __all__ = [
     "GalaxyImage",
     "as_galaxy_image",
     "DeblendResult",
+    "deblend",
     *_LAZY,
 ]
 
@@ -69,8 +72,10 @@ def __getattr__(name):
         value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:
+        return import_module(f".{name}", __name__)
     raise AttributeError(f"module 'astrodeblend' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)

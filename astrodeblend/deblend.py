@@ -30,7 +30,9 @@ A `Deblender` turns an image of any size and band count into a
 
 from __future__ import annotations
 
+import sys
 import time
+import types
 from importlib import resources
 from pathlib import Path
 
@@ -102,6 +104,17 @@ class Deblender:
         The memory cap of the detection step on large images: sources are
         searched in tiles of at most this many pixels (plus a margin of the
         working size), default ``2048 * 2048``.
+
+    Examples
+    --------
+    ``Deblender.load()`` gives the shipped model; a deblender can also wrap
+    networks built in memory (here untrained, tiny ones):
+
+    >>> from astrodeblend.models import ModelConfig, build_models
+    >>> cfg = ModelConfig(generator_channels=4, detector_channels=4, discriminator_channels=4)
+    >>> nets = build_models(cfg)
+    >>> Deblender(nets["generator"], nets["detector"], cfg, device="cpu")
+    <Deblender 'custom' bands=3 size=80 device=cpu mode=auto>
     """
 
     def __init__(self, generator, detector, config, *, device, name="custom", model_hash="",
@@ -232,18 +245,20 @@ class Deblender:
         history.append(f"stamps: {len(stamps)} of working size {self.size} px "
                        f"(mode={mode})")
         h, w = image.height, image.width
-        outputs, centers = [], []
+        outputs, centers, methods = [], [], set()
         with torch.inference_mode():
             for box in stamps:
-                model_out, found = self._run_stamp(work, box, mode)
-                for out, xy in zip(model_out, found):
+                model_out, found, method = self._run_stamp(work, box, mode)
+                methods.add(method)
+                for out, xy in zip(model_out, found, strict=True):
                     # overlapping stamps may see the same galaxy twice: keep the first
                     if any(np.hypot(xy[0] - x, xy[1] - y) < 2.0 for x, y in centers):
                         continue
                     outputs.append(out)
                     centers.append(xy)
-        history.append(f"detect: CenterDetector threshold={self.detect_threshold} "
-                       f"found {len(centers)} sources (photutils fallback)")
+        history.append(f"detect: {' + '.join(sorted(methods)) or 'nothing to search'} "
+                       f"(CenterDetector threshold={self.detect_threshold}, photutils where "
+                       f"it finds nothing) found {len(centers)} sources")
         estimates = np.zeros((len(outputs), image.n_bands, h, w), dtype=np.float32)
         for i, (box, est) in enumerate(outputs):
             y0, y1, x0, x1 = box
@@ -293,8 +308,9 @@ class Deblender:
     def _plan_stamps(self, image, work):
         """Return stamp boxes ``(y0, y1, x0, x1, native)`` covering the blend groups.
 
-        Small images are one stamp, processed at their own pixel scale.  Larger ones are searched for sources
-        (photutils, without deblending: one segment per blend group) tile by
+        Small images are one stamp, processed at their own pixel scale.
+        Larger ones are searched for sources (photutils, without deblending:
+        one segment per blend group) tile by
         tile, each tile at most ``tile_pixels`` pixels plus a margin, so the
         detection's memory stays bounded whatever the image size; a group
         belongs to the tile whose core holds its centre.
@@ -359,7 +375,7 @@ class Deblender:
         """Centres ``(x, y)`` in model pixels inside the part of the tensor the stamp covers."""
         from .models import find_peaks
 
-        found = []
+        found, method = [], "detector"
         if self.detector is not None:
             logits = self.detector(tensor)
             found = [tuple(p) for p in find_peaks(logits, threshold=self.detect_threshold)[0]
@@ -367,11 +383,13 @@ class Deblender:
         if not found:
             from .detect import find_centers
 
+            method = "photutils"
             catalog = find_centers(stamp).catalog
             found = [((float(r["x_centroid"]) + 0.5) / scale - 0.5,
                       (float(r["y_centroid"]) + 0.5) / scale - 0.5) for r in catalog]
         h, w = stamp.shape[1:]
-        return [p for p in found if p[0] < w / scale - 0.5 and p[1] < h / scale - 0.5]
+        inside = [p for p in found if p[0] < w / scale - 0.5 and p[1] < h / scale - 0.5]
+        return inside, method
 
     def _run_stamp(self, work, box, mode):
         import torch
@@ -383,9 +401,9 @@ class Deblender:
         y0, y1, x0, x1, native = box
         stamp = work[:, y0:y1, x0:x1]
         tensor, peak, scale, side = self._to_model(stamp, mode, native)
-        centers = self._detect(tensor, stamp, scale)
+        centers, method = self._detect(tensor, stamp, scale)
         if not centers:
-            return [], []
+            return [], [], method
         xy = torch.tensor(centers, dtype=tensor.dtype, device=self.device)
         outputs = []
         for start in range(0, len(xy), self.batch_size):
@@ -403,7 +421,7 @@ class Deblender:
         box = (y0, y1, x0, x1)
         full_xy = [((x + 0.5) * scale - 0.5 + x0, (y + 0.5) * scale - 0.5 + y0)
                    for x, y in centers]
-        return [(box, o) for o in out], full_xy
+        return [(box, o) for o in out], full_xy, method
 
 
 def _share_flux(work, estimates):
@@ -621,3 +639,18 @@ def run_demo(output_dir="astrodeblend-demo", *, device="auto", overwrite=False):
     print(f"  result: {result_path}")
     print(f"  figure: {png_path}")
     return 0
+
+
+class _CallableModule(types.ModuleType):
+    """The module, made callable: ``astrodeblend.deblend(...)`` is `deblend` (the function).
+
+    The package exposes both the module ``astrodeblend.deblend`` and the
+    function `deblend`; Python binds the package attribute to the module as
+    soon as it is imported, so the module forwards calls to the function.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return deblend(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

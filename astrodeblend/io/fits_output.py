@@ -409,7 +409,17 @@ def read_deblended(path):
 
     Examples
     --------
-    See `write_deblended`.
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from astrodeblend import GalaxyImage, DeblendResult
+    >>> blend = GalaxyImage(np.ones((1, 8, 8)), bands=["r"])
+    >>> sources = np.stack([0.25 * blend.data, 0.75 * blend.data])
+    >>> catalog = DeblendResult.make_catalog(blend, sources, [2.0, 5.0], [3.0, 4.0])
+    >>> result = DeblendResult(blend, sources, catalog, np.zeros((8, 8), int))
+    >>> path = write_deblended(result, pathlib.Path(tempfile.mkdtemp()) / "r_deblended.fits")
+    >>> back = read_deblended(path)
+    >>> back.n_sources, back.blend.bands, np.array_equal(back.sources, result.sources)
+    (2, ('r',), True)
     """
     from .readers import _check_file
 

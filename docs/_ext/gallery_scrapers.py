@@ -12,13 +12,20 @@ __all__ = ["astrodeblend_figures"]
 
 
 def _unmanaged_figures(namespace):
+    """Yield the figures of ``namespace`` that pyplot does not manage and that are new.
+
+    Figures that pyplot manages are marked as seen, so that they are not
+    picked up again after the matplotlib scraper has closed them.
+    """
     from matplotlib.figure import Figure
 
     for value in list(namespace.values()):
         candidates = value if isinstance(value, (list, tuple)) else [value]
         for item in candidates:
-            if (isinstance(item, Figure) and getattr(item.canvas, "manager", None) is None
-                    and not getattr(item, "_astrodeblend_scraped", False)):
+            if not isinstance(item, Figure) or getattr(item, "_astrodeblend_seen", False):
+                continue
+            item._astrodeblend_seen = True
+            if getattr(item.canvas, "manager", None) is None:
                 yield item
 
 
@@ -45,7 +52,6 @@ def astrodeblend_figures(block, block_vars, gallery_conf):
     # runs before the matplotlib scraper, so figures that pyplot manages (and
     # will close) still have a manager here and are left to that scraper
     for fig in _unmanaged_figures(block_vars.get("example_globals", {})):
-        fig._astrodeblend_scraped = True
         path = next(block_vars["image_path_iterator"])
         fig.savefig(path, dpi=100)
         paths.append(path)

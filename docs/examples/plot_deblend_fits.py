@@ -16,6 +16,7 @@ plus the residual add up to the input exactly (:ref:`flux-conservation`).
 # ----------------------------------
 # Two Sersic galaxies (astropy.modeling) 14 pixels apart, a sky level, and
 # Gaussian noise, on an 80x80 grid of 0.4 arcsec pixels with a TAN WCS.
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -76,9 +77,10 @@ print(result.catalog["id", "x_centroid", "y_centroid", "ra", "dec"])
 # %%
 # Each source image carries the WCS of the input, so sky positions work
 # directly on it:
-first = result.source_image(0)
-x, y = result.catalog["x_centroid"][0], result.catalog["y_centroid"][0]
-print("source 1 at", first.wcs.pixel_to_world(x, y).to_string("hmsdms"))
+for i in range(result.n_sources):
+    source = result.source_image(i)
+    x, y = result.catalog["x_centroid"][i], result.catalog["y_centroid"][i]
+    print(f"source {i + 1} at", source.wcs.pixel_to_world(x, y).to_string("hmsdms", precision=2))
 
 # %%
 # Flux conservation
@@ -119,3 +121,7 @@ for i in range(n):
                      color="cyan", ms=10)
 show(axes[-1], result.residual.data - sky, "residual (sky subtracted)", scale)
 plt.show()
+
+# %%
+# The example worked in a temporary folder; remove it.
+shutil.rmtree(workdir)

@@ -14,6 +14,7 @@ astropy alone, as any other program would.
 # %%
 # Deblend a small synthetic image
 # -------------------------------
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -63,6 +64,7 @@ except FileExistsError as error:     # astrodeblend.OutputExistsError
 with fits.open(path, checksum=True) as hdul:
     hdul.info()
     primary = hdul[0].header.copy()
+    blend_header = hdul["BLEND"].header.copy()
     sources = [hdu.data for hdu in hdul if hdu.name == "SOURCE"]
     source_headers = [hdu.header for hdu in hdul if hdu.name == "SOURCE"]
     residual = hdul["RESIDUAL"].data
@@ -96,9 +98,9 @@ print(again, "same sources:", np.array_equal(again.sources, result.sources))
 # %%
 # Plot the HDUs on the sky
 # ------------------------
-# With the WCS of the ``SOURCE`` headers (its celestial part: the cube's
-# third axis is the band), matplotlib draws RA and Dec axes.
-wcs_out = WCS(source_headers[0]).celestial
+# Every image HDU carries the WCS of the input.  With its celestial part
+# (the cube's third axis is the band), matplotlib draws RA and Dec axes.
+wcs_out = WCS(blend_header).celestial
 panels = [("BLEND", result.blend.data.mean(axis=0))]
 panels += [(f"SOURCE {i + 1}", s.mean(axis=0)) for i, s in enumerate(sources)]
 panels += [("RESIDUAL", residual.mean(axis=0)), ("SEGMAP", segmap)]
@@ -118,3 +120,7 @@ for k, (name, data) in enumerate(panels):
     if k:
         ax.coords[1].set_ticklabel_visible(False)
 plt.show()
+
+# %%
+# The example worked in a temporary folder; remove it.
+shutil.rmtree(outdir)

@@ -13,7 +13,7 @@ A real model needs thousands of galaxies and many epochs (:ref:`training`,
 :ref:`model-card`); this one trains in seconds and only shows the
 mechanics.  The same steps on the command line are::
 
-    astrodeblend make-dataset --images galaxies/ --protocol reiman --n 64 --seed 0 --out tiny.h5
+    astrodeblend make-dataset --images galaxies/ --protocol reiman --n 48 --seed 0 --out tiny.h5
     astrodeblend train --data tiny.h5 --out runs/tiny --epochs 3 --batch-size 8 --device cpu
 """
 
@@ -24,6 +24,7 @@ mechanics.  The same steps on the command line are::
 # 120x120 RGB PNG files with a display stretch, like small Galaxy Zoo JPGs
 # (file name = galaxy id).  Any folder of Galaxy Zoo JPGs or FITS cutouts
 # works the same way.
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -61,7 +62,7 @@ print(f"{len(list(images.iterdir()))} galaxy images in {images}")
 # example fast, the ``reiman`` crop is 120 pixels instead of 240, so that the
 # scenes are 40x40 pixels instead of 80x80 (binning by 3 as usual).
 dataset = workdir / "tiny.h5"
-summary = build_dataset(images, dataset, protocol="reiman", n=64, seed=0,
+summary = build_dataset(images, dataset, protocol="reiman", n=48, seed=0,
                         split=(0.8, 0.1, 0.1), progress=False, crop=120)
 print(summary)
 
@@ -126,3 +127,7 @@ for k in range(n_cols - 1):
     else:
         axes[1, k + 1].axis("off")
 plt.show()
+
+# %%
+# The example worked in a temporary folder; remove it.
+shutil.rmtree(workdir)
