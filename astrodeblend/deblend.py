@@ -23,9 +23,10 @@ A `Deblender` turns an image of any size and band count into a
    serve as a fallback when it finds nothing.
 4. **Extraction.**  The conditional generator runs once per detected centre.
 5. **Flux conservation** (linear mode).  The model's outputs, mapped back to
-   linear flux, are used as weights that split each input pixel among the
-   sources, so ``sum(sources) + residual == input`` exactly and the residual
-   holds the sky and what no source claims.
+   linear flux, are used as weights that split every sky-subtracted input
+   pixel among the sources (a faint floor shares pixels the model leaves
+   dark by distance), so ``sum(sources) + residual == input`` exactly, the
+   residual is the sky level, and noise enters each source with zero mean.
 """
 
 from __future__ import annotations
@@ -264,9 +265,10 @@ class Deblender:
             y0, y1, x0, x1 = box
             estimates[i, :, y0:y1, x0:x1] = np.maximum(estimates[i, :, y0:y1, x0:x1], est)
         if mode == "linear":
-            sources = _share_flux(work, estimates)
-            history.append("flux: input pixels split in proportion to the model's "
-                           "linear estimates (sources + residual = input)")
+            width = 0.25 * min(max(h, w), 4 * self.size)
+            sources = _share_flux(work, estimates, centers, noise, width)
+            history.append("flux: every input pixel split in proportion to the model's "
+                           "linear estimates (sources + residual = input, residual = sky)")
         else:
             sources = np.clip(estimates, 0.0, None)
         history.append(f"generator: {self.name} sha256={self.model_hash[:16]}... "
@@ -424,12 +426,31 @@ class Deblender:
         return [(box, o) for o in out], full_xy, method
 
 
-def _share_flux(work, estimates):
-    """Split each pixel of ``work`` among sources in proportion to ``estimates``."""
+def _share_flux(work, estimates, centers, noise, width):
+    """Split every pixel of ``work`` among the sources in proportion to their estimates.
+
+    Each source's weight is its model estimate plus a faint floor: a broad
+    Gaussian around its centre at 1 % of the noise.  Where the models
+    predict light, the estimates decide; in the sky, the floor shares the
+    pixel by distance (``width`` is the Gaussian's sigma).  Every pixel is shared, so noise enters each source
+    with zero mean: excluding the pixels where the estimates vanish would
+    keep positive noise fluctuations (which the model reads as faint light)
+    and drop negative ones, biasing every flux upwards.
+    """
+    n, c, h, w = estimates.shape
+    if n == 0:
+        return estimates
     positive = np.clip(estimates, 0.0, None)
-    total = positive.sum(axis=0)
-    tiny = np.float32(1e-12) + 1e-6 * float(np.abs(work).max(initial=0.0))
-    weights = np.divide(positive, total, out=np.zeros_like(positive), where=total > tiny)
+    yy, xx = np.mgrid[:h, :w]
+    floor = np.stack([np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * width**2))
+                      for x, y in centers]).astype(np.float32)
+    level = 0.01 * np.maximum(np.asarray(noise, dtype=np.float32), 1e-12)
+    weights = positive + floor[:, None] * level[None, :, None, None]
+    total = weights.sum(axis=0, keepdims=True)
+    # far from every source on a large image the floor underflows: such
+    # pixels stay in the residual
+    np.divide(weights, total, out=weights, where=total > 0)
+    weights[:, total[0] <= 0] = 0.0
     return (weights * work[None]).astype(np.float32)
 
 
@@ -625,7 +646,7 @@ def run_demo(output_dir="astrodeblend-demo", *, device="auto", overwrite=False):
     save_figure(plot_deblend_result(result, truth=scene.components), png_path,
                 overwrite=overwrite)
     found = np.column_stack([result.catalog["x_centroid"], result.catalog["y_centroid"]])
-    pairs, _, _ = match_sources(scene.centers, found)
+    pairs = match_sources(scene.centers, found).pairs
     print(f"astrodeblend {__version__} demo: two generated galaxies blended "
           f"({scene.protocol} protocol), deblended with the {deblender.name} model")
     print(f"  found {result.n_sources} sources; true galaxies matched: {len(pairs)} of "
