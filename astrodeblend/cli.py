@@ -118,7 +118,8 @@ def _parse_split(text):
     try:
         parts = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise AstrodeblendError(f"--split must be three comma-separated fractions, not {text!r}")
+        raise AstrodeblendError(
+            f"--split must be three comma-separated fractions, not {text!r}") from None
     if len(parts) != 3 or min(parts) < 0 or abs(sum(parts) - 1) > 1e-6:
         raise AstrodeblendError(f"--split must be three fractions adding up to 1, not {text!r}")
     return parts

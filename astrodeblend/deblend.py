@@ -432,10 +432,11 @@ def _share_flux(work, estimates, centers, noise, width):
     Each source's weight is its model estimate plus a faint floor: a broad
     Gaussian around its centre at 1 % of the noise.  Where the models
     predict light, the estimates decide; in the sky, the floor shares the
-    pixel by distance (``width`` is the Gaussian's sigma).  Every pixel is shared, so noise enters each source
-    with zero mean: excluding the pixels where the estimates vanish would
-    keep positive noise fluctuations (which the model reads as faint light)
-    and drop negative ones, biasing every flux upwards.
+    pixel by distance (``width`` is the Gaussian's sigma).  Every pixel is
+    shared, so noise enters each source with zero mean: excluding the pixels
+    where the estimates vanish would keep positive noise fluctuations (which
+    the model reads as faint light) and drop negative ones, biasing every
+    flux upwards.
     """
     n, c, h, w = estimates.shape
     if n == 0:
@@ -579,11 +580,11 @@ def demo_scene(seed=3):
 
     from .blend import blend_physical
 
-    yy, xx = np.mgrid[:240, :240]
+    yy, xx = np.mgrid[:424, :424]
     galaxies = []
     for r_eff, n, ellip, theta, colour in [(14, 1.0, 0.45, 0.6, (0.6, 1.0, 1.3)),
                                            (10, 2.5, 0.2, 2.0, (1.2, 1.0, 0.8))]:
-        plane = Sersic2D(1.0, r_eff, n, 119.5, 119.5, ellip, theta)(xx, yy)
+        plane = Sersic2D(1.0, r_eff, n, 211.5, 211.5, ellip, theta)(xx, yy)
         cube = np.asarray(colour)[:, None, None] * plane[None] / plane.max()
         galaxies.append(GalaxyImage(cube.astype(np.float32), bands=("g", "r", "i")))
     scene = blend_physical(galaxies, seed=seed)

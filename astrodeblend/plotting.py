@@ -465,7 +465,7 @@ def plot_deblend_result(result, path=None, *, truth=None, overwrite=False):
     rows = 1 if truth is None else 2
     fig = _new_figure((2.4 * len(panels), 2.6 * rows))
     axes = fig.subplots(rows, len(panels), squeeze=False)
-    for ax, (title, image) in zip(axes[0], panels):
+    for ax, (title, image) in zip(axes[0], panels, strict=True):
         shown = _display_plane(image, peak, linear=linear)
         ax.imshow(shown, origin="lower", cmap=None if shown.ndim == 3 else "gray")
         ax.set_title(title, fontsize=9)
@@ -481,6 +481,8 @@ def plot_deblend_result(result, path=None, *, truth=None, overwrite=False):
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
+        if not ax.images:
+            ax.set_axis_off()
     if path is not None:
         save_figure(fig, path, overwrite=overwrite)
     return fig
