@@ -46,7 +46,7 @@ from .result import DeblendResult
 from .utils import resolve_device
 
 __all__ = ["Deblender", "deblend", "get_deblender", "default_model_path", "run_demo",
-           "METHODS"]
+           "band_mapping", "demo_scene", "METHODS"]
 
 #: Names accepted by `get_deblender`.
 METHODS = ("gan", "segmentation", "fluxshare")
@@ -199,8 +199,8 @@ class Deblender:
         Parameters
         ----------
         image : `~astrodeblend.image.GalaxyImage`, `~astropy.nddata.NDData` or array
-            ``(H, W)`` or ``(C, H, W)`` pixels; the band count must match the
-            model's (a one-band model runs on each band's sum otherwise).
+            ``(H, W)`` or ``(C, H, W)`` pixels of any band count (mapped to
+            the model's bands by `band_mapping` and back).
         mode : {'auto', 'display', 'linear'}, optional
             Overrides the deblender's mode for this call.
 
@@ -226,12 +226,12 @@ class Deblender:
             mode = "display" if _is_display(image) else "linear"
         started = time.perf_counter()
         data = image.filled(0.0)
-        if image.n_bands != self.n_bands:
-            raise InvalidInputError(
-                f"image {image.source or ''} has {image.n_bands} bands but model "
-                f"{self.name!r} expects {self.n_bands}".replace("  ", " "))
+        self._bands_in, self._bands_out = band_mapping(image.n_bands, self.n_bands)
         history = [f"read: {image.source or 'in-memory image'} shape={image.shape} "
                    f"bands={','.join(image.bands)}"]
+        if image.n_bands != self.n_bands:
+            history.append(f"bands: {image.n_bands} image bands mapped to the model's "
+                           f"{self.n_bands} (band_mapping) and back")
         if mode == "linear":
             from .detect import background_and_noise
 
@@ -357,7 +357,8 @@ class Deblender:
         from .models.stretch import robust_peak, stretch
 
         c, h, w = stamp.shape
-        tensor = torch.from_numpy(np.ascontiguousarray(stamp)).to(self.device)[None]
+        mapped = np.einsum("mc,chw->mhw", self._bands_in, stamp).astype(np.float32)
+        tensor = torch.from_numpy(mapped).to(self.device)[None]
         if mode == "linear":
             peak = float(robust_peak(tensor).reshape(-1)[0])
             tensor = stretch(tensor / peak)
@@ -419,11 +420,55 @@ class Deblender:
         if scale > 1:
             out = F.interpolate(out, size=(side, side), mode="bilinear", align_corners=False)
         h, w = stamp.shape[1:]
-        out = out[:, :, :h, :w].float().cpu().numpy()
+        out = np.einsum("cm,kmhw->kchw", self._bands_out,
+                        out[:, :, :h, :w].float().cpu().numpy()).astype(np.float32)
         box = (y0, y1, x0, x1)
         full_xy = [((x + 0.5) * scale - 0.5 + x0, (y + 0.5) * scale - 0.5 + y0)
                    for x, y in centers]
         return [(box, o) for o in out], full_xy, method
+
+
+def band_mapping(n_image, n_model):
+    """Return the matrices that map an image's bands to a model's and back.
+
+    Bands are taken as ordered by wavelength.  With more image bands than
+    model bands, each model band is the mean of a contiguous group of image
+    bands (5 HSC bands -> 3: ``g``, ``r+i``... by position) and each image
+    band takes its group's output; with fewer, image bands are repeated (a
+    single band feeds all three channels of an RGB model) and each image band
+    takes the mean of the outputs of its copies.
+
+    Parameters
+    ----------
+    n_image, n_model : int
+        Number of bands of the image and of the model.
+
+    Returns
+    -------
+    to_model : `numpy.ndarray`
+        ``(n_model, n_image)``, rows summing to 1.
+    to_image : `numpy.ndarray`
+        ``(n_image, n_model)``, rows summing to 1.
+
+    Examples
+    --------
+    >>> to_model, to_image = band_mapping(1, 3)
+    >>> to_model.ravel().tolist(), (3 * to_image).tolist()
+    ([1.0, 1.0, 1.0], [[1.0, 1.0, 1.0]])
+    >>> band_mapping(3, 3)[0].tolist() == np.eye(3).tolist()
+    True
+    """
+    if n_image >= n_model:
+        group = np.arange(n_image) * n_model // n_image  # model band of each image band
+        to_image = np.eye(n_model)[group]
+        to_model = to_image.T.copy()
+    else:
+        group = np.arange(n_model) * n_image // n_model  # image band of each model band
+        to_model = np.eye(n_image)[group]
+        to_image = to_model.T.copy()
+    to_model /= to_model.sum(axis=1, keepdims=True)
+    to_image /= to_image.sum(axis=1, keepdims=True)
+    return to_model.astype(np.float32), to_image.astype(np.float32)
 
 
 def _share_flux(work, estimates, centers, noise, width):
