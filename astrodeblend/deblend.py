@@ -95,6 +95,9 @@ class Deblender:
         (JPG/PNG) and linear otherwise.
     detect_threshold : float, optional
         Minimum peak of the detector's centre heatmap (0..1).
+    min_snr : float, optional
+        Minimum signal-to-noise ratio, in a 3x3 aperture summed over bands,
+        of the blend at a detected centre.
     batch_size : int, optional
         Generator inputs per forward pass.
     max_pixels : int, optional
@@ -119,8 +122,8 @@ class Deblender:
     """
 
     def __init__(self, generator, detector, config, *, device, name="custom", model_hash="",
-                 mode="auto", detect_threshold=0.3, batch_size=64, max_pixels=None,
-                 tile_pixels=2048 * 2048):
+                 mode="auto", detect_threshold=0.3, min_snr=5.0, batch_size=64,
+                 max_pixels=None, tile_pixels=2048 * 2048):
         if mode not in ("auto", "display", "linear"):
             raise InvalidInputError(f"mode must be 'auto', 'display' or 'linear', not {mode!r}")
         self.generator = generator.to(device).eval()
@@ -131,6 +134,7 @@ class Deblender:
         self.model_hash = str(model_hash)
         self.mode = mode
         self.detect_threshold = float(detect_threshold)
+        self.min_snr = float(min_snr)
         self.batch_size = int(batch_size)
         self.size = int(getattr(config, "image_size", 80) or 80)
         self.n_bands = int(config.n_bands)
@@ -232,31 +236,30 @@ class Deblender:
         if image.n_bands != self.n_bands:
             history.append(f"bands: {image.n_bands} image bands mapped to the model's "
                            f"{self.n_bands} (band_mapping) and back")
-        if mode == "linear":
-            from .detect import background_and_noise
+        from .detect import background_and_noise
 
-            background, noise = background_and_noise(image)
-            work = data - background[:, None, None].astype(np.float32)
+        background, noise = background_and_noise(image)
+        sky = background[:, None, None].astype(np.float32)
+        snr = _significance(data - sky, noise)
+        if mode == "linear":
+            work = data - sky
             history.append("background: sigma-clipped median per band subtracted "
                            f"({', '.join(f'{b:.4g}' for b in background)})")
         else:
-            noise = None
             work = data
         stamps = self._plan_stamps(image, work)
         history.append(f"stamps: {len(stamps)} of working size {self.size} px "
                        f"(mode={mode})")
         h, w = image.height, image.width
-        outputs, centers, methods = [], [], set()
+        outputs, centers = [], []
         with torch.inference_mode():
-            for box in stamps:
-                model_out, found, method = self._run_stamp(work, box, mode)
-                methods.add(method)
-                for out, xy in zip(model_out, found, strict=True):
-                    # overlapping stamps may see the same galaxy twice: keep the first
-                    if any(np.hypot(xy[0] - x, xy[1] - y) < 2.0 for x, y in centers):
-                        continue
-                    outputs.append(out)
-                    centers.append(xy)
+            results, methods = self._run_stamps(work, stamps, mode, snr)
+        for box, est, xy in results:
+            # overlapping stamps may see the same galaxy twice: keep the first
+            if any(np.hypot(xy[0] - x, xy[1] - y) < 2.0 for x, y in centers):
+                continue
+            outputs.append((box, est))
+            centers.append(xy)
         history.append(f"detect: {' + '.join(sorted(methods)) or 'nothing to search'} "
                        f"(CenterDetector threshold={self.detect_threshold}, photutils where "
                        f"it finds nothing) found {len(centers)} sources")
@@ -374,15 +377,42 @@ class Deblender:
         tensor = F.pad(tensor, (0, self.size - side, 0, self.size - side))
         return tensor, peak, 1.0, side
 
-    def _detect(self, tensor, stamp, scale):
-        """Centres ``(x, y)`` in model pixels inside the part of the tensor the stamp covers."""
+    def _batched(self, net, tensors, *extra):
+        """Run ``net`` over a list of ``(1, ...)`` tensors in batches of equal shape."""
+        import torch
+
+        results = [None] * len(tensors)
+        by_shape = {}
+        for i, t in enumerate(tensors):
+            by_shape.setdefault(tuple(t.shape), []).append(i)
+        for indices in by_shape.values():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start:start + self.batch_size]
+                args = [torch.cat([t[i] for i in chunk]) for t in (tensors, *extra)]
+                out = net(*args)
+                for j, i in enumerate(chunk):
+                    results[i] = out[j:j + 1]
+        return results
+
+    def _detect(self, logits, stamp, scale, snr):
+        """Centres ``(x, y)`` in model pixels inside the part of the tensor the stamp covers.
+
+        The detector's peaks are kept where the blend is significant: the
+        3x3-aperture signal-to-noise ``snr`` (stamp pixels) must reach
+        ``min_snr``, so that noise in faint stamps, stretched, does not
+        turn into sources.  Where the detector finds nothing, photutils
+        (`~astrodeblend.detect.find_centers`) does the search.
+        """
         from .models import find_peaks
 
         found, method = [], "detector"
-        if self.detector is not None:
-            logits = self.detector(tensor)
-            found = [tuple(p) for p in find_peaks(logits, threshold=self.detect_threshold)[0]
-                     .cpu().numpy()]
+        h, w = stamp.shape[1:]
+        if logits is not None:
+            for x, y in find_peaks(logits, threshold=self.detect_threshold)[0].cpu().numpy():
+                col = int(np.clip(round((x + 0.5) * scale - 0.5), 0, w - 1))
+                row = int(np.clip(round((y + 0.5) * scale - 0.5), 0, h - 1))
+                if snr[row, col] >= self.min_snr:
+                    found.append((float(x), float(y)))
         if not found:
             from .detect import find_centers
 
@@ -390,42 +420,53 @@ class Deblender:
             catalog = find_centers(stamp).catalog
             found = [((float(r["x_centroid"]) + 0.5) / scale - 0.5,
                       (float(r["y_centroid"]) + 0.5) / scale - 0.5) for r in catalog]
-        h, w = stamp.shape[1:]
         inside = [p for p in found if p[0] < w / scale - 0.5 and p[1] < h / scale - 0.5]
         return inside, method
 
-    def _run_stamp(self, work, box, mode):
+    def _run_stamps(self, work, boxes, mode, snr):
+        """Detect and extract the sources of every stamp, batching the networks.
+
+        Returns a list of ``(box, estimate (C, h, w), (x, y))`` in image
+        pixels and the set of detection methods used.
+        """
         import torch
         import torch.nn.functional as F
 
         from .models import make_heatmap
         from .models.stretch import unstretch
 
-        y0, y1, x0, x1, native = box
-        stamp = work[:, y0:y1, x0:x1]
-        tensor, peak, scale, side = self._to_model(stamp, mode, native)
-        centers, method = self._detect(tensor, stamp, scale)
-        if not centers:
-            return [], [], method
-        xy = torch.tensor(centers, dtype=tensor.dtype, device=self.device)
-        outputs = []
-        for start in range(0, len(xy), self.batch_size):
-            chunk = xy[start:start + self.batch_size]
-            heat = make_heatmap(chunk, tensor.shape[-2:], sigma=self.heatmap_sigma,
-                                device=self.device, dtype=tensor.dtype)
-            outputs.append(self.generator(tensor.expand(len(chunk), -1, -1, -1), heat))
-        out = torch.cat(outputs)
-        if mode == "linear":
-            out = unstretch(out.clamp(min=0)) * peak
-        if scale > 1:
-            out = F.interpolate(out, size=(side, side), mode="bilinear", align_corners=False)
-        h, w = stamp.shape[1:]
-        out = np.einsum("cm,kmhw->kchw", self._bands_out,
-                        out[:, :, :h, :w].float().cpu().numpy()).astype(np.float32)
-        box = (y0, y1, x0, x1)
-        full_xy = [((x + 0.5) * scale - 0.5 + x0, (y + 0.5) * scale - 0.5 + y0)
-                   for x, y in centers]
-        return [(box, o) for o in out], full_xy, method
+        stamps = []
+        for y0, y1, x0, x1, native in boxes:
+            stamp = work[:, y0:y1, x0:x1]
+            stamps.append((stamp, (y0, y1, x0, x1), *self._to_model(stamp, mode, native)))
+        tensors = [s[2] for s in stamps]
+        logits = (self._batched(self.detector, tensors) if self.detector is not None
+                  else [None] * len(stamps))
+        jobs, methods = [], set()
+        for k, (stamp, (y0, y1, x0, x1), _, _, scale, _) in enumerate(stamps):
+            centers, method = self._detect(logits[k], stamp, scale, snr[y0:y1, x0:x1])
+            methods.add(method)
+            jobs += [(k, xy) for xy in centers]
+        if not jobs:
+            return [], methods
+        heatmaps = [make_heatmap(torch.tensor([xy], dtype=tensors[k].dtype),
+                                 tensors[k].shape[-2:], sigma=self.heatmap_sigma,
+                                 device=self.device) for k, xy in jobs]
+        outputs = self._batched(self.generator, [tensors[k] for k, _ in jobs], heatmaps)
+        results = []
+        for (k, (x, y)), out in zip(jobs, outputs, strict=True):
+            stamp, (y0, y1, x0, x1), _, peak, scale, side = stamps[k]
+            if mode == "linear":
+                out = unstretch(out.clamp(min=0)) * peak
+            if scale > 1:
+                out = F.interpolate(out, size=(side, side), mode="bilinear",
+                                    align_corners=False)
+            h, w = stamp.shape[1:]
+            est = np.einsum("cm,mhw->chw", self._bands_out,
+                            out[0, :, :h, :w].float().cpu().numpy()).astype(np.float32)
+            xy = ((x + 0.5) * scale - 0.5 + x0, (y + 0.5) * scale - 0.5 + y0)
+            results.append(((y0, y1, x0, x1), est, xy))
+        return results, methods
 
 
 def band_mapping(n_image, n_model):
@@ -498,6 +539,18 @@ def _share_flux(work, estimates, centers, noise, width):
     np.divide(weights, total, out=weights, where=total > 0)
     weights[:, total[0] <= 0] = 0.0
     return (weights * work[None]).astype(np.float32)
+
+
+def _significance(data, noise):
+    """Signal-to-noise map ``(H, W)`` of 3x3 apertures, combined over bands."""
+    from scipy.ndimage import uniform_filter
+
+    noise = np.maximum(np.asarray(noise, dtype=np.float32), 1e-30)
+    snr = np.zeros(data.shape[1:], dtype=np.float32)
+    for plane, sigma in zip(data, noise, strict=True):
+        # the mean of 9 pixels has noise sigma / 3
+        snr += uniform_filter(plane, size=3, mode="nearest") / (sigma / 3)
+    return snr / np.sqrt(len(data))
 
 
 def _segmap(sources, noise):

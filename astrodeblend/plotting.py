@@ -424,7 +424,7 @@ def plot_metric_histogram(table, column, path=None, *, by="method", bins=30, xla
     return fig
 
 
-def plot_deblend_result(result, path=None, *, truth=None, overwrite=False):
+def plot_deblend_result(result, path=None, *, truth=None, max_sources=10, overwrite=False):
     """Quick-look figure of a deblended image: blend, each source, residual.
 
     Linear images are shown with the power-law stretch the models use, all
@@ -439,6 +439,8 @@ def plot_deblend_result(result, path=None, *, truth=None, overwrite=False):
         Also save the figure there (atomically).
     truth : array-like, optional
         ``(N, C, H, W)`` true components, drawn as a second row.
+    max_sources : int, optional
+        Show at most this many sources (the brightest, in catalog order).
     overwrite : bool, optional
         Replace an existing ``path``.
 
@@ -460,7 +462,11 @@ def plot_deblend_result(result, path=None, *, truth=None, overwrite=False):
     blend = result.blend.filled(0.0)
     peak = float(np.percentile(blend.mean(axis=0), 99.5)) if linear else 1.0
     panels = [("blend", blend)]
-    panels += [(f"source {i + 1}", s) for i, s in enumerate(result.sources)]
+    order = np.argsort(result.fluxes)[::-1][:max_sources]
+    panels += [(f"source {i + 1}", result.sources[i]) for i in sorted(order)]
+    if result.n_sources > max_sources:
+        panels[-1] = (f"{panels[-1][0]} (+{result.n_sources - max_sources} fainter)",
+                      panels[-1][1])
     panels.append(("residual", result.residual.data))
     rows = 1 if truth is None else 2
     fig = _new_figure((2.4 * len(panels), 2.6 * rows))
