@@ -207,8 +207,9 @@ def _add_evaluate(sub):
     p.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
     p.add_argument("--methods", default="gan,segmentation,fluxshare",
                    help="comma-separated methods to compare")
-    p.add_argument("--split", default="test",
-                   help="which galaxies to use: test (held out from training) or all")
+    p.add_argument("--split", default="test", choices=["test", "validation", "train", "all"],
+                   help="which galaxies to use: test (held out from training), validation "
+                        "(for tuning), train, or all")
     p.add_argument("--output-dir", required=True)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--overwrite", action="store_true")

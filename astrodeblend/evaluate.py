@@ -89,7 +89,7 @@ _COLUMN_TEXT = {
 #: Display protocols: values in [0, 1], gamma-stretched.
 _DISPLAY_PROTOCOLS = ("reiman", "paper")
 _GAMMA = 2.2
-_SPLITS = ("test", "all")
+_SPLITS = ("test", "validation", "train", "all")
 #: Matching radius (pixels) for an 80 px scene; scaled with the scene side.
 _MAX_DISTANCE_80 = 5.0
 #: Smallest default matching radius (pixels), for very small scenes.
@@ -132,11 +132,11 @@ def _galaxy_pool(images, split):
         source = "the images given"
     ids = np.asarray(getattr(dataset, "ids", np.arange(len(dataset))))
     index = np.arange(len(ids))
-    if split == "test":
+    if split != "all":
         from .data import split_galaxies
 
-        test_ids = np.asarray(list(split_galaxies(ids)["test"]))
-        index = index[np.isin(ids, test_ids)]
+        chosen = np.asarray(list(split_galaxies(ids)[split]))
+        index = index[np.isin(ids, chosen)]
     if len(index) < 2:
         raise DatasetError(f"{source} has {len(index)} galaxies in split {split!r}: "
                            "at least 2 are needed (use split='all' for a small folder)")
@@ -240,9 +240,10 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
         ``deblender(image) -> DeblendResult`` with a ``name``.
     model : str or path, optional
         Checkpoint of the ``'gan'`` method (the shipped model by default).
-    split : {'test', 'all'}, optional
-        ``'test'``: only galaxies of the held-out split; ``'all'``: every
-        image.
+    split : {'test', 'validation', 'train', 'all'}, optional
+        ``'test'``: only galaxies of the held-out split (never seen in
+        training); ``'validation'``: the split to tune settings on;
+        ``'train'``; ``'all'``: every image.
     device : str, optional
         Device of the ``'gan'`` method.
     output_dir : str or path, optional
