@@ -238,12 +238,13 @@ class Deblender:
                            f"{self.n_bands} (band_mapping) and back")
         from .detect import background_and_noise
 
-        background, noise = background_and_noise(image)
+        background, noise = background_and_noise(image, mask_sources=True)
         sky = background[:, None, None].astype(np.float32)
         snr = _significance(data - sky, noise)
         if mode == "linear":
             work = data - sky
-            history.append("background: sigma-clipped median per band subtracted "
+            history.append("background: sigma-clipped median per band, sources masked, "
+                           "subtracted "
                            f"({', '.join(f'{b:.4g}' for b in background)})")
         else:
             work = data
