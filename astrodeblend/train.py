@@ -84,9 +84,10 @@ from .errors import (
 )
 from .models import ModelConfig, build_models, find_peaks, make_heatmap, robust_peak, stretch
 from .models import unstretch as _unstretch
+from .utils import resolve_device
 
 __all__ = ["TrainConfig", "TrainResult", "train", "train_from_cli", "sample",
-           "sample_from_cli", "resolve_device", "load_scenes"]
+           "sample_from_cli", "load_scenes"]
 
 _PROTOCOLS = ("paper", "reiman", "physical")
 _HISTORY_KEYS = ["epoch", "step", "lr", "w_adv", "loss_g_l1", "loss_g_adv", "loss_g_flux",
@@ -321,53 +322,6 @@ class TrainResult:
     checkpoint: Path
     last_checkpoint: Path
     generator_sha256: str
-
-
-# ------------------------------------------------------------------------ device
-def resolve_device(device="auto"):
-    """Return the `torch.device` for ``'auto'``, ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
-
-    Parameters
-    ----------
-    device : str or `torch.device`, optional
-        ``'auto'`` picks CUDA when available, else the CPU.
-
-    Returns
-    -------
-    `torch.device`
-
-    Raises
-    ------
-    DeviceError
-        If CUDA is requested but not available.
-    InvalidInputError
-        If ``device`` is not a device name.
-
-    Examples
-    --------
-    >>> resolve_device("cpu")
-    device(type='cpu')
-    """
-    if isinstance(device, torch.device):
-        name = str(device)
-    else:
-        name = str(device).strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise InvalidInputError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(f"device {name!r} was requested but CUDA is not available "
-                              f"(torch {torch.__version__}); use --device cpu or auto")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(f"device {name!r} does not exist: "
-                              f"{torch.cuda.device_count()} CUDA device(s) available")
-    elif dev.type != "cpu":
-        raise InvalidInputError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}")
-    return dev
 
 
 # -------------------------------------------------------------------------- data

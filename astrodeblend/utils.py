@@ -46,7 +46,7 @@ def resolve_device(device="auto"):
     Parameters
     ----------
     device : str or `torch.device`, optional
-        ``'auto'`` picks CUDA when present, else the CPU.
+        ``'auto'`` picks CUDA when available, else the CPU.
 
     Returns
     -------
@@ -55,7 +55,9 @@ def resolve_device(device="auto"):
     Raises
     ------
     DeviceError
-        If CUDA is requested and no GPU is available, or the name is unknown.
+        If CUDA is requested but not available (or that GPU does not exist).
+    InvalidInputError
+        If ``device`` is not a device name.
 
     Examples
     --------
@@ -64,18 +66,22 @@ def resolve_device(device="auto"):
     """
     import torch
 
-    from .errors import DeviceError
+    from .errors import DeviceError, InvalidInputError
 
-    if isinstance(device, torch.device):
-        device = str(device)
-    name = str(device).lower()
+    name = str(device) if isinstance(device, torch.device) else str(device).strip().lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise InvalidInputError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}") from None
+    if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"device {device!r} requested but no CUDA GPU is available "
-                              "(use --device cpu or auto)")
-        return torch.device(name)
-    raise DeviceError(f"unknown device {device!r}: use auto, cpu or cuda")
+            raise DeviceError(f"device {name!r} was requested but CUDA is not available "
+                              f"(torch {torch.__version__}); use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {name!r} does not exist: "
+                              f"{torch.cuda.device_count()} CUDA device(s) available")
+    elif dev.type != "cpu":
+        raise InvalidInputError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}")
+    return dev

@@ -20,11 +20,11 @@ from astrodeblend.cli import build_parser, main  # noqa: E402
 from astrodeblend.train import (  # noqa: E402
     TrainConfig,
     load_scenes,
-    resolve_device,
     sample,
     sample_from_cli,
     train,
 )
+from astrodeblend.utils import resolve_device  # noqa: E402
 
 # A tiny architecture so that a 2-epoch run takes seconds on one CPU core.
 TINY = {"model": {"generator_channels": 8, "generator_depth": 2, "detector_channels": 4,
