@@ -119,8 +119,10 @@ def plot_training_history(history, path=None, *, overwrite=False):
               "loss_g_flux": "G flux", "loss_d": "discriminator", "loss_det": "detector",
               "loss_sg": "sampler G", "loss_sd": "sampler D"}
     for key, label in labels.items():
-        values = [_as_float(row.get(key)) for row in history]
-        if any(np.isfinite(v) and v > 0 for v in values):
+        # a term that is switched off (0, e.g. adversarial during warm-up) is
+        # left out of the log plot rather than drawn down to zero
+        values = [v if v > 0 else np.nan for v in (_as_float(row.get(key)) for row in history)]
+        if any(np.isfinite(values)):
             ax_loss.plot(epochs, values, marker="o", ms=3, label=label)
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("epoch")
