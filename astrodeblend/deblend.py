@@ -34,7 +34,6 @@ from __future__ import annotations
 import sys
 import time
 import types
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -44,27 +43,13 @@ from .errors import CheckpointError, InvalidInputError
 from .image import GalaxyImage, as_galaxy_image
 from .result import DeblendResult
 from .utils import resolve_device
+from .weights import default_model_path
 
 __all__ = ["Deblender", "deblend", "get_deblender", "default_model_path", "run_demo",
            "band_mapping", "demo_scene", "METHODS"]
 
 #: Names accepted by `get_deblender`.
 METHODS = ("gan", "segmentation", "fluxshare")
-
-
-def default_model_path():
-    """Return the path of the default model shipped inside the package.
-
-    Returns
-    -------
-    `pathlib.Path`
-
-    Examples
-    --------
-    >>> default_model_path().name
-    'default.pt'
-    """
-    return Path(str(resources.files("astrodeblend.weights") / "default.pt"))
 
 
 def _is_display(image):

@@ -85,6 +85,7 @@ from .errors import (
 from .models import ModelConfig, build_models, find_peaks, make_heatmap, robust_peak, stretch
 from .models import unstretch as _unstretch
 from .utils import resolve_device
+from .weights import default_model_path
 
 __all__ = ["TrainConfig", "TrainResult", "train", "train_from_cli", "sample",
            "sample_from_cli", "load_scenes"]
@@ -1067,10 +1068,6 @@ def train_from_cli(args):
     return 0
 
 
-def _default_model_path():
-    return Path(__file__).resolve().parent / "data" / "default.pt"
-
-
 def sample(n, *, checkpoint=None, seed=0, device="auto"):
     """Draw galaxy images from the unconditional generator of a checkpoint.
 
@@ -1104,7 +1101,7 @@ def sample(n, *, checkpoint=None, seed=0, device="auto"):
     """
     if int(n) < 1:
         raise InvalidInputError(f"n must be a positive integer, not {n!r}")
-    path = Path(checkpoint) if checkpoint is not None else _default_model_path()
+    path = Path(checkpoint) if checkpoint is not None else default_model_path()
     dev = resolve_device(device)
     payload = load_checkpoint(path)
     if "sample_generator" not in payload.get("models", {}):
