@@ -121,7 +121,7 @@ def test_perfect_method_scores_perfectly(jpg_folder):
 
 def test_bad_arguments(jpg_folder, tmp_path):
     with pytest.raises(InvalidInputError, match="split"):
-        evaluate(jpg_folder, split="train", methods=["fluxshare"], n=1, progress=False)
+        evaluate(jpg_folder, split="holdout", methods=["fluxshare"], n=1, progress=False)
     with pytest.raises(InvalidInputError, match="protocol"):
         evaluate(jpg_folder, protocol="nope", split="all", methods=["fluxshare"], n=1,
                  progress=False)
