@@ -221,7 +221,7 @@ class Deblender:
             mode = "display" if _is_display(image) else "linear"
         started = time.perf_counter()
         data = image.filled(0.0)
-        self._bands_in, self._bands_out = band_mapping(image.n_bands, self.n_bands)
+        bands = band_mapping(image.n_bands, self.n_bands)
         history = [f"read: {image.source or 'in-memory image'} shape={image.shape} "
                    f"bands={','.join(image.bands)}"]
         if image.n_bands != self.n_bands:
@@ -245,7 +245,7 @@ class Deblender:
         h, w = image.height, image.width
         outputs, centers = [], []
         with torch.inference_mode():
-            results, methods = self._run_stamps(work, stamps, mode, snr)
+            results, methods = self._run_stamps(work, stamps, mode, snr, bands)
         for box, est, xy in results:
             # overlapping stamps may see the same galaxy twice: keep the first
             if any(np.hypot(xy[0] - x, xy[1] - y) < 2.0 for x, y in centers):
@@ -256,9 +256,8 @@ class Deblender:
                        f"(CenterDetector threshold={self.detect_threshold}, photutils where "
                        f"it finds nothing) found {len(centers)} sources")
         estimates = np.zeros((len(outputs), image.n_bands, h, w), dtype=np.float32)
-        for i, (box, est) in enumerate(outputs):
-            y0, y1, x0, x1 = box
-            estimates[i, :, y0:y1, x0:x1] = np.maximum(estimates[i, :, y0:y1, x0:x1], est)
+        for i, ((y0, y1, x0, x1), est) in enumerate(outputs):
+            estimates[i, :, y0:y1, x0:x1] = est
         if mode == "linear":
             width = 0.25 * min(max(h, w), 4 * self.size)
             sources = _share_flux(work, estimates, centers, noise, width)
@@ -337,7 +336,7 @@ class Deblender:
                     boxes.append((by, min(by + side, h), bx, min(bx + side, w), False))
         return boxes
 
-    def _to_model(self, stamp, mode, native):
+    def _to_model(self, stamp, mode, native, to_model):
         """Map a ``(C, h, w)`` stamp to model space.
 
         Returns the ``(1, C, H', W')`` tensor, the linear scale (peak), the
@@ -352,7 +351,7 @@ class Deblender:
         from .models.stretch import robust_peak, stretch
 
         c, h, w = stamp.shape
-        mapped = np.einsum("mc,chw->mhw", self._bands_in, stamp).astype(np.float32)
+        mapped = np.einsum("mc,chw->mhw", to_model, stamp).astype(np.float32)
         tensor = torch.from_numpy(mapped).to(self.device)[None]
         if mode == "linear":
             peak = float(robust_peak(tensor).reshape(-1)[0])
@@ -415,11 +414,12 @@ class Deblender:
         inside = [p for p in found if p[0] < w / scale - 0.5 and p[1] < h / scale - 0.5]
         return inside, method
 
-    def _run_stamps(self, work, boxes, mode, snr):
+    def _run_stamps(self, work, boxes, mode, snr, bands):
         """Detect and extract the sources of every stamp, batching the networks.
 
-        Returns a list of ``(box, estimate (C, h, w), (x, y))`` in image
-        pixels and the set of detection methods used.
+        ``bands`` are the two matrices of `band_mapping`.  Returns a list of
+        ``(box, estimate (C, h, w), (x, y))`` in image pixels and the set of
+        detection methods used.
         """
         import torch
         import torch.nn.functional as F
@@ -430,7 +430,8 @@ class Deblender:
         stamps = []
         for y0, y1, x0, x1, native in boxes:
             stamp = work[:, y0:y1, x0:x1]
-            stamps.append((stamp, (y0, y1, x0, x1), *self._to_model(stamp, mode, native)))
+            stamps.append((stamp, (y0, y1, x0, x1),
+                           *self._to_model(stamp, mode, native, bands[0])))
         tensors = [s[2] for s in stamps]
         logits = (self._batched(self.detector, tensors) if self.detector is not None
                   else [None] * len(stamps))
@@ -454,7 +455,7 @@ class Deblender:
                 out = F.interpolate(out, size=(side, side), mode="bilinear",
                                     align_corners=False)
             h, w = stamp.shape[1:]
-            est = np.einsum("cm,mhw->chw", self._bands_out,
+            est = np.einsum("cm,mhw->chw", bands[1],
                             out[0, :, :h, :w].float().cpu().numpy()).astype(np.float32)
             xy = ((x + 0.5) * scale - 0.5 + x0, (y + 0.5) * scale - 0.5 + y0)
             results.append(((y0, y1, x0, x1), est, xy))
