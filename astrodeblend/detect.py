@@ -64,7 +64,8 @@ def background_and_noise(image, *, sigma=3.0, maxiters=5, max_pixels=2 ** 16,
     wings in the "sky" and biases the level up.  With ``mask_sources`` the
     pixels of sources (band-combined 3x3 signal-to-noise above 2 after a
     first estimate, grown by 3 pixels) are left out and the statistics are
-    computed again on the rest, as long as a tenth of the pixels remain.
+    computed again on the rest; up to three such passes, each against the
+    truer sky of the last, as long as a tenth of the pixels remain.
 
     Parameters
     ----------
@@ -113,11 +114,13 @@ def background_and_noise(image, *, sigma=3.0, maxiters=5, max_pixels=2 ** 16,
         if mask_sources:
             from scipy.ndimage import binary_dilation, uniform_filter
 
-            noise = _safe_noise(std)
-            snr = sum(uniform_filter(np.nan_to_num(plane - m), size=3) / (n / 3)
-                      for plane, m, n in zip(data, median, noise, strict=True))
-            sources = binary_dilation(snr / np.sqrt(len(data)) > 2.0, iterations=3)
-            if (~sources).mean() >= 0.1:
+            for _ in range(3):  # each pass finds fainter wings against a truer sky
+                noise = _safe_noise(std)
+                snr = sum(uniform_filter(np.nan_to_num(plane - m), size=3) / (n / 3)
+                          for plane, m, n in zip(data, median, noise, strict=True))
+                sources = binary_dilation(snr / np.sqrt(len(data)) > 2.0, iterations=3)
+                if (~sources).mean() < 0.1:
+                    break
                 sky = np.where(sources[None], np.float32(np.nan), data)
                 _, median, std = sigma_clipped_stats(sky, axis=(1, 2), sigma=sigma,
                                                      maxiters=maxiters)

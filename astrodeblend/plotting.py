@@ -475,7 +475,8 @@ def plot_deblend_result(result, path=None, *, truth=None, max_sources=10, overwr
     axes = fig.subplots(rows, len(panels), squeeze=False)
     for ax, (title, image) in zip(axes[0], panels, strict=True):
         shown = _display_plane(image, peak, linear=linear)
-        ax.imshow(shown, origin="lower", cmap=None if shown.ndim == 3 else "gray")
+        ax.imshow(shown, origin="lower", cmap=None if shown.ndim == 3 else "gray",
+                  vmin=0, vmax=1)
         ax.set_title(title, fontsize=9)
     axes[0, 0].plot(result.catalog["x_centroid"], result.catalog["y_centroid"], "+",
                     color="tab:red", markersize=8)
