@@ -12,8 +12,9 @@ The default model was made with exactly these steps (see the model card in
 The shipped run was interrupted after epoch 2 of a 7-epoch schedule
 (adversarial warm-up 5 epochs) to fit the CPU time available, and resumed
 with ``--epochs 5`` and ``{"adv_warmup_epochs": 3, "adv_ramp_epochs": 1}``
-(``train --resume --config``); ``default.json`` and the model card record
-the settings and the validation history of every epoch.
+(``train --resume --config``), then resumed with ``--epochs 7`` for two
+fine-tuning epochs; ``default.json`` and the model card record the settings
+and the validation history of every epoch.
 
 ``export`` keeps only what deblending needs (generator, detector, model
 config, training settings and validation history), as plain data that
