@@ -89,6 +89,11 @@ class Deblender:
         Images with more pixels per band than this are processed stamp by
         stamp around photutils blend groups instead of as one stamp, which
         bounds the memory the models use (default 4 times the working area).
+    background : 'auto', float or array-like, optional
+        Sky level subtracted in linear mode: ``'auto'`` estimates it per band
+        with the sources masked (`~astrodeblend.detect.background_and_noise`);
+        give ``0`` for cutouts known to be sky-subtracted, or one value per
+        band.  The noise is always estimated.
     tile_pixels : int, optional
         The memory cap of the detection step on large images: sources are
         searched in tiles of at most this many pixels (plus a margin of the
@@ -108,7 +113,7 @@ class Deblender:
 
     def __init__(self, generator, detector, config, *, device, name="custom", model_hash="",
                  mode="auto", detect_threshold=0.3, min_snr=5.0, batch_size=64,
-                 max_pixels=None, tile_pixels=2048 * 2048):
+                 max_pixels=None, tile_pixels=2048 * 2048, background="auto"):
         if mode not in ("auto", "display", "linear"):
             raise InvalidInputError(f"mode must be 'auto', 'display' or 'linear', not {mode!r}")
         import torch
@@ -132,6 +137,13 @@ class Deblender:
         self.heatmap_sigma = float(getattr(config, "heatmap_sigma", 1.5))
         self.max_pixels = int(max_pixels) if max_pixels else 4 * self.size * self.size
         self.tile_pixels = int(tile_pixels)
+        if not (isinstance(background, str) and background == "auto"):
+            try:
+                background = np.atleast_1d(np.asarray(background, dtype=np.float64))
+            except (TypeError, ValueError):
+                raise InvalidInputError(f"background must be 'auto' or numbers, not "
+                                        f"{background!r}") from None
+        self.background = background
 
     # --------------------------------------------------------------- loading
     @classmethod
@@ -230,12 +242,18 @@ class Deblender:
         from .detect import background_and_noise
 
         background, noise = background_and_noise(image, mask_sources=True)
+        if not isinstance(self.background, str):
+            if self.background.size not in (1, image.n_bands):
+                raise InvalidInputError(f"background has {self.background.size} values for "
+                                        f"{image.n_bands} bands")
+            background = np.broadcast_to(self.background, (image.n_bands,)).copy()
         sky = background[:, None, None].astype(np.float32)
         snr = _significance(data - sky, noise)
         if mode == "linear":
             work = data - sky
-            history.append("background: sigma-clipped median per band, sources masked, "
-                           "subtracted "
+            how = ("sigma-clipped median per band, sources masked,"
+                   if isinstance(self.background, str) else "given by the caller,")
+            history.append(f"background: {how} subtracted "
                            f"({', '.join(f'{b:.4g}' for b in background)})")
         else:
             work = data

@@ -185,3 +185,17 @@ def test_default_model_finds_physical_pairs(galaxy_zoo_dir):
         found += len(match_sources(scene.centers, xy, max_distance=4.0).pairs) == 2
     print(f"both galaxies found in {found}/{total} held-out physical pairs")
     assert found / total >= 0.90
+
+
+def test_background_given_by_caller(untrained):
+    cube, _ = two_gaussians(noise=0.0)
+    cube = cube + 0.5
+    auto = untrained(cube)
+    untrained.background = np.array([0.5])
+    given = untrained(cube)
+    np.testing.assert_allclose(given.residual.data, 0.5, atol=1e-5)
+    assert any("given by the caller" in line for line in given.history)
+    assert given.sources.sum() == pytest.approx(auto.sources.sum(), rel=0.05)
+    with pytest.raises(InvalidInputError, match="background"):
+        Deblender(untrained.generator, None, untrained.config, device=torch.device("cpu"),
+                  background="sky")
