@@ -256,15 +256,9 @@ class TrainConfig:
         InvalidInputError
             If a key is not a setting.
         """
-        if not isinstance(mapping, dict):
-            raise InvalidInputError(f"a training config must be a dict, not "
-                                    f"{type(mapping).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(mapping) - set(names))
-        if unknown:
-            raise InvalidInputError(
-                f"unknown training setting(s) {', '.join(repr(k) for k in unknown)}; "
-                f"valid settings are {', '.join(names)}")
+        from .models.config import check_settings
+
+        check_settings(cls, mapping, "training")
         return cls(**mapping)
 
 

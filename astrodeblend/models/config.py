@@ -14,7 +14,7 @@ from .discriminator import PatchDiscriminator
 from .sampler import SampleDiscriminator, SampleGenerator
 from .unet import CenterDetector, DeblendGenerator
 
-__all__ = ["ModelConfig", "build_models"]
+__all__ = ["ModelConfig", "build_models", "check_settings"]
 
 
 @dataclass
@@ -95,15 +95,7 @@ class ModelConfig:
         """
         if isinstance(mapping, cls):
             return dataclasses.replace(mapping)
-        if not isinstance(mapping, dict):
-            raise InvalidInputError(f"a model config must be a dict, not "
-                                    f"{type(mapping).__name__}")
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(mapping) - set(names))
-        if unknown:
-            raise InvalidInputError(
-                f"unknown model setting(s) {', '.join(repr(k) for k in unknown)}; "
-                f"valid settings are {', '.join(names)}")
+        names = check_settings(cls, mapping, "model")
         values = {}
         for key, value in mapping.items():
             kind = type(names[key].default)
@@ -119,6 +111,48 @@ class ModelConfig:
                 raise InvalidInputError(f"model setting {key!r} must be {what}, not {value!r}")
             values[key] = kind(value)
         return cls(**values)
+
+
+def check_settings(cls, mapping, what):
+    """Check that ``mapping`` is a dict of settings of the dataclass ``cls``.
+
+    The one check of every settings dict read from a checkpoint or a JSON
+    file (`ModelConfig`, `~astrodeblend.train.TrainConfig`).
+
+    Parameters
+    ----------
+    cls : type
+        A dataclass.
+    mapping : object
+        What should be a dict of its field names.
+    what : str
+        Name of the settings in messages (``'model'``, ``'training'``).
+
+    Returns
+    -------
+    dict
+        Field name -> `dataclasses.Field` of ``cls``.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``mapping`` is not a dict or has keys that are not fields.
+
+    Examples
+    --------
+    >>> sorted(check_settings(ModelConfig, {"n_bands": 5}, "model"))[:2]
+    ['detector_channels', 'detector_depth']
+    """
+    if not isinstance(mapping, dict):
+        raise InvalidInputError(f"a {what} config must be a dict, not "
+                                f"{type(mapping).__name__}")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(mapping) - set(names))
+    if unknown:
+        raise InvalidInputError(
+            f"unknown {what} setting(s) {', '.join(repr(k) for k in unknown)}; "
+            f"valid settings are {', '.join(names)}")
+    return names
 
 
 def build_models(config=None):
