@@ -45,13 +45,16 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .errors import AstrodeblendError, CheckpointError, InvalidInputError, WriteError
 from .io import FITS_SUFFIXES, IMAGE_SUFFIXES, default_output_path
-from .utils import HAS_DASK
+from .utils import HAS_DASK, plural
 from .utils import progress as _progress_bar
 
 __all__ = ["BatchSummary", "deblend_files", "deblend_from_cli", "expand_inputs",
-           "INPUT_SUFFIXES", "LOG_COLUMNS", "LOG_NAME"]
+           "parse_background", "INPUT_SUFFIXES", "LOG_COLUMNS", "LOG_NAME", "MODES",
+           "FLUX_METHODS"]
 
 #: File name endings that folder inputs are searched for (case-insensitive):
 #: the FITS, JPG and PNG files that `astrodeblend.io.read_image` reads.
@@ -63,7 +66,90 @@ LOG_NAME = "deblend_log.csv"
 #: Columns of the run log.
 LOG_COLUMNS = ("input", "output", "status", "reason", "n_sources", "seconds")
 
+#: Value spaces of ``mode=`` (``--mode``).
+MODES = ("auto", "display", "linear")
+
+#: How SOURCE pixels are made (``flux=``, ``--flux``).
+FLUX_METHODS = ("conserve", "model")
+
 _INSTALL_HINT = 'pip install "astrodeblend[distributed]"'
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+_RESUME_HINT = ("to resume, run the same command again: finished outputs are "
+                "verified and skipped")
+
+
+# ----------------------------------------------------------------- options
+def parse_background(text):
+    """Parse a ``--background`` value: ``auto``, ``none`` or numbers.
+
+    Parameters
+    ----------
+    text : str
+        ``'auto'`` (estimate the sky), ``'none'`` (the input is already
+        sky-subtracted: a sky of 0), or a comma-separated list of numbers:
+        one for every band, or one per band.
+
+    Returns
+    -------
+    'auto', float or list of float
+
+    Raises
+    ------
+    InvalidInputError
+        If ``text`` is none of these.
+
+    Examples
+    --------
+    >>> parse_background("auto"), parse_background("none"), parse_background("1,2.5,3")
+    ('auto', 0.0, [1.0, 2.5, 3.0])
+    >>> parse_background("12")
+    [12.0]
+    """
+    word = str(text).strip().lower()
+    if word == "auto":
+        return "auto"
+    if word == "none":
+        return 0.0
+    try:
+        values = [float(part) for part in word.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(np.isfinite(values)):
+        raise InvalidInputError(f"--background must be 'auto', 'none' or numbers separated by "
+                                f"commas (one for all bands or one per band), not {text!r}")
+    return values
+
+
+def _deblender_options(mode, background, flux):
+    """Check ``mode``, ``background`` and ``flux``; return the non-default ones.
+
+    The result is a sorted tuple of ``(name, value)`` pairs with hashable
+    values (a per-band background becomes a tuple of floats), so that it
+    can be part of the per-process deblender cache key.
+    """
+    options = []
+    if mode is not None and mode != "auto":
+        if mode not in MODES:
+            raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        options.append(("mode", mode))
+    if background is not None and not (isinstance(background, str) and background == "auto"):
+        if isinstance(background, str):
+            background = parse_background(background)
+        try:
+            values = np.atleast_1d(np.asarray(background, dtype=np.float64))
+        except (TypeError, ValueError):
+            values = np.array([np.nan])
+        if values.ndim != 1 or not values.size or not np.all(np.isfinite(values)):
+            raise InvalidInputError(f"background must be 'auto' or finite numbers (one for "
+                                    f"all bands or one per band), not {background!r}")
+        options.append(("background", float(values[0]) if values.size == 1
+                        else tuple(float(v) for v in values)))
+    if flux is not None:
+        if flux not in FLUX_METHODS:
+            raise InvalidInputError(f"flux must be one of {', '.join(FLUX_METHODS)}, "
+                                    f"not {flux!r}")
+        options.append(("flux", flux))
+    return tuple(sorted(options))
 
 
 # ------------------------------------------------------------------ inputs
@@ -253,11 +339,17 @@ def _remove_stale_temporaries(output_dir, names):
 
 # ------------------------------------------------------------ worker side
 @functools.lru_cache(maxsize=4)
-def _cached_deblender(method, model, device, max_pixels):
-    """Load a deblender once per process (the model is read at most once per worker)."""
+def _cached_deblender(method, model, device, max_pixels, options=()):
+    """Load a deblender once per process (the model is read at most once per worker).
+
+    ``options`` are the ``(name, value)`` pairs of `_deblender_options`; only
+    those given are passed on, so the factory sees its own defaults otherwise.
+    """
     from .deblend import get_deblender
 
-    return get_deblender(method, model=model, device=device, max_pixels=max_pixels)
+    extra = {name: list(value) if isinstance(value, tuple) else value
+             for name, value in options}
+    return get_deblender(method, model=model, device=device, max_pixels=max_pixels, **extra)
 
 
 _WORKER = {"deblender": None, "threads": None}
@@ -291,13 +383,14 @@ def _record(status, reason="", n_sources=0, started=None):
 
 
 def _process_one(input_path, output_path, key, *, hdu=None, overwrite=False, png=False,
-                 torch_threads=None, expect_model=None, deblender=None):
+                 torch_threads=None, expect_model=None, deblender=None, full_frame=False):
     """Deblend one file into ``output_path``; return a small record dict.
 
-    Runs in the worker.  ``key`` is ``(method, model, device, max_pixels)``
-    of the cached deblender, or None to use ``deblender`` (or the one set by
-    the pool initializer).  Every exception becomes a ``failed`` record, so
-    that one bad input never stops a batch.
+    Runs in the worker.  ``key`` is ``(method, model, device, max_pixels,
+    options)`` of the cached deblender, or None to use ``deblender`` (or the
+    one set by the pool initializer).  Every exception becomes a ``failed``
+    record, so that one bad input never stops a batch; the record's reason
+    does not start with the input's name (the log and the report add it).
     """
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
@@ -328,13 +421,24 @@ def _process_one(input_path, output_path, key, *, hdu=None, overwrite=False, png
         del image
         if png:  # the PNG first: a FITS output that exists then always has its PNG
             _write_png(result, png_path)
-        write_deblended(result, output_path, overwrite=overwrite or state == "broken")
+        write_options = {"full_frame": True} if full_frame else {}  # format 2 writers only
+        write_deblended(result, output_path, overwrite=overwrite or state == "broken",
+                        **write_options)
         reason = f"replaced a damaged output ({detail})" if state == "broken" else ""
         return _record("done", reason, result.n_sources, started)
     except Exception as exc:  # noqa: BLE001 - reported per input, the batch goes on
         message = str(exc) if isinstance(exc, AstrodeblendError) else \
             f"{type(exc).__name__}: {exc}"
-        return _record("failed", " ".join(message.split()), started=started)
+        return _record("failed", _without_name(" ".join(message.split()), input_path),
+                       started=started)
+
+
+def _without_name(message, path):
+    """Drop a leading ``'<path>: '`` from ``message``: the report names the input itself."""
+    for name in (str(path), os.path.abspath(path), Path(path).name):
+        if message.startswith(f"{name}: "):
+            return message[len(name) + 2:]
+    return message
 
 
 # ------------------------------------------------------------------ runners
@@ -514,6 +618,9 @@ class BatchSummary:
         The run log (`LOG_NAME` in the output folder).
     failures : list of (str, str)
         ``(input, reason)`` of every failed input.
+    n_inputs : int
+        Inputs the run set out to handle (more than `n_files` when it was
+        interrupted).
 
     Examples
     --------
@@ -524,6 +631,9 @@ class BatchSummary:
     >>> print(summary)
     4 files: 3 deblended, 1 skipped (already done), 0 failed; 7 sources found in 2.5 s
     run log: out/deblend_log.csv
+    >>> print(BatchSummary(n_done=1, n_sources=1, seconds=0.4, log_path="deblend_log.csv"))
+    1 file: 1 deblended, 0 skipped (already done), 0 failed; 1 source found in 0.4 s
+    run log: deblend_log.csv
     """
 
     n_done: int = 0
@@ -533,6 +643,7 @@ class BatchSummary:
     seconds: float = 0.0
     log_path: Path | str | None = None
     failures: list = field(default_factory=list)
+    n_inputs: int = 0
 
     @property
     def n_files(self):
@@ -545,10 +656,10 @@ class BatchSummary:
         return 1 if self.n_failed else 0
 
     def __str__(self):
-        noun = "file" if self.n_files == 1 else "files"
-        return (f"{self.n_files} {noun}: {self.n_done} deblended, {self.n_skipped} skipped "
-                f"(already done), {self.n_failed} failed; {self.n_sources} sources found "
-                f"in {self.seconds:.1f} s\nrun log: {self.log_path}")
+        return (f"{plural(self.n_files, 'file')}: {self.n_done} deblended, {self.n_skipped} "
+                f"skipped (already done), {self.n_failed} failed; "
+                f"{plural(self.n_sources, 'source')} found in {self.seconds:.1f} s\n"
+                f"run log: {self.log_path}")
 
 
 class _RunLog:
@@ -594,7 +705,8 @@ def _note(text):
 # --------------------------------------------------------------- the batch
 def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=None,
                   device="auto", hdu=None, overwrite=False, png=False, workers=1,
-                  scheduler=None, client=None, max_pixels=None, progress=True):
+                  scheduler=None, client=None, max_pixels=None, mode="auto",
+                  background="auto", flux=None, full_frame=False, progress=True):
     """Deblend many image files into one FITS result each, restartably.
 
     Each input ``<stem>.<ext>`` gives ``output_dir/<stem>_deblended.fits``
@@ -637,8 +749,24 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
         An existing Dask client to use.
     max_pixels : int, optional
         Images larger than this (pixels per band) are processed in tiles.
+    mode : {'auto', 'display', 'linear'}, optional
+        Value space of the inputs (``'gan'`` only): ``'auto'`` takes JPG/PNG
+        as display-stretched and FITS as linear flux; ``'display'`` is for
+        FITS files that hold display values (0-1 or 0-255 from a JPG).
+    background : 'auto', float or list of float, optional
+        Sky level (``'gan'`` only): ``'auto'`` estimates it with the sources
+        masked; ``0`` for inputs that are already sky-subtracted; one value
+        for all bands or one per band.  A string is read by
+        `parse_background` (``'none'``, ``'1.5,2,2.5'``).
+    flux : {'conserve', 'model'}, optional
+        How SOURCE pixels are made (``'gan'`` only): shared input pixels, or
+        the generator's noiseless estimate.  None: the deblender's default.
+    full_frame : bool, optional
+        Write full-size SOURCE HDUs instead of cutouts over each footprint.
     progress : bool, optional
-        Show a progress bar over files.
+        Report progress over files: a bar when standard error is a
+        terminal, otherwise a line every 50 files or 30 seconds
+        (`astrodeblend.utils.progress`).
 
     Returns
     -------
@@ -648,13 +776,18 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
     ------
     InvalidInputError
         If the inputs name no file at all, or an option is wrong (unknown
-        method, Dask needed but absent).
+        method, Dask needed but absent, ``mode``/``background``/``flux``
+        with a baseline method or a ready ``deblender``).
     CheckpointError
         If ``model`` is missing or not a valid checkpoint.
     DeviceError
         If ``device='cuda'`` and there is no GPU.
     WriteError
         If ``output_dir`` cannot be created or written.
+    KeyboardInterrupt
+        When the run is interrupted; outputs finished so far are complete
+        and the same call skips them.  The exception carries the partial
+        `BatchSummary` as its ``summary`` attribute.
 
     Notes
     -----
@@ -700,13 +833,18 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
         raise InvalidInputError(f"scheduler= and client= need Dask: {_INSTALL_HINT}")
 
     # options are checked (and the model loaded) before anything is written
+    deblender_options = _deblender_options(mode, background, flux)
+    if deblender_options and (deblender is not None or method != "gan"):
+        names = ", ".join(name for name, _ in deblender_options)
+        target = "a ready deblender" if deblender is not None else f"method {method!r}"
+        raise InvalidInputError(f"{names} apply to method 'gan' only, not to {target}")
     if deblender is None:
         if model is not None:
             model = Path(model).expanduser()
             if not model.is_file():
                 raise CheckpointError(f"model file {model} not found")
             model = str(model.resolve())
-        key = (method, model, device, max_pixels)
+        key = (method, model, device, max_pixels, deblender_options)
         local = _cached_deblender(*key)
     else:
         if not callable(deblender):
@@ -738,13 +876,15 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
         owners[output] = path
         tasks.append((path, output))
     if ignored:
-        _note(f"ignored {ignored} earlier result(s) *_deblended.fits of {output_dir} "
+        _note(f"ignored {plural(ignored, 'earlier result')} *_deblended.fits of {output_dir} "
               "among the inputs")
     _remove_stale_temporaries(output_dir, {name for out in owners
                                            for name in (out.name, _png_path(out).name)})
 
     options = {"hdu": hdu, "overwrite": bool(overwrite), "png": bool(png),
                "expect_model": expect_model}
+    if full_frame:  # only when asked: writers before format 2 have no such option
+        options["full_frame"] = True
     use_dask = scheduler is not None or client is not None or (workers > 1 and HAS_DASK)
     if use_dask:
         if deblender is None:  # each worker loads its own copy
@@ -769,25 +909,36 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
             yield (path, output), _record("failed", reason)
         yield from active.run(tasks, options)
 
-    with runner as active, _RunLog(summary.log_path) as log:  # a bad scheduler: no log
-        bar = _progress_bar(results(active), enable=progress, total=len(paths),
-                            desc="deblend", unit="file")
-        for (path, output), record in bar:
-            log.write(path, output, record)
-            status = record["status"]
-            if status == "done":
-                summary.n_done += 1
-                summary.n_sources += record["n_sources"]
-            elif status == "skipped":
-                summary.n_skipped += 1
-            else:
-                summary.n_failed += 1
-                summary.failures.append((str(path), record["reason"]))
-                line = f"astrodeblend: {path}: {record['reason']}"
-                (bar.write(line, file=sys.stderr) if hasattr(bar, "write")
-                 else print(line, file=sys.stderr, flush=True))
-        if hasattr(bar, "close"):
-            bar.close()
+    summary.n_inputs = len(tasks) + len(planned_failures)
+    try:
+        with runner as active, _RunLog(summary.log_path) as log:  # a bad scheduler: no log
+            bar = _progress_bar(results(active), enable=progress, total=summary.n_inputs,
+                                desc="deblend", unit="file")
+            for (path, output), record in bar:
+                log.write(path, output, record)
+                status = record["status"]
+                if status == "done":
+                    summary.n_done += 1
+                    summary.n_sources += record["n_sources"]
+                elif status == "skipped":
+                    summary.n_skipped += 1
+                else:
+                    summary.n_failed += 1
+                    summary.failures.append((str(path), record["reason"]))
+                    reason = record["reason"]
+                    line = (f"astrodeblend: {reason}" if reason.startswith(f"{path}: ")
+                            else f"astrodeblend: {path}: {reason}")
+                    if hasattr(bar, "write"):
+                        bar.set_postfix_str(f"{summary.n_failed} failed")
+                        bar.write(line, file=sys.stderr)
+                    else:
+                        print(line, file=sys.stderr, flush=True)
+            if hasattr(bar, "close"):
+                bar.close()
+    except KeyboardInterrupt as exc:
+        summary.seconds = time.perf_counter() - started
+        exc.summary = summary
+        raise
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -810,8 +961,9 @@ def deblend_from_cli(args):
     Returns
     -------
     int
-        0 when every input was deblended or skipped, 1 when some failed.
-        Bad arguments raise `~astrodeblend.errors.AstrodeblendError`, which
+        0 when every input was deblended or skipped, 1 when some failed,
+        130 when interrupted (the message says how to resume).  Bad
+        arguments raise `~astrodeblend.errors.AstrodeblendError`, which
         the command line turns into exit status 2.
 
     Examples
@@ -823,10 +975,26 @@ def deblend_from_cli(args):
     ...
     astrodeblend.errors.InvalidInputError: no input file found (no-such-file.fits: file not found)
     """
-    summary = deblend_files(
-        args.inputs, args.output_dir, method=args.method, model=args.model,
-        device=args.device, hdu=_hdu_argument(args.hdu), overwrite=args.overwrite,
-        png=args.png, workers=args.workers, scheduler=args.scheduler,
-        max_pixels=args.max_pixels, progress=not args.no_progress)
+    background = getattr(args, "background", "auto")
+    try:
+        summary = deblend_files(
+            args.inputs, args.output_dir, method=args.method, model=args.model,
+            device=args.device, hdu=_hdu_argument(args.hdu), overwrite=args.overwrite,
+            png=args.png, workers=args.workers, scheduler=args.scheduler,
+            max_pixels=args.max_pixels, mode=getattr(args, "mode", "auto"),
+            background=parse_background(background) if isinstance(background, str)
+            else background,
+            flux=getattr(args, "flux", None), full_frame=getattr(args, "full_frame", False),
+            progress=not args.no_progress)
+    except KeyboardInterrupt as exc:
+        done = getattr(exc, "summary", None)
+        if done is not None:
+            finished = done.n_done + done.n_skipped
+            _note(f"interrupted after {finished} of {plural(done.n_inputs, 'file')} "
+                  f"({done.n_failed} failed; run log: {done.log_path})")
+        else:
+            _note("interrupted")
+        _note(_RESUME_HINT)
+        return EXIT_INTERRUPTED
     print(summary)
     return summary.exit_code

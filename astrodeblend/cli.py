@@ -8,19 +8,24 @@ Usage examples::
     astrodeblend train --data train.h5 --out runs/r1 --epochs 20 --device auto
     torchrun --nproc_per_node 4 -m astrodeblend train --data train.h5 --out runs/r1
     astrodeblend deblend cutout.fits other.fits --output-dir out/ --png
+    astrodeblend deblend skysub.fits --background none --mode linear --output-dir out/
     astrodeblend evaluate --images DIR --protocol physical --n 200 --output-dir eval/
     astrodeblend sample --n 16 --out samples.png
     astrodeblend demo --output-dir demo/
 
 Every subcommand is a thin call into the library.  Errors that come from bad
 input are printed on one line (``astrodeblend: error: ...``) and the exit
-status is 2; a batch where some files failed exits with 1.
+status is 2; a batch where some files failed exits with 1; an interrupted
+``deblend`` exits with 130 and says how to resume.  ``COMMAND --help``
+shows each subcommand's description, options with their defaults, and
+examples.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 
 from ._version import __version__
 from .errors import AstrodeblendError
@@ -30,6 +35,11 @@ __all__ = ["main", "build_parser"]
 EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+# the same as astrodeblend.batch.MODES and FLUX_METHODS (kept here: no imports at start-up)
+_MODES = ("auto", "display", "linear")
+_FLUX_METHODS = ("conserve", "model")
 
 
 def _int_seed(text):
@@ -59,11 +69,56 @@ def _positive_float(text):
     return value
 
 
+_DEVICE_HELP = "torch device: auto (CUDA when available, else CPU), cpu or cuda"
+_NO_PROGRESS_HELP = ("hide progress (a bar on a terminal; otherwise a line every 50 items "
+                     "or 30 s on stderr)")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Fill descriptions by paragraph, keep examples as written, show defaults.
+
+    Like `argparse.ArgumentDefaultsHelpFormatter`, but without the noise of
+    ``(default: None)`` and ``(default: False)``: options whose default is
+    None say in their own help what happens when they are not given.
+    """
+
+    def _fill_text(self, text, width, indent):
+        paragraphs = []
+        for paragraph in text.strip("\n").split("\n\n"):
+            if paragraph.startswith("examples:"):  # one command per line, unwrapped
+                paragraphs.append("\n".join(indent + line for line in paragraph.splitlines()))
+            else:
+                paragraphs.append(textwrap.fill(" ".join(paragraph.split()), width,
+                                                initial_indent=indent,
+                                                subsequent_indent=indent))
+        return "\n\n".join(paragraphs)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("%(default)" in text or not action.option_strings
+                or action.default in (None, False, argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _parser(sub, name, *, summary, description, examples):
+    """Add subcommand ``name`` with a one-line summary, a description and examples."""
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+    return sub.add_parser(name, help=summary, description=description, epilog=epilog,
+                          formatter_class=_HelpFormatter)
+
+
 # --------------------------------------------------------------------- info
 def _add_info(sub):
-    p = sub.add_parser("info", help="describe image files (shape, bands, WCS, masking)")
+    p = _parser(sub, "info", summary="describe image files (shape, bands, WCS, masking)",
+                description="Print one line per file: shape, bands, sky centre, pixel "
+                            "scale, value space and masked fraction.",
+                examples=["astrodeblend info cutout.fits galaxy.jpg",
+                          "astrodeblend info --hdu SCI mosaic.fits"])
     p.add_argument("files", nargs="+", metavar="FILE", help="FITS, JPG or PNG files")
-    p.add_argument("--hdu", default=None, help="HDU name or number to read (FITS)")
+    p.add_argument("--hdu", default=None,
+                   help="HDU name or number to read (FITS; default: the first HDU with image "
+                        "data)")
     p.set_defaults(func=_cmd_info)
 
 
@@ -82,21 +137,30 @@ def _cmd_info(args):
 
 # ------------------------------------------------------------- make-dataset
 def _add_make_dataset(sub):
-    p = sub.add_parser("make-dataset", help="build a training set of blended scenes")
+    p = _parser(sub, "make-dataset", summary="build a training set of blended scenes",
+                description="Blend isolated galaxies into scenes with known truth and "
+                            "write them to an HDF5 training set (train, validation and test "
+                            "splits by galaxy).  Rerunning the same command resumes it.",
+                examples=["astrodeblend make-dataset --images galaxyzoo/images "
+                          "--protocol reiman --n 20000 --seed 1 --out reiman.h5"])
     p.add_argument("--images", required=True, help="folder of galaxy images (JPG/FITS)")
-    p.add_argument("--protocol", default="reiman", choices=["paper", "reiman", "physical"])
-    p.add_argument("--n", type=_positive_int, required=True, help="number of scenes")
-    p.add_argument("--seed", type=_int_seed, default=0)
+    p.add_argument("--protocol", default="reiman", choices=["paper", "reiman", "physical"],
+                   help="blending protocol")
+    p.add_argument("--n", type=_positive_int, required=True,
+                   help="number of scenes to make (over all splits)")
+    p.add_argument("--seed", type=_int_seed, default=0,
+                   help="random seed: the same seed gives the same scenes")
     p.add_argument("--out", required=True, help="output HDF5 file")
     p.add_argument("--split", default="0.8,0.1,0.1",
                    help="train,validation,test fractions of the galaxies")
     p.add_argument("--n-galaxies", type=_positive_int, default=2,
                    help="galaxies per scene (physical protocol)")
     p.add_argument("--psf-fwhm", type=float, default=None,
-                   help="Gaussian PSF FWHM in pixels (physical protocol)")
+                   help="Gaussian PSF FWHM in pixels (physical protocol; default: the "
+                        "protocol's own)")
     p.add_argument("--overwrite", action="store_true",
                    help="start a new file instead of appending/resuming")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-progress", action="store_true", help=_NO_PROGRESS_HELP)
     p.set_defaults(func=_cmd_make_dataset)
 
 
@@ -127,21 +191,37 @@ def _parse_split(text):
 
 # -------------------------------------------------------------------- train
 def _add_train(sub):
-    p = sub.add_parser("train", help="train the deblending GAN")
+    p = _parser(sub, "train", summary="train the deblending GAN",
+                description="Train the conditional generator, the centre detector and "
+                            "(optionally) the unconditional sampler on make-dataset files.  "
+                            "The run folder gets checkpoints, history.csv and plots; "
+                            "--resume continues a run.  Run it under torchrun for several "
+                            "GPUs or processes.",
+                examples=["astrodeblend train --data reiman.h5 --out runs/r1 --epochs 20",
+                          "astrodeblend train --data reiman.h5 physical.h5 --out runs/r2 "
+                          "--device cuda",
+                          "torchrun --nproc_per_node 4 -m astrodeblend train "
+                          "--data reiman.h5 --out runs/r3"])
     p.add_argument("--data", required=True, nargs="+", metavar="FILE",
                    help="training-set HDF5 file(s) (make-dataset); protocols may be mixed")
     p.add_argument("--out", required=True, help="run folder for checkpoints, logs and plots")
     # None = take the value from --config, the resumed run, or TrainConfig's default
-    p.add_argument("--epochs", type=_positive_int, default=None, help="default 20")
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help="passes over the training split (default: 20, or --config's)")
     p.add_argument("--batch-size", type=_positive_int, default=None,
-                   help="scenes per step (per process with torchrun); default 32")
-    p.add_argument("--lr", type=_positive_float, default=None, help="default 2e-4")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--seed", type=_int_seed, default=None, help="default 0")
+                   help="scenes per step (per process with torchrun) (default: 32, or "
+                        "--config's)")
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help="Adam learning rate (default: 2e-4, or --config's)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help=_DEVICE_HELP)
+    p.add_argument("--seed", type=_int_seed, default=None,
+                   help="random seed of initialisation, order and augmentation "
+                        "(default: 0, or --config's)")
     p.add_argument("--config", default=None,
                    help="JSON file of TrainConfig settings (explicit options above win)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-progress", action="store_true", help=_NO_PROGRESS_HELP)
     p.set_defaults(func=_cmd_train)
 
 
@@ -153,13 +233,22 @@ def _cmd_train(args):
 
 # ------------------------------------------------------------------- sample
 def _add_sample(sub):
-    p = sub.add_parser("sample", help="draw galaxies from the unconditional generator")
-    p.add_argument("--model", default=None, help="checkpoint with an unconditional generator")
-    p.add_argument("--n", type=_positive_int, default=16)
-    p.add_argument("--seed", type=_int_seed, default=0)
+    p = _parser(sub, "sample", summary="draw galaxies from the unconditional generator",
+                description="Draw new galaxy images from a trained unconditional generator "
+                            "and save them as a PNG grid or a FITS cube.",
+                examples=["astrodeblend sample --n 16 --seed 3 --out samples.png",
+                          "astrodeblend sample --model runs/r1/checkpoint_best.pt --n 64 "
+                          "--out samples.fits"])
+    p.add_argument("--model", default=None,
+                   help="checkpoint with an unconditional generator (default: the shipped "
+                        "model)")
+    p.add_argument("--n", type=_positive_int, default=16, help="number of galaxies to draw")
+    p.add_argument("--seed", type=_int_seed, default=0,
+                   help="random seed: the same seed draws the same galaxies")
     p.add_argument("--out", required=True, help="PNG grid or FITS cube to write")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help=_DEVICE_HELP)
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=_cmd_sample)
 
 
@@ -170,24 +259,68 @@ def _cmd_sample(args):
 
 
 # ------------------------------------------------------------------ deblend
+_DEBLEND_DESCRIPTION = """\
+Deblend FITS, JPG or PNG images into one FITS result each
+(OUTPUT_DIR/<name>_deblended.fits) and a run log (deblend_log.csv).
+
+Restartable: outputs are written atomically, and outputs that exist and verify
+are skipped, so an interrupted run resumes when the same command is run again.
+Inputs that fail are reported on one line each and the batch goes on (exit
+status 1).  --mode, --background and --flux apply to the gan method."""
+
+
 def _add_deblend(sub):
-    p = sub.add_parser("deblend", help="deblend FITS or JPG images into FITS results")
+    p = _parser(sub, "deblend", summary="deblend FITS or JPG images into FITS results",
+                description=_DEBLEND_DESCRIPTION,
+                examples=["astrodeblend deblend cutout.fits galaxy.jpg --output-dir results/ "
+                          "--png",
+                          "astrodeblend deblend survey_cutouts/ @more.txt --output-dir "
+                          "results/ --workers 4",
+                          "astrodeblend deblend skysub.fits --background none --output-dir "
+                          "results/",
+                          "astrodeblend deblend jpg_values.fits --mode display --output-dir "
+                          "results/"])
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="files, globs, folders, or @list.txt files of paths")
-    p.add_argument("--output-dir", required=True)
+    p.add_argument("--output-dir", required=True,
+                   help="folder for the results and the run log (created if needed)")
     p.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
     p.add_argument("--method", default="gan",
-                   help="gan (default) or a baseline: segmentation, fluxshare")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--hdu", default=None, help="HDU name or number to read (FITS)")
+                   help="deblending method: gan, or a baseline: segmentation, fluxshare")
+    p.add_argument("--mode", default="auto", choices=list(_MODES),
+                   help="value space of the inputs: auto takes JPG/PNG as display-stretched "
+                        "and FITS as linear flux; display is for FITS files holding display "
+                        "values (0-1 or 0-255 from a JPG); linear forces linear flux")
+    p.add_argument("--background", default="auto", metavar="auto|none|VALUE[,VALUE...]",
+                   help="sky level: auto estimates it with the sources masked; none means "
+                        "the input is already sky-subtracted (0); or numbers, one for all "
+                        "bands or one per band")
+    p.add_argument("--flux", default=None, choices=list(_FLUX_METHODS),
+                   help="how SOURCE pixels are made: conserve shares the input pixels "
+                        "(sources + residual = input), model takes the generator's "
+                        "noiseless estimate (noise stays in the residual) (default: the "
+                        "deblender's default)")
+    p.add_argument("--full-frame", action="store_true",
+                   help="write full-size SOURCE HDUs instead of cutouts over each "
+                        "source's footprint")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help=_DEVICE_HELP)
+    p.add_argument("--hdu", default=None,
+                   help="HDU name or number to read (FITS; default: the first HDU with image "
+                        "data)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--png", action="store_true", help="also write a quick-look PNG per input")
     p.add_argument("--workers", type=_positive_int, default=1,
-                   help="parallel workers (local Dask cluster, or processes without Dask)")
-    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+                   help="parallel worker processes, each with its own model copy (a local "
+                        "Dask cluster, or a process pool without Dask)")
+    p.add_argument("--scheduler", default=None,
+                   help="address of an existing Dask scheduler, e.g. tcp://host:8786 "
+                        "(default: none, work locally)")
     p.add_argument("--max-pixels", type=_positive_int, default=None,
-                   help="process images larger than this many pixels per band in tiles")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+                   help="images with more pixels per band than this are deblended stamp by "
+                        "stamp, which bounds memory (default: 4 x the model's working area, "
+                        "80 x 80 for the shipped model)")
+    p.add_argument("--no-progress", action="store_true", help=_NO_PROGRESS_HELP)
     p.set_defaults(func=_cmd_deblend)
 
 
@@ -198,22 +331,37 @@ def _cmd_deblend(args):
 
 
 # ----------------------------------------------------------------- evaluate
+_METHODS = ("gan", "segmentation", "fluxshare")
+
+
 def _add_evaluate(sub):
-    p = sub.add_parser("evaluate", help="score deblenders on blends with ground truth")
+    p = _parser(sub, "evaluate", summary="score deblenders on blends with ground truth",
+                description="Blend held-out galaxies with a protocol, deblend the scenes "
+                            "with each method, and score the sources against the truth "
+                            "(PSNR, SSIM, flux, centroid, detection).  Writes JSON and CSV "
+                            "summaries, per-scene CSV, a gallery and histograms.",
+                examples=["astrodeblend evaluate --images galaxyzoo/images --protocol "
+                          "physical --n 200 --output-dir eval/",
+                          "astrodeblend evaluate --images galaxyzoo/images --methods "
+                          "gan,fluxshare --split validation --output-dir tune/"])
     p.add_argument("--images", required=True, help="folder of isolated galaxy images")
-    p.add_argument("--protocol", default="reiman", choices=["paper", "reiman", "physical"])
-    p.add_argument("--n", type=_positive_int, default=200)
-    p.add_argument("--seed", type=_int_seed, default=0)
+    p.add_argument("--protocol", default="reiman", choices=["paper", "reiman", "physical"],
+                   help="blending protocol of the scenes")
+    p.add_argument("--n", type=_positive_int, default=200, help="number of scenes")
+    p.add_argument("--seed", type=_int_seed, default=0,
+                   help="random seed: the same seed gives the same scenes")
     p.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
-    p.add_argument("--methods", default="gan,segmentation,fluxshare",
-                   help="comma-separated methods to compare")
+    p.add_argument("--methods", default=",".join(_METHODS),
+                   help=f"comma-separated methods to compare, from: {', '.join(_METHODS)}")
     p.add_argument("--split", default="test", choices=["test", "validation", "train", "all"],
                    help="which galaxies to use: test (held out from training), validation "
                         "(for tuning), train, or all")
-    p.add_argument("--output-dir", required=True)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--output-dir", required=True,
+                   help="folder for the summaries, tables and figures (created if needed)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help=_DEVICE_HELP)
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation")
+    p.add_argument("--no-progress", action="store_true", help=_NO_PROGRESS_HELP)
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -225,10 +373,17 @@ def _cmd_evaluate(args):
 
 # --------------------------------------------------------------------- demo
 def _add_demo(sub):
-    p = sub.add_parser("demo", help="deblend a built-in blended scene (offline)")
-    p.add_argument("--output-dir", default="astrodeblend-demo")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--overwrite", action="store_true")
+    p = _parser(sub, "demo", summary="deblend a built-in blended scene (offline)",
+                description="Blend two built-in galaxies, deblend them with the shipped "
+                            "model, and write the FITS result and a quick-look PNG.  Needs "
+                            "no data and no network.",
+                examples=["astrodeblend demo",
+                          "astrodeblend demo --output-dir demo/ --device cpu"])
+    p.add_argument("--output-dir", default="astrodeblend-demo",
+                   help="folder for the demo's FITS result and PNG")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help=_DEVICE_HELP)
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo's files")
     p.set_defaults(func=_cmd_demo)
 
 
@@ -287,7 +442,7 @@ def main(argv=None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("astrodeblend: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,28 +1,178 @@
-"""Small shared helpers: optional dependencies and progress bars."""
+"""Small shared helpers: optional dependencies, progress reports, plurals."""
 
+import sys
+import time
 from importlib.util import find_spec
 
-__all__ = ["HAS_TQDM", "HAS_DASK", "progress", "resolve_device"]
+__all__ = ["HAS_TQDM", "HAS_DASK", "LineProgress", "plural", "progress", "resolve_device"]
 
 HAS_TQDM = find_spec("tqdm") is not None
 HAS_DASK = find_spec("dask") is not None and find_spec("distributed") is not None
 
 
-def progress(iterable, *, enable=True, desc=None, total=None, unit="it"):
-    """Wrap ``iterable`` in a tqdm progress bar when tqdm is installed and ``enable``.
+def plural(count, singular, plural_form=None):
+    """Return ``'<count> <noun>'`` with the noun in the singular for one item.
+
+    Parameters
+    ----------
+    count : int
+        How many.
+    singular : str
+        The noun for one (``'source'``).
+    plural_form : str, optional
+        The noun for any other count; ``singular + 's'`` by default.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> plural(1, "source"), plural(0, "source"), plural(2, "match", "matches")
+    ('1 source', '0 sources', '2 matches')
+    """
+    noun = singular if count == 1 else (plural_form or singular + "s")
+    return f"{count} {noun}"
+
+
+def _is_terminal(stream):
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+class LineProgress:
+    """Progress as a plain line now and then, for logs that are not a terminal.
+
+    Iterating over it yields the items of ``iterable`` and writes one line,
+    ``'<desc>: 150/1000 files, 3 failed, 12.3 files/s'``, to ``file`` every
+    ``every`` items or ``interval`` seconds (whichever comes first) and once
+    at the end, so that a batch system's output file gets a readable record
+    instead of a progress bar's carriage returns.  It offers the part of the
+    tqdm interface that astrodeblend uses: `set_postfix_str`, `write` and
+    `close`.
+
+    Parameters
+    ----------
+    iterable : iterable
+        What to iterate over.
+    desc : str, optional
+        Label at the start of each line.
+    total : int, optional
+        Number of items (``len(iterable)`` when it has one).
+    unit : str, optional
+        Name of one item (``'file'``; lines say ``'files'``).
+    file : file-like, optional
+        Where the lines go; standard error (at the time of the call) by default.
+    every : int, optional
+        Items between two lines.
+    interval : float, optional
+        Seconds after which a line is written at the next item anyway.
+
+    Examples
+    --------
+    >>> import sys
+    >>> items = list(LineProgress(range(4), desc="work", unit="file", every=2,
+    ...                           file=sys.stdout))  # doctest: +ELLIPSIS
+    work: 2/4 files, ... files/s
+    work: 4/4 files, ... files/s
+    >>> items
+    [0, 1, 2, 3]
+    """
+
+    def __init__(self, iterable, *, desc=None, total=None, unit="it", file=None,
+                 every=50, interval=30.0):
+        self.iterable = iterable
+        self.desc = desc
+        if total is None:
+            try:
+                total = len(iterable)
+            except TypeError:
+                total = None
+        self.total = total
+        self.unit = unit
+        self.file = file
+        self.every = max(1, int(every))
+        self.interval = float(interval)
+        self.n = 0
+        self.postfix = ""
+        self._reported = 0
+        self._closed = False
+
+    def _stream(self):
+        return self.file if self.file is not None else sys.stderr
+
+    def line(self):
+        """Return the progress line as it stands."""
+        count = f"{self.n}/{self.total}" if self.total is not None else f"{self.n}"
+        units = self.unit if self.n == 1 and self.total in (None, 1) else f"{self.unit}s"
+        elapsed = time.perf_counter() - self._started if self.n else 0.0
+        rate = f"{self.n / elapsed:.1f} {self.unit}s/s" if elapsed > 0 else f"- {self.unit}s/s"
+        parts = [f"{count} {units}"] + ([self.postfix] if self.postfix else []) + [rate]
+        head = f"{self.desc}: " if self.desc else ""
+        return head + ", ".join(parts)
+
+    def _report(self):
+        print(self.line(), file=self._stream(), flush=True)
+        self._reported = self.n
+        self._last = time.perf_counter()
+
+    def __iter__(self):
+        self._started = self._last = time.perf_counter()
+        for item in self.iterable:
+            yield item
+            self.n += 1
+            now = time.perf_counter()
+            if self.n % self.every == 0 or now - self._last >= self.interval:
+                self._report()
+        self.close()
+
+    def set_postfix_str(self, text="", refresh=True):
+        """Set the text shown after the count (``'3 failed'``)."""
+        self.postfix = str(text)
+
+    def write(self, text, file=None, end="\n"):
+        """Print ``text`` (to ``file``, standard error by default)."""
+        print(text, file=file if file is not None else self._stream(), end=end, flush=True)
+
+    def close(self):
+        """Write the last line, if items came after the last one written."""
+        if not self._closed:
+            self._closed = True
+            if self.n != self._reported:
+                self._report()
+
+
+def progress(iterable, *, enable=True, desc=None, total=None, unit="it", file=None,
+             every=50, interval=30.0):
+    """Report progress over ``iterable``: a bar on a terminal, lines in a log.
+
+    When standard error (or ``file``) is a terminal, the items come through
+    a tqdm progress bar.  When it is not (a batch system's output file, a
+    pipe), a bar would be carriage-return spam: a `LineProgress` writes one
+    line every ``every`` items or ``interval`` seconds instead.  The object
+    returned offers ``set_postfix_str``, ``write`` and ``close`` in both
+    cases (and neither when ``enable`` is False).
 
     Parameters
     ----------
     iterable : iterable
         What to iterate over.
     enable : bool, optional
-        Show the bar (False returns ``iterable`` unchanged).
+        Report progress (False returns ``iterable`` unchanged).
     desc : str, optional
-        Label of the bar.
+        Label of the bar or lines.
     total : int, optional
         Number of items, when ``iterable`` has no length.
     unit : str, optional
         Name of one item.
+    file : file-like, optional
+        Where progress goes; standard error by default.
+    every : int, optional
+        Items between two progress lines (not a terminal).
+    interval : float, optional
+        Seconds after which a progress line is written anyway (not a terminal).
 
     Returns
     -------
@@ -33,11 +183,15 @@ def progress(iterable, *, enable=True, desc=None, total=None, unit="it"):
     >>> list(progress(range(3), enable=False))
     [0, 1, 2]
     """
-    if not enable or not HAS_TQDM:
+    if not enable:
         return iterable
+    stream = file if file is not None else sys.stderr
+    if not _is_terminal(stream) or not HAS_TQDM:
+        return LineProgress(iterable, desc=desc, total=total, unit=unit, file=file,
+                            every=every, interval=interval)
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, total=total, unit=unit, dynamic_ncols=True)
+    return tqdm(iterable, desc=desc, total=total, unit=unit, dynamic_ncols=True, file=file)
 
 
 def resolve_device(device="auto"):
