@@ -64,7 +64,7 @@ def test_residual_keeps_mask():
     sources = np.zeros((1, 1, 4, 4))
     result = DeblendResult(blend, sources, DeblendResult.make_catalog(blend, sources, [1], [1]),
                            np.zeros((4, 4)))
-    assert result.residual.mask[0, 1, 1] and result.residual.data[0, 1, 1] == 0
+    assert result.residual.mask[0, 1, 1] and np.isnan(result.residual.data[0, 1, 1])
 
 
 def test_no_sources_and_validation():
