@@ -20,7 +20,8 @@ def plural(count, singular, plural_form=None):
     singular : str
         The noun for one (``'source'``).
     plural_form : str, optional
-        The noun for any other count; ``singular + 's'`` by default.
+        The noun for any other count; by default ``singular + 's'``, or
+        ``+ 'es'`` after s, x, z, ch and sh (``'batches'``).
 
     Returns
     -------
@@ -28,11 +29,14 @@ def plural(count, singular, plural_form=None):
 
     Examples
     --------
-    >>> plural(1, "source"), plural(0, "source"), plural(2, "match", "matches")
-    ('1 source', '0 sources', '2 matches')
+    >>> plural(1, "source"), plural(0, "source"), plural(2, "batch"), plural(2, "mouse", "mice")
+    ('1 source', '0 sources', '2 batches', '2 mice')
     """
-    noun = singular if count == 1 else (plural_form or singular + "s")
-    return f"{count} {noun}"
+    return f"{count} {singular if count == 1 else plural_form or _plural_noun(singular)}"
+
+
+def _plural_noun(singular):
+    return singular + ("es" if singular.endswith(("s", "x", "z", "ch", "sh")) else "s")
 
 
 def _is_terminal(stream):
@@ -106,9 +110,10 @@ class LineProgress:
     def line(self):
         """Return the progress line as it stands."""
         count = f"{self.n}/{self.total}" if self.total is not None else f"{self.n}"
-        units = self.unit if self.n == 1 and self.total in (None, 1) else f"{self.unit}s"
+        units = self.unit if self.n == 1 and self.total in (None, 1) else _plural_noun(self.unit)
         elapsed = time.perf_counter() - self._started if self.n else 0.0
-        rate = f"{self.n / elapsed:.1f} {self.unit}s/s" if elapsed > 0 else f"- {self.unit}s/s"
+        per = _plural_noun(self.unit)
+        rate = f"{self.n / elapsed:.1f} {per}/s" if elapsed > 0 else f"- {per}/s"
         parts = [f"{count} {units}"] + ([self.postfix] if self.postfix else []) + [rate]
         head = f"{self.desc}: " if self.desc else ""
         return head + ", ".join(parts)

@@ -189,6 +189,7 @@ def test_plural():
     assert plural(1, "source") == "1 source"
     assert plural(3, "source") == "3 sources"
     assert plural(0, "file") == "0 files"
+    assert plural(2, "batch") == "2 batches"
 
 
 # ------------------------------------------------------------- progress
