@@ -141,8 +141,10 @@ def _add_make_dataset(sub):
                 description="Blend isolated galaxies into scenes with known truth and "
                             "write them to an HDF5 training set (train, validation and test "
                             "splits by galaxy).  Rerunning the same command resumes it.",
-                examples=["astrodeblend make-dataset --images galaxyzoo/images "
-                          "--protocol reiman --n 20000 --seed 1 --out reiman.h5"])
+                examples=["astrodeblend make-dataset --images gz/images --n 20000 --out reiman.h5",
+                          "astrodeblend make-dataset --images gz/images --protocol physical "
+                          "\\",
+                          "    --n 5000 --n-galaxies 3 --seed 1 --out physical.h5"])
     p.add_argument("--images", required=True, help="folder of galaxy images (JPG/FITS)")
     p.add_argument("--protocol", default="reiman", choices=["paper", "reiman", "physical"],
                    help="blending protocol")
@@ -340,10 +342,11 @@ def _add_evaluate(sub):
                             "with each method, and score the sources against the truth "
                             "(PSNR, SSIM, flux, centroid, detection).  Writes JSON and CSV "
                             "summaries, per-scene CSV, a gallery and histograms.",
-                examples=["astrodeblend evaluate --images galaxyzoo/images --protocol "
-                          "physical --n 200 --output-dir eval/",
-                          "astrodeblend evaluate --images galaxyzoo/images --methods "
-                          "gan,fluxshare --split validation --output-dir tune/"])
+                examples=["astrodeblend evaluate --images gz/images --protocol physical "
+                          "--output-dir eval/",
+                          "astrodeblend evaluate --images gz/images --methods gan,fluxshare "
+                          "\\",
+                          "    --split validation --n 50 --output-dir tune/"])
     p.add_argument("--images", required=True, help="folder of isolated galaxy images")
     p.add_argument("--protocol", default="reiman", choices=["paper", "reiman", "physical"],
                    help="blending protocol of the scenes")
