@@ -303,7 +303,8 @@ def _output_state(path, *, input_name=None, model=None):
                     return "foreign", 0, "is not an astrodeblend output"
                 n_sources = int(header.get("NSOURCE", -1))
                 names = [hdu.name for hdu in hdul]
-                if (len(hdul) != n_sources + 5 or names[1] != "BLEND"
+                required = [n for n in names if n not in ("BLENDMSK", "BLENDUNC")]
+                if (len(required) != n_sources + 5 or names[1] != "BLEND"
                         or names[-1] != "CATALOG"):
                     return "broken", 0, "incomplete"
                 for hdu in hdul:

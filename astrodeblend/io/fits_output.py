@@ -1,4 +1,4 @@
-"""The deblended FITS output of ``spec/fits-output.md`` (format version 1).
+"""The deblended FITS output of ``spec/fits-output.md`` (format version 2).
 
 `write_deblended` stores a `~astrodeblend.DeblendResult` as
 
@@ -7,16 +7,19 @@ HDU   EXTNAME / EXTVER       data
 ====  =====================  ===============================================
 0     PRIMARY                none; provenance cards and HISTORY
 1     BLEND                  the input, float32 ``(H, W)`` or ``(C, H, W)``
-2..   SOURCE, 1..N           one deblended image per source
-next  RESIDUAL               BLEND minus the sum of the sources
+2..   SOURCE, 1..N           one deblended image per source, over its
+                             cutout (``CUTX0``, ``CUTY0``, own WCS)
+next  RESIDUAL               BLEND minus the sources at their positions
 next  SEGMAP                 int32 segmentation map
-(opt) BLENDMSK, BLENDUNC     mask / uncertainty of BLEND, only when it has
-                             masked finite pixels / an uncertainty
+(opt) BLENDMSK, BLENDUNC     mask (masked or non-finite input pixels) and
+                             uncertainty of BLEND, when it has them
 last  CATALOG                binary table, one row per source
 ====  =====================  ===============================================
 
-and `read_deblended` reads it back.  Every HDU has ``CHECKSUM`` and
-``DATASUM`` cards; the file is written atomically.
+and `read_deblended` reads it back (format versions 1 and 2).  Every HDU has
+``CHECKSUM`` and ``DATASUM`` cards; the file is written atomically, one
+image HDU at a time (a full-frame file never holds all its sources in
+memory at once).
 """
 
 from __future__ import annotations
@@ -33,14 +36,14 @@ from astropy.io import fits
 from .._version import __version__
 from ..errors import InvalidInputError, ReadError, WriteError
 from ..image import GalaxyImage
-from ..result import CATALOG_COLUMNS, DeblendResult
+from ..result import CATALOG_COLUMNS, DeblendResult, _trim_frame
 from ._atomic import atomic_write
 from .readers import FITS_SUFFIXES, IMAGE_SUFFIXES, _one_line, _parse_unit
 
 __all__ = ["write_deblended", "read_deblended", "default_output_path", "FORMAT_VERSION"]
 
 #: Version of the output format (the ``ADBFMT`` card).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 # Header cards of the input that are not copied into the output HDUs:
 # structure, scaling, checksums, compression and the (replaced) WCS.
@@ -50,7 +53,8 @@ _STRUCTURAL = re.compile(
     r"WCSAXES[A-Z]?|CTYPE\d+[A-Z]?|CRVAL\d+[A-Z]?|CRPIX\d+[A-Z]?|CDELT\d+[A-Z]?|"
     r"CUNIT\d+[A-Z]?|CROTA\d+|CD\d+_\d+[A-Z]?|PC\d+_\d+[A-Z]?|PV\d+_\d+[A-Z]?|"
     r"PS\d+_\d+[A-Z]?|LONPOLE[A-Z]?|LATPOLE[A-Z]?|RADESYS[A-Z]?|RADECSYS|EQUINOX[A-Z]?|"
-    r"EPOCH|WCSNAME[A-Z]?|A_\w+|B_\w+|AP_\w+|BP_\w+|BANDS|BUNIT|ADBFMT|NSOURCE)$")
+    r"EPOCH|WCSNAME[A-Z]?|A_\w+|B_\w+|AP_\w+|BP_\w+|BANDS|BUNIT|ADBFMT|ADBFLUX|"
+    r"NSOURCE|CUTX0|CUTY0)$")
 
 _HISTORY_WIDTH = 72
 _CONTINUATION = "... "
@@ -112,13 +116,40 @@ def _is_same_file(a, b):
     return Path(a).resolve() == Path(b).resolve()
 
 
-def _image_header(blend, *, with_meta):
-    """Header of an image HDU: (input cards,) WCS, BUNIT, BANDS."""
+_NO_UNIT = "BUNIT absent: the input image gave no unit for its pixel values"
+
+
+def _unit_text(blend):
+    """The BUNIT text of the blend, or None when the input gave no unit."""
+    if blend.unit is not None:
+        try:
+            return blend.unit.to_string("fits")
+        except (ValueError, TypeError):
+            return blend.unit.to_string()
+    if "BUNIT" in blend.meta and isinstance(blend.meta["BUNIT"], str):
+        return blend.meta["BUNIT"]
+    return None
+
+
+def _add_comment(header, text):
+    if text not in [str(v) for v in header.get("COMMENT", [])]:
+        header.add_comment(text)
+
+
+def _image_header(blend, *, with_meta, wcs=None, unit=True):
+    """Header of an image HDU: WCS (``WCSAXES`` first), (input cards,) BUNIT, BANDS.
+
+    ``wcs`` is the WCS of a cutout of the blend (by default the blend's own).
+    """
     header = fits.Header()
+    if blend.wcs is not None:
+        header.extend(_wcs_cards(blend, blend.wcs if wcs is None else wcs))
     if with_meta:
         for card in blend.meta.cards:
             if _STRUCTURAL.match(card.keyword or ""):
                 continue
+            if card.keyword in header and card.keyword not in ("HISTORY", "COMMENT", ""):
+                continue  # a WCS card (DATE-OBS, MJD-OBS, ...) already in the WCS block
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -127,22 +158,34 @@ def _image_header(blend, *, with_meta):
                     str(new)  # forces the image of the card: bad values raise here
             except Exception:  # noqa: BLE001 - skip a card astropy cannot write
                 continue
-            if card.keyword in ("HISTORY", "COMMENT", ""):
-                header.append(new, end=True)
-            else:
-                header.append(new, end=True)
-    if blend.wcs is not None:
-        header.update(_wcs_cards(blend))
-    if blend.unit is not None:
-        try:
-            text = blend.unit.to_string("fits")
-        except (ValueError, TypeError):
-            text = blend.unit.to_string()
-        header["BUNIT"] = (text, "unit of the pixel values")
-    elif "BUNIT" in blend.meta and isinstance(blend.meta["BUNIT"], str):
-        header["BUNIT"] = (blend.meta["BUNIT"], "unit of the pixel values")
+            header.append(new, end=True)
+        dropped = _dropped_wcs_axes(blend.meta)
+        if dropped:
+            text = (f"astrodeblend: input WCS axes {', '.join(dropped)} not kept "
+                    "(celestial axes only)")
+            if text not in [str(v) for v in header.get("HISTORY", [])]:
+                header.add_history(text)
+    if unit:
+        text = _unit_text(blend)
+        if text is not None:
+            header["BUNIT"] = (text, "unit of the pixel values")
+        else:
+            _add_comment(header, _NO_UNIT)
     header["BANDS"] = (",".join(blend.bands), "band names, one per plane")
     return header
+
+
+def _dropped_wcs_axes(meta):
+    """Describe WCS axes beyond the two celestial ones in an input header."""
+    dropped = []
+    n_axes = meta.get("WCSAXES", 0) if isinstance(meta.get("WCSAXES", 0), int) else 0
+    for axis in range(3, max(n_axes, 9) + 1):
+        ctype = meta.get(f"CTYPE{axis}")
+        if ctype is not None:
+            dropped.append(f"{axis} (CTYPE{axis} = {str(ctype).strip()!r})")
+        elif axis <= n_axes:
+            dropped.append(str(axis))
+    return dropped
 
 
 _WCS_2D = re.compile(
@@ -151,32 +194,45 @@ _WCS_2D = re.compile(
     r"MJD-OBS|DATE-OBS|A_\w+|B_\w+|AP_\w+|BP_\w+)$")
 
 
-def _wcs_cards(blend):
-    """WCS cards of the blend: the input's own cards when they describe its WCS exactly.
+def _wcs_cards(blend, wcs):
+    """WCS cards of ``wcs`` (the blend's WCS or a slice of it), ``WCSAXES`` first.
 
-    Copying the cards keeps ``CRVAL``, ``CRPIX`` and ``CD`` (or ``CDELT``)
-    bit for bit; `~astropy.wcs.WCS.to_header` rounds to 14 digits and turns a
-    CD matrix into PC and CDELT.
+    When the input's own cards describe the blend's WCS exactly they are
+    copied, with ``CRPIX`` taken from ``wcs`` (a slice of the blend's WCS
+    only differs in ``CRPIX``): copying keeps ``CRVAL``, ``CRPIX`` and
+    ``CD`` (or ``CDELT``) bit for bit, where `~astropy.wcs.WCS.to_header`
+    rounds to 14 digits and turns a CD matrix into PC and CDELT.
     """
-    from astropy.wcs import WCS
+    from astropy.wcs import WCS, WCSCOMPARE_ANCILLARY
 
-    wcs = blend.wcs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fallback = wcs.to_header(relax=True)
+        for key in ("MJDREF", "MJDREFI", "MJDREFF", "DATEREF"):
+            # wcslib writes a zero reference time of its own: not the input's
+            if key not in blend.meta:
+                fallback.remove(key, ignore_missing=True)
         cards = fits.Header([card for card in blend.meta.cards
                              if _WCS_2D.match(card.keyword or "")])
-        if "CTYPE1" not in cards or "CTYPE2" not in cards:
-            return fallback
-        try:
-            copied = WCS(cards, naxis=2)
-            same = (copied.naxis == 2 and copied.wcs.compare(wcs.wcs, tolerance=0.0)
-                    and (copied.sip is None) == (wcs.sip is None))
-        except Exception:  # noqa: BLE001 - any problem: use astropy's own cards
-            same = False
+        same = False
+        if "CTYPE1" in cards and "CTYPE2" in cards:
+            try:
+                copied = WCS(cards, naxis=2)
+                same = (copied.naxis == 2
+                        and copied.wcs.compare(blend.wcs.wcs, cmp=WCSCOMPARE_ANCILLARY,
+                                               tolerance=0.0)
+                        and (copied.sip is None) == (blend.wcs.sip is None))
+                if same and wcs is not blend.wcs:
+                    for axis in (1, 2):
+                        cards[f"CRPIX{axis}"] = float(wcs.wcs.crpix[axis - 1])
+                    same = WCS(cards, naxis=2).wcs.compare(wcs.wcs, cmp=WCSCOMPARE_ANCILLARY,
+                                                           tolerance=0.0)
+            except Exception:  # noqa: BLE001 - any problem: use astropy's own cards
+                same = False
     if not same:
-        return fallback
-    cards["WCSAXES"] = 2
+        cards = fallback
+    cards.remove("WCSAXES", ignore_missing=True)
+    cards.insert(0, ("WCSAXES", 2, "number of WCS axes"))
     return cards
 
 
@@ -210,6 +266,12 @@ def _join_history(values):
     return lines
 
 
+#: Units of the CATALOG columns (``TUNIT``); ``flux`` takes the BLEND's BUNIT.
+_CATALOG_UNITS = {"x_centroid": "pix", "y_centroid": "pix", "ra": "deg", "dec": "deg",
+                  "bbox_xmin": "pix", "bbox_xmax": "pix", "bbox_ymin": "pix",
+                  "bbox_ymax": "pix"}
+
+
 def _catalog_hdu(result):
     from astropy.table import Table
 
@@ -217,6 +279,8 @@ def _catalog_hdu(result):
     table = Table()
     names = list(CATALOG_COLUMNS) + [c for c in catalog.colnames if c not in CATALOG_COLUMNS]
     n_bands = result.blend.n_bands
+    flux_unit = _unit_text(result.blend)
+    units = {}
     for name in names:
         column = catalog[name]
         values = np.asarray(column)
@@ -229,19 +293,32 @@ def _catalog_hdu(result):
         if values.dtype.kind == "O":
             values = values.astype(str)
         table[name] = values
-        unit = getattr(column, "unit", None)
-        if unit is not None:
-            table[name].unit = unit
+        unit = _CATALOG_UNITS.get(name, flux_unit if name == "flux" else None)
+        if unit is None and getattr(column, "unit", None) is not None:
+            try:
+                unit = column.unit.to_string("fits")
+            except (ValueError, TypeError):
+                unit = column.unit.to_string()
+        if unit:
+            units[name] = unit
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         hdu = fits.table_to_hdu(table)
     hdu.name = "CATALOG"
+    for column in hdu.columns:
+        column.unit = units.get(column.name)  # TUNITn, kept in step with the header
     hdu.header["NBANDS"] = (n_bands, "values per row of the flux column")
+    if flux_unit is None:
+        hdu.header.add_comment("flux has no unit: the input image gave no BUNIT")
     return hdu
 
 
-def write_deblended(result, path, *, overwrite=False):
-    """Write a deblending result to a FITS file (``spec/fits-output.md``, version 1).
+def write_deblended(result, path, *, overwrite=False, full_frame=False):
+    """Write a deblending result to a FITS file (``spec/fits-output.md``, version 2).
+
+    Each ``SOURCE`` HDU holds the source's cutout with the cutout's own WCS
+    and ``CUTX0``, ``CUTY0`` (0-based column and row of its first pixel in
+    ``BLEND``) and ``LTV1 = -CUTX0``, ``LTV2 = -CUTY0``.
 
     Parameters
     ----------
@@ -252,6 +329,10 @@ def write_deblended(result, path, *, overwrite=False):
         input file.
     overwrite : bool, optional
         Replace an existing output (refused by default).
+    full_frame : bool, optional
+        Write every ``SOURCE`` HDU at the size of ``BLEND`` (``CUTX0 =
+        CUTY0 = 0``), for tools that want full-frame images.  They are made
+        and written one at a time.
 
     Returns
     -------
@@ -274,15 +355,19 @@ def write_deblended(result, path, *, overwrite=False):
     >>> import numpy as np
     >>> from astrodeblend import GalaxyImage, DeblendResult
     >>> blend = GalaxyImage(np.ones((1, 8, 8)), bands=["r"])
-    >>> sources = np.stack([0.5 * blend.data, 0.5 * blend.data])
-    >>> catalog = DeblendResult.make_catalog(blend, sources, [2.0, 5.0], [3.0, 4.0])
+    >>> sources = np.zeros((2, 1, 8, 8))
+    >>> sources[0, :, 1:4, 2:5], sources[1, :, 3:7, 4:8] = 1.0, 0.5
+    >>> catalog = DeblendResult.make_catalog(blend, sources, [3.0, 5.5], [2.0, 4.5])
     >>> result = DeblendResult(blend, sources, catalog, np.zeros((8, 8), int),
     ...                        model_name="default", history=["deblend: method=gan"])
     >>> out = write_deblended(result, pathlib.Path(tempfile.mkdtemp()) / "b_deblended.fits")
     >>> from astropy.io import fits
     >>> with fits.open(out) as hdul:
     ...     print([h.name for h in hdul])
+    ...     print(hdul["SOURCE", 2].data.shape, hdul["SOURCE", 2].header["CUTX0"],
+    ...           hdul["SOURCE", 2].header["CUTY0"])
     ['PRIMARY', 'BLEND', 'SOURCE', 'SOURCE', 'RESIDUAL', 'SEGMAP', 'CATALOG']
+    (4, 4) 4 3
     >>> read_deblended(out).history
     ['deblend: method=gan']
     """
@@ -293,12 +378,12 @@ def write_deblended(result, path, *, overwrite=False):
     for source in _input_paths(result.blend):
         if _is_same_file(source, path):
             raise WriteError(f"refusing to write {path}: it is the input file")
-    hdul = _build_hdus(result)
+    hdus = _build_hdus(result, full_frame=full_frame)
     with atomic_write(path, overwrite=overwrite) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", fits.verify.VerifyWarning)
             try:
-                hdul.writeto(tmp, checksum=True, output_verify="silentfix")
+                _write_hdus(hdus, tmp)
             except OSError:
                 raise
             except Exception as exc:  # noqa: BLE001 - astropy's VerifyError and friends
@@ -306,7 +391,30 @@ def write_deblended(result, path, *, overwrite=False):
     return path
 
 
-def _build_hdus(result):
+def _write_hdus(hdus, tmp):
+    """Write the HDUs of ``hdus`` (an iterator) to ``tmp``, each with checksums.
+
+    PRIMARY and BLEND are written together; the image HDUs after them are
+    streamed one at a time (`~astropy.io.fits.StreamingHDU`), so only one
+    of them is in memory at once; the table (CATALOG, last) is appended.
+    """
+    fits.HDUList([next(hdus), next(hdus)]).writeto(tmp, checksum=True,
+                                                   output_verify="silentfix")
+    for hdu in hdus:
+        hdu.verify("silentfix")
+        if isinstance(hdu, fits.ImageHDU):
+            hdu.add_checksum()
+            stream = fits.StreamingHDU(str(tmp), hdu.header)
+            try:
+                stream.write(hdu.data)
+            finally:
+                stream.close()
+        else:
+            fits.append(str(tmp), hdu.data, hdu.header, checksum=True)
+
+
+def _build_hdus(result, *, full_frame=False):
+    """Yield the HDUs of the output in order, SOURCE images made one at a time."""
     blend = result.blend
     n_bands = blend.n_bands
     primary = fits.PrimaryHDU()
@@ -316,6 +424,7 @@ def _build_hdus(result):
                   "UTC time of writing")
     ph["PROCSOFT"] = (f"astrodeblend {__version__}", "processing software and version")
     ph["ADBFMT"] = (FORMAT_VERSION, "astrodeblend output format version")
+    ph["ADBFLUX"] = (result.flux_mode, "SOURCE pixels: conserve (input) or model")
     ph["ADBMODEL"] = (result.model_name, "model used for deblending")
     ph["ADBMHASH"] = (result.model_hash, "sha256 of the model weights")
     for i, source in enumerate(_input_paths(blend), start=1):
@@ -323,39 +432,54 @@ def _build_hdus(result):
     ph["NSOURCE"] = (result.n_sources, "number of SOURCE HDUs")
     for value in _history_cards(result.history):
         ph.add_history(value)
-    hdus = [primary]
+    yield primary
 
     blend_header = _image_header(blend, with_meta=True)
-    hdus.append(fits.ImageHDU(_plane(blend.data, n_bands), header=blend_header, name="BLEND"))
+    yield fits.ImageHDU(_plane(blend.data, n_bands), header=blend_header, name="BLEND")
 
     wcs_header = _image_header(blend, with_meta=False)
     celestial = blend.wcs is not None and blend.wcs.has_celestial
-    for i, source in enumerate(result.sources, start=1):
-        header = wcs_header.copy()
-        row = result.catalog[i - 1]
+    for i in range(result.n_sources):
+        row = result.catalog[i]
+        slices = result.source_slices(i)
+        if full_frame:
+            x0 = y0 = 0
+            header = wcs_header.copy()
+            data = np.zeros(blend.shape, dtype=np.float32)
+            data[(slice(None), *slices)] = result.cutouts[i]
+        else:
+            x0, y0 = (int(v) for v in result.origins[i])
+            wcs = None if blend.wcs is None else blend.wcs.slice(slices)
+            header = _image_header(blend, with_meta=False, wcs=wcs)
+            data = result.cutouts[i]
+        header["CUTX0"] = (x0, "0-based column of pixel (0, 0) in BLEND")
+        header["CUTY0"] = (y0, "0-based row of pixel (0, 0) in BLEND")
+        header["LTV1"] = (-x0, "IRAF physical x = x + CUTX0")
+        header["LTV2"] = (-y0, "IRAF physical y = y + CUTY0")
         x, y = float(row["x_centroid"]), float(row["y_centroid"])
-        header["X_CENT"] = (x, "0-based pixel x (column) of the centre")
-        header["Y_CENT"] = (y, "0-based pixel y (row) of the centre")
+        header["X_CENT"] = (x, "0-based pixel x (column) of the centre in BLEND")
+        header["Y_CENT"] = (y, "0-based pixel y (row) of the centre in BLEND")
         if celestial:
             ra, dec = blend.pixel_to_radec(x, y)
             if np.isfinite(ra[0]) and np.isfinite(dec[0]):
                 header["RA_CENT"] = (float(ra[0]), "[deg] right ascension of the centre")
                 header["DEC_CENT"] = (float(dec[0]), "[deg] declination of the centre")
-        header["FLUX"] = (float(np.sum(source, dtype=np.float64)),
+        header["FLUX"] = (float(np.sum(result.cutouts[i], dtype=np.float64)),
                           "sum over pixels of all bands")
-        hdus.append(fits.ImageHDU(_plane(source, n_bands), header=header, name="SOURCE",
-                                  ver=i))
-    hdus.append(fits.ImageHDU(_plane(result.residual.data, n_bands), header=wcs_header.copy(),
-                              name="RESIDUAL"))
-    seg_header = wcs_header.copy()
-    for key in ("BUNIT", "BANDS"):
-        seg_header.remove(key, ignore_missing=True)
-    hdus.append(fits.ImageHDU(np.asarray(result.segmap, dtype=np.int32), header=seg_header,
-                              name="SEGMAP"))
-    finite = np.isfinite(blend.data)
-    if blend.mask is not None and np.any(blend.mask & finite):
-        hdus.append(fits.ImageHDU(_plane(blend.mask.astype(np.uint8), n_bands),
-                                  header=seg_header.copy(), name="BLENDMSK"))
+        yield fits.ImageHDU(_plane(data, n_bands), header=header, name="SOURCE", ver=i + 1)
+        del data
+    yield fits.ImageHDU(_plane(result.residual.data, n_bands), header=wcs_header.copy(),
+                        name="RESIDUAL")
+    seg_header = _image_header(blend, with_meta=False, unit=False)
+    seg_header.remove("BANDS", ignore_missing=True)
+    yield fits.ImageHDU(np.asarray(result.segmap, dtype=np.int32), header=seg_header,
+                        name="SEGMAP")
+    if blend.mask is not None and np.any(blend.mask):
+        mask_header = seg_header.copy()
+        mask_header.add_comment("1 = masked or non-finite input pixel, 0 = good")
+        mask = blend.mask.astype(np.uint8)
+        yield fits.ImageHDU(mask[0] if n_bands == 1 else mask, header=mask_header,
+                            name="BLENDMSK")
     if blend.uncertainty is not None:
         from astropy.nddata import StdDevUncertainty
 
@@ -366,10 +490,9 @@ def _build_hdus(result):
         if std is not None:
             unc_header = wcs_header.copy()
             unc_header["UTYPE"] = ("StdDevUncertainty", "one-sigma uncertainty of BLEND")
-            hdus.append(fits.ImageHDU(_plane(np.broadcast_to(std, blend.shape), n_bands),
-                                      header=unc_header, name="BLENDUNC"))
-    hdus.append(_catalog_hdu(result))
-    return fits.HDUList(hdus)
+            yield fits.ImageHDU(_plane(np.broadcast_to(std, blend.shape), n_bands),
+                                header=unc_header, name="BLENDUNC")
+    yield _catalog_hdu(result)
 
 
 # --------------------------------------------------------------------- reader
@@ -386,7 +509,11 @@ def _wcs_from(header):
 def read_deblended(path):
     """Read a file written by `write_deblended` back into a `~astrodeblend.DeblendResult`.
 
-    Checksums are verified.
+    Reads format versions 1 and 2.  Checksums are verified.  Cutout
+    ``SOURCE`` HDUs are kept as they are (``CUTX0``, ``CUTY0`` give their
+    place); full-frame ones (version 1, or ``full_frame=True``) are trimmed
+    to the box of their nonzero pixels as they are read, one at a time.
+    ``result.sources`` rebuilds full frames on request.
 
     Parameters
     ----------
@@ -397,7 +524,8 @@ def read_deblended(path):
     -------
     `~astrodeblend.DeblendResult`
         With the blend (WCS, bands, unit, header, mask and uncertainty),
-        sources, segmentation map, catalog, model name and hash, and history
+        source cutouts and origins, flux mode (``'conserve'`` for version 1
+        files), segmentation map, catalog, model name and hash, and history
         of the file.
 
     Raises
@@ -405,7 +533,7 @@ def read_deblended(path):
     ReadError
         If the file cannot be read, is not an astrodeblend output (no
         ``ADBFMT`` card), is of a newer format version, lacks an HDU of the
-        format, or fails its checksum.
+        format, has a cutout outside ``BLEND``, or fails its checksum.
 
     Examples
     --------
@@ -420,6 +548,8 @@ def read_deblended(path):
     >>> back = read_deblended(path)
     >>> back.n_sources, back.blend.bands, np.array_equal(back.sources, result.sources)
     (2, ('r',), True)
+    >>> back.origins.tolist(), back.flux_mode
+    ([[0, 0], [0, 0]], 'conserve')
     """
     from .readers import _check_file
 
@@ -431,8 +561,6 @@ def read_deblended(path):
         try:
             with fits.open(path, mode="readonly", memmap=False, checksum=True) as hdul:
                 hdul.verify("silentfix")
-                for hdu in hdul:
-                    _ = hdu.data
                 result = _result_from(path, hdul)
         except (ReadError, InvalidInputError) as exc:
             raise ReadError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") from None
@@ -479,23 +607,41 @@ def _result_from(path, hdul):
     blend = GalaxyImage(data, mask=mask, uncertainty=uncertainty, wcs=_wcs_from(header),
                         meta=header, unit=_parse_unit(header.get("BUNIT")), bands=bands,
                         source=", ".join(provenance) if provenance else None)
+    catalog = _catalog_from(hdul["CATALOG"], n_bands)
     n_source = int(primary.get("NSOURCE", 0))
-    sources = []
+    if len(catalog) != n_source:
+        raise ReadError(f"{path}: NSOURCE = {n_source} but the CATALOG has {len(catalog)} "
+                        "rows")
+    cutouts, origins = [], []
     for i in range(1, n_source + 1):
         try:
             hdu = hdul["SOURCE", i]
         except KeyError:
             raise ReadError(f"{path}: NSOURCE = {n_source} but there is no SOURCE HDU "
                             f"with EXTVER = {i}") from None
-        sources.append(np.array(hdu.data, dtype=np.float32).reshape(blend.shape))
-    sources = (np.stack(sources) if sources
-               else np.zeros((0, *blend.shape), dtype=np.float32))
+        cut = np.array(hdu.data, dtype=np.float32)
+        del hdu.data  # one full frame at most in memory while reading
+        if cut.ndim == 2:
+            cut = cut[np.newaxis]
+        x0, y0 = int(hdu.header.get("CUTX0", 0)), int(hdu.header.get("CUTY0", 0))
+        if cut.shape == blend.shape and x0 == 0 and y0 == 0:
+            row = catalog[i - 1]
+            cut, (x0, y0) = _trim_frame(cut, blend.mask,
+                                        (float(row["x_centroid"]), float(row["y_centroid"])))
+        elif cut.shape[0] != n_bands:
+            raise ReadError(f"{path}: SOURCE {i} has {cut.shape[0]} bands, BLEND {n_bands}")
+        cutouts.append(cut)
+        origins.append((x0, y0))
     segmap = np.array(hdul["SEGMAP"].data, dtype=np.int32)
-    catalog = _catalog_from(hdul["CATALOG"], n_bands)
     history = _join_history(primary.get("HISTORY", []))
-    return DeblendResult(blend, sources, catalog, segmap,
-                         model_name=primary.get("ADBMODEL", ""),
-                         model_hash=primary.get("ADBMHASH", ""), history=history)
+    flux_mode = str(primary.get("ADBFLUX", "conserve")).strip()
+    try:
+        return DeblendResult(blend, cutouts, catalog, segmap,
+                             origins=np.asarray(origins, dtype=np.int64).reshape(-1, 2),
+                             flux_mode=flux_mode, model_name=primary.get("ADBMODEL", ""),
+                             model_hash=primary.get("ADBMHASH", ""), history=history)
+    except InvalidInputError as exc:
+        raise ReadError(f"{path}: {exc}") from None
 
 
 def _catalog_from(hdu, n_bands):

@@ -1,6 +1,8 @@
 """Tests of the deblended FITS output (spec/fits-output.md) and atomic writes."""
 
 import os
+import shutil
+import subprocess
 import re
 import warnings
 
@@ -156,7 +158,7 @@ def test_layout_and_primary_cards(tmp_path):
         assert ph["ORIGIN"] == "astrodeblend"
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", ph["DATE"])
         assert re.fullmatch(r"astrodeblend \d+\.\d+\.\d+.*", ph["PROCSOFT"])
-        assert ph["ADBFMT"] == 1 and ph["NSOURCE"] == 3
+        assert ph["ADBFMT"] == 2 and ph["NSOURCE"] == 3 and ph["ADBFLUX"] == "conserve"
         assert ph["ADBMODEL"] == "run7.pt" and ph["ADBMHASH"] == "ab" * 32
         assert ph["PROV1"] == "field.fits"
         history = [str(v) for v in ph["HISTORY"]]
@@ -274,10 +276,16 @@ def test_mask_and_uncertainty_round_trip(tmp_path):
     assert np.isnan(back.blend.data[0, 0, 0])
     image = read_image(out)
     np.testing.assert_array_equal(image.mask, blend.mask)
-    # a mask made only of NaN pixels needs no extra HDU
+    # non-finite pixels alone are marked in BLENDMSK too (spec, version 2)
     out2 = write_deblended(make_result(GalaxyImage(data)), tmp_path / "n.fits")
     with fits.open(out2) as hdul:
-        assert [h.name for h in hdul][-3:] == ["RESIDUAL", "SEGMAP", "CATALOG"]
+        assert [h.name for h in hdul][-4:] == ["RESIDUAL", "SEGMAP", "BLENDMSK", "CATALOG"]
+        assert hdul["BLENDMSK"].data.dtype == np.uint8
+        assert hdul["BLENDMSK"].data[0, 0, 0] == 1 and hdul["BLENDMSK"].data.sum() == 1
+    # no mask and all finite: no BLENDMSK
+    out3 = write_deblended(make_result(GalaxyImage(np.nan_to_num(data))), tmp_path / "f.fits")
+    with fits.open(out3) as hdul:
+        assert "BLENDMSK" not in [h.name for h in hdul]
 
 
 def test_catalog_and_fields_round_trip(tmp_path):
@@ -381,4 +389,240 @@ def test_cdelt_wcs_with_dummy_axis_is_kept_exactly(tmp_path):
         for key in ("CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CDELT1", "CDELT2"):
             assert h[key] == on_disk[key], key
         assert "CTYPE3" not in h and h["WCSAXES"] == 2
+        assert any("GROUP_NUMBER" in str(v) and "not kept" in str(v) for v in h["HISTORY"])
     assert read_deblended(out).blend.wcs.has_celestial
+
+
+# ------------------------------------------------------------ format version 2
+def gaussian_cutouts(shape, centres, n_bands=2, half=4):
+    """Cutouts of small Gaussians (one per centre) and their origins in a frame."""
+    height, width = shape
+    cutouts, origins = [], []
+    for k, (x, y) in enumerate(centres):
+        x0, y0 = max(0, x - half), max(0, y - half)
+        x1, y1 = min(width, x + half + 1), min(height, y + half + 1)
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        g = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 3.0) * (k + 1)
+        cutouts.append(np.stack([g * (b + 1) for b in range(n_bands)]).astype(np.float32))
+        origins.append((x0, y0))
+    return cutouts, np.array(origins)
+
+
+def cutout_result(blend, centres, **kwargs):
+    cutouts, origins = gaussian_cutouts(blend.shape[1:], centres, n_bands=blend.n_bands)
+    xs = [float(c[0]) for c in centres]
+    ys = [float(c[1]) for c in centres]
+    catalog = DeblendResult.make_catalog(blend, cutouts, xs, ys, origins=origins)
+    segmap = np.zeros(blend.shape[1:], np.int32)
+    return DeblendResult(blend, cutouts, catalog, segmap, origins=origins, **kwargs)
+
+
+def wcs_blend(shape=(40, 50), n_bands=2, data=None):
+    from astropy.wcs import WCS
+
+    header = make_wcs_header(shape)
+    rng = np.random.default_rng(3)
+    if data is None:
+        data = rng.normal(size=(n_bands, *shape)).astype(np.float32)
+    return GalaxyImage(data, wcs=WCS(header), meta=header, unit="nmgy")
+
+
+def test_cutout_round_trip_keeps_cutouts_origins_and_wcs(tmp_path):
+    blend = wcs_blend()
+    result = cutout_result(blend, [(5, 6), (30, 20), (49, 39)], flux_mode="model")
+    out = write_deblended(result, tmp_path / "cut.fits")
+    assert_checksums_ok(out)
+    from astropy.wcs import WCS, WCSCOMPARE_ANCILLARY, FITSFixedWarning
+
+    with fits.open(out) as hdul:
+        assert hdul[0].header["ADBFLUX"] == "model"
+        for i, (cut, (x0, y0)) in enumerate(zip(result.cutouts, result.origins), start=1):
+            hdu = hdul["SOURCE", i]
+            assert hdu.data.shape == cut.shape
+            h = hdu.header
+            assert (h["CUTX0"], h["CUTY0"]) == (x0, y0)
+            assert (h["LTV1"], h["LTV2"]) == (-x0, -y0)
+            assert h["X_CENT"] == result.catalog["x_centroid"][i - 1]
+            # the cutout's pixel (0, 0) is the blend's pixel (CUTX0, CUTY0) on the sky
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FITSFixedWarning)  # 'cdfix' for NAXIS3
+                wcs = WCS(h, naxis=2)
+            np.testing.assert_allclose(wcs.pixel_to_world_values(0, 0),
+                                       blend.wcs.pixel_to_world_values(x0, y0), rtol=0,
+                                       atol=1e-12)
+            np.testing.assert_allclose(wcs.pixel_to_world_values(2.5, 1.0),
+                                       blend.wcs.pixel_to_world_values(x0 + 2.5, y0 + 1.0),
+                                       rtol=0, atol=1e-12)
+    back = read_deblended(out)
+    assert back.flux_mode == "model"
+    np.testing.assert_array_equal(back.origins, result.origins)
+    for a, b in zip(back.cutouts, result.cutouts):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(back.sources, result.sources)
+    np.testing.assert_allclose(back.residual.data, result.residual.data)
+    for i in range(result.n_sources):
+        mine, theirs = result.source_image(i), back.source_image(i)
+        assert mine.wcs.wcs.compare(theirs.wcs.wcs, cmp=WCSCOMPARE_ANCILLARY, tolerance=0)
+        x0, y0 = result.origins[i]
+        np.testing.assert_allclose(theirs.wcs.pixel_to_world_values(0, 0),
+                                   blend.wcs.pixel_to_world_values(x0, y0), rtol=0, atol=1e-12)
+
+
+def test_full_frame_option(tmp_path):
+    blend = wcs_blend(n_bands=1)
+    result = cutout_result(blend, [(10, 10), (30, 25)])
+    out = write_deblended(result, tmp_path / "full.fits", full_frame=True)
+    assert_checksums_ok(out)
+    with fits.open(out) as hdul:
+        for i in (1, 2):
+            h = hdul["SOURCE", i].header
+            assert hdul["SOURCE", i].data.shape == (40, 50)
+            assert (h["CUTX0"], h["CUTY0"], h["LTV1"], h["LTV2"]) == (0, 0, 0, 0)
+            assert h["CRPIX1"] == hdul["BLEND"].header["CRPIX1"]
+        np.testing.assert_array_equal(hdul["SOURCE", 2].data, result.sources[1, 0])
+    back = read_deblended(out)  # trimmed back to the same cutouts on reading
+    np.testing.assert_array_equal(back.origins, result.origins)
+    for a, b in zip(back.cutouts, result.cutouts):
+        np.testing.assert_array_equal(a, b)
+
+
+def write_version1(result, path):
+    """Write ``result`` as astrodeblend 0.x did: format 1, full-frame SOURCE HDUs."""
+    hdus = [fits.PrimaryHDU()]
+    ph = hdus[0].header
+    ph["ORIGIN"], ph["ADBFMT"], ph["ADBMODEL"] = "astrodeblend", 1, "old"
+    ph["ADBMHASH"], ph["NSOURCE"] = "", result.n_sources
+    ph.add_history("deblend: old")
+    hdus.append(fits.ImageHDU(result.blend.data[0], name="BLEND"))
+    for i, frame in enumerate(result.sources, start=1):
+        header = fits.Header()
+        header["X_CENT"] = float(result.catalog["x_centroid"][i - 1])
+        hdus.append(fits.ImageHDU(frame[0], header=header, name="SOURCE", ver=i))
+    hdus.append(fits.ImageHDU(result.residual.data[0], name="RESIDUAL"))
+    hdus.append(fits.ImageHDU(result.segmap, name="SEGMAP"))
+    table = fits.table_to_hdu(result.catalog)
+    table.name = "CATALOG"
+    hdus.append(table)
+    fits.HDUList(hdus).writeto(path, checksum=True)
+
+
+def test_reads_version_1_files(tmp_path):
+    blend = GalaxyImage(np.random.default_rng(4).normal(size=(1, 30, 32)))
+    sources = np.zeros((3, 1, 30, 32), np.float32)
+    sources[0, 0, 2:6, 3:9] = 1.0
+    sources[1, 0, 10:30, 20:32] = 2.0
+    # source 3 is empty: it becomes a 1x1 zero cutout at its centre
+    catalog = DeblendResult.make_catalog(blend, sources, [5.0, 25.0, 12.4], [3.0, 20.0, 7.6])
+    result = DeblendResult(blend, sources, catalog, np.zeros((30, 32), int))
+    path = tmp_path / "v1.fits"
+    write_version1(result, path)
+    back = read_deblended(path)
+    assert back.n_sources == 3 and back.flux_mode == "conserve" and back.model_name == "old"
+    assert back.history == ["deblend: old"]
+    assert back.origins.tolist() == [[3, 2], [20, 10], [12, 8]]
+    assert [c.shape for c in back.cutouts] == [(1, 4, 6), (1, 20, 12), (1, 1, 1)]
+    np.testing.assert_array_equal(back.sources, sources)
+    np.testing.assert_allclose(back.fluxes, [24.0, 480.0, 0.0])
+
+
+def test_masked_pixels_nan_in_residual_zero_in_sources(tmp_path):
+    data = np.random.default_rng(5).normal(size=(2, 20, 24)).astype(np.float32) + 10
+    data[:, 5:8, 6:9] = np.nan  # a NaN block on source 1
+    mask = np.zeros(data.shape, bool)
+    mask[1, 12, 14] = True  # one masked finite pixel on source 2
+    blend = GalaxyImage(data, mask=mask)
+    # a deblender that filled the bad pixels with something: they go to no source
+    sources = np.stack([np.nan_to_num(data, nan=7.0) * 0.5] * 2)
+    catalog = DeblendResult.make_catalog(blend, sources, [7, 14], [6, 12])
+    result = DeblendResult(blend, sources, catalog, np.zeros((20, 24), int))
+    bad = blend.mask
+    assert np.isfinite(result.sources).all() and (result.sources[:, bad] == 0).all()
+    np.testing.assert_allclose(catalog["flux"].sum(axis=1), result.fluxes, rtol=1e-6)
+    residual = result.residual.data
+    assert np.isnan(residual[bad]).all() and np.isfinite(residual[~bad]).all()
+    out = write_deblended(result, tmp_path / "mask.fits")
+    with fits.open(out) as hdul:
+        np.testing.assert_array_equal(hdul["BLENDMSK"].data, bad.astype(np.uint8))
+        assert np.isnan(hdul["RESIDUAL"].data[bad]).all()
+        for i in (1, 2):
+            assert (hdul["SOURCE", i].data[bad] == 0).all()
+    back = read_deblended(out)
+    np.testing.assert_array_equal(back.blend.mask, bad)
+    assert np.isnan(back.residual.data[bad]).all()
+
+
+def test_many_small_sources_make_a_small_file(tmp_path):
+    shape = (2000, 2000)
+    blend = GalaxyImage(np.zeros((1, *shape), np.float32) + 1)
+    rng = np.random.default_rng(6)
+    centres = [(int(x), int(y)) for x, y in rng.integers(10, 1990, size=(50, 2))]
+    result = cutout_result(blend, centres)
+    out = write_deblended(result, tmp_path / "big.fits")
+    frame_bytes = 4 * shape[0] * shape[1]
+    # BLEND + RESIDUAL + SEGMAP are 3 frames; 50 full-frame sources would be 53
+    assert out.stat().st_size < 4 * frame_bytes
+    back = read_deblended(out)
+    assert sum(c.nbytes for c in back.cutouts) < frame_bytes / 100
+    assert back.n_sources == 50
+
+
+def test_catalog_units_and_missing_bunit(tmp_path):
+    out = write_deblended(cutout_result(wcs_blend(), [(5, 5)]), tmp_path / "u.fits")
+    with fits.open(out) as hdul:
+        cat = hdul["CATALOG"]
+        units = {c.name: c.unit for c in cat.columns}
+        assert units["ra"] == units["dec"] == "deg"
+        assert units["x_centroid"] == units["bbox_ymax"] == "pix"
+        assert units["flux"] == "nmgy"
+    blend = GalaxyImage(np.ones((1, 10, 10)))
+    out = write_deblended(cutout_result(blend, [(5, 5)]), tmp_path / "nounit.fits")
+    with fits.open(out) as hdul:
+        assert {c.name: c.unit for c in hdul["CATALOG"].columns}["flux"] is None
+        assert any("no BUNIT" in str(v) for v in hdul["CATALOG"].header["COMMENT"])
+        for name in ("BLEND", "SOURCE", "RESIDUAL"):
+            assert "BUNIT" not in hdul[name].header
+            assert any("BUNIT absent" in str(v) for v in hdul[name].header["COMMENT"])
+    back = read_deblended(out)
+    assert back.blend.unit is None
+
+
+def test_batch_accepts_version_2_outputs(tmp_path):
+    from astrodeblend.batch import _output_state
+
+    data = np.ones((1, 12, 12), np.float32)
+    data[0, 0, 0] = np.nan  # BLENDMSK is written
+    result = cutout_result(GalaxyImage(data, source="in.fits"), [(4, 4), (8, 8)])
+    out = write_deblended(result, tmp_path / "in_deblended.fits")
+    assert _output_state(out, input_name="in.fits")[:2] == ("valid", 2)
+
+
+@pytest.mark.skipif(shutil.which("fitsverify") is None, reason="fitsverify not installed")
+@pytest.mark.parametrize("full_frame", [False, True])
+@pytest.mark.parametrize("with_wcs", [False, True])
+def test_fitsverify_finds_no_error_or_warning(tmp_path, full_frame, with_wcs):
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    shape = (30, 34)
+    data = np.random.default_rng(7).normal(size=(3, *shape)).astype(np.float32) + 3
+    data[0, 2, 3] = np.nan
+    mask = np.zeros(data.shape, bool)
+    mask[2, 10:12, 10:12] = True
+    header = make_wcs_header(shape) if with_wcs else fits.Header()
+    header["DATE-OBS"] = "2020-01-02T03:04:05"
+    if with_wcs:
+        header["WCSAXES"] = 3
+        header["CTYPE3"], header["CRVAL3"], header["CRPIX3"] = "WAVE", 5e-7, 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)  # 'cdfix' for the third axis
+        wcs = WCS(header) if with_wcs else None
+    blend = GalaxyImage(data, mask=mask, wcs=wcs, meta=header,
+                        uncertainty=StdDevUncertainty(np.ones(data.shape)),
+                        bands=["g", "r", "i"], source="in.fits")
+    for n_bands, image in ((3, blend), (1, GalaxyImage(data[1], meta=header,
+                                                       wcs=blend.wcs, source="in.fits"))):
+        result = cutout_result(image, [(4, 4), (20, 15)])
+        out = write_deblended(result, tmp_path / f"v{n_bands}.fits", full_frame=full_frame)
+        run = subprocess.run(["fitsverify", "-e", str(out)], capture_output=True, text=True)
+        assert "0 warning(s) and 0 error(s)" in run.stdout, run.stdout[-3000:]
+        run = subprocess.run(["fitsverify", str(out)], capture_output=True, text=True)
+        assert "0 warning(s) and 0 error(s)" in run.stdout, run.stdout[-3000:]
