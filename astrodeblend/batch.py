@@ -346,10 +346,18 @@ def _cached_deblender(method, model, device, max_pixels, options=()):
     ``options`` are the ``(name, value)`` pairs of `_deblender_options`; only
     those given are passed on, so the factory sees its own defaults otherwise.
     """
+    import inspect
+
     from .deblend import get_deblender
 
     extra = {name: list(value) if isinstance(value, tuple) else value
              for name, value in options}
+    takes_options = any(p.kind is p.VAR_KEYWORD
+                        for p in inspect.signature(get_deblender).parameters.values())
+    if extra and method == "gan" and not takes_options:  # a factory without **options
+        from .deblend import Deblender
+
+        return Deblender.load(model, device=device, max_pixels=max_pixels, **extra)
     return get_deblender(method, model=model, device=device, max_pixels=max_pixels, **extra)
 
 
