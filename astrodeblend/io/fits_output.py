@@ -212,8 +212,10 @@ def _wcs_cards(blend, wcs):
             # wcslib writes a zero reference time of its own: not the input's
             if key not in blend.meta:
                 fallback.remove(key, ignore_missing=True)
-        cards = fits.Header([card for card in blend.meta.cards
-                             if _WCS_2D.match(card.keyword or "")])
+        cards = fits.Header()
+        for card in blend.meta.cards:  # the first of duplicated cards (inputs have them)
+            if _WCS_2D.match(card.keyword or "") and card.keyword not in cards:
+                cards.append(card)
         same = False
         if "CTYPE1" in cards and "CTYPE2" in cards:
             try:
