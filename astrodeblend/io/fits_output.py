@@ -281,7 +281,8 @@ def _catalog_hdu(result):
     table = Table()
     names = list(CATALOG_COLUMNS) + [c for c in catalog.colnames if c not in CATALOG_COLUMNS]
     n_bands = result.blend.n_bands
-    flux_unit = _unit_text(result.blend)
+    bunit = _unit_text(result.blend)
+    flux_unit = bunit if bunit is not None and _is_fits_unit(bunit) else None
     units = {}
     for name in names:
         column = catalog[name]
@@ -310,9 +311,25 @@ def _catalog_hdu(result):
     for column in hdu.columns:
         column.unit = units.get(column.name)  # TUNITn, kept in step with the header
     hdu.header["NBANDS"] = (n_bands, "values per row of the flux column")
-    if flux_unit is None:
+    if bunit is None:
         hdu.header.add_comment("flux has no unit: the input image gave no BUNIT")
+    elif flux_unit is None:
+        hdu.header.add_comment(f"flux is in {bunit} (BUNIT of BLEND; no TUNIT: not a FITS "
+                               "standard unit)")
     return hdu
+
+
+def _is_fits_unit(text):
+    """Whether ``text`` is a unit of the FITS standard (one astropy reads without warning)."""
+    from astropy import units as u
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            u.Unit(text, format="fits")
+    except (ValueError, Warning):
+        return False
+    return True
 
 
 def write_deblended(result, path, *, overwrite=False, full_frame=False):

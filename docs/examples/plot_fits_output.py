@@ -4,11 +4,12 @@ The FITS output and its provenance
 
 :func:`astrodeblend.io.write_deblended` writes a
 :class:`~astrodeblend.result.DeblendResult` to one FITS file in the format
-of :ref:`fits-format`: the input (``BLEND``), one ``SOURCE`` HDU per
-galaxy, the ``RESIDUAL``, the ``SEGMAP`` and a ``CATALOG`` table, with a
-primary header that records where every number came from.  This example
-deblends a small synthetic image, writes the result, and reopens it with
-astropy alone, as any other program would.
+of :ref:`fits-format` (version 2): the input (``BLEND``), one ``SOURCE``
+HDU per galaxy holding a cutout over the galaxy's footprint, the
+``RESIDUAL``, the ``SEGMAP`` and a ``CATALOG`` table, with a primary header
+that records where every number came from.  This example deblends a small
+synthetic image, writes the result, reopens it with astropy alone, as any
+other program would, and places the cutouts back in the frame.
 """
 
 # %%
@@ -78,31 +79,58 @@ with fits.open(path, checksum=True) as hdul:
 print(repr(primary))
 
 # %%
-# Each ``SOURCE`` HDU has the WCS of the input and its centre in pixels and
-# on the sky:
+# Each ``SOURCE`` HDU is a cutout: ``CUTX0`` and ``CUTY0`` give the 0-based
+# column and row of its first pixel in ``BLEND`` (``LTV1``, ``LTV2`` say the
+# same to DS9), and its WCS is the cutout's own.  The centre is given in
+# ``BLEND`` pixels and on the sky:
 for header in source_headers:
-    print(f"SOURCE {header['EXTVER']}: X_CENT={header['X_CENT']:.2f} "
+    print(f"SOURCE {header['EXTVER']}: {header['NAXIS1']}x{header['NAXIS2']} pixels at "
+          f"CUTX0={header['CUTX0']} CUTY0={header['CUTY0']}  X_CENT={header['X_CENT']:.2f} "
           f"Y_CENT={header['Y_CENT']:.2f} RA_CENT={header['RA_CENT']:.6f} "
           f"DEC_CENT={header['DEC_CENT']:.6f} FLUX={header['FLUX']:.2f}")
+print("ADBFMT =", primary["ADBFMT"], " ADBFLUX =", primary["ADBFLUX"])
 for name, fmt in [("x_centroid", ".2f"), ("y_centroid", ".2f"), ("ra", ".6f"),
                   ("dec", ".6f"), ("flux", ".2f")]:
     catalog[name].info.format = fmt
 print(catalog)
 
 # %%
+# Rebuild the full-frame image of each source: its data go at
+# ``[CUTY0:CUTY0+h, CUTX0:CUTX0+w]`` of a zero frame the shape of ``BLEND``.
+frames = []
+for data, header in zip(sources, source_headers):
+    frame = np.zeros(result.blend.shape, dtype=np.float32)
+    x0, y0 = header["CUTX0"], header["CUTY0"]
+    h, w = data.shape[-2:]
+    frame[:, y0:y0 + h, x0:x0 + w] = data
+    frames.append(frame)
+
+# %%
+# The cutout's WCS puts its pixel (0, 0) where the ``BLEND`` WCS puts pixel
+# (CUTX0, CUTY0):
+first = source_headers[0]
+print(WCS(first, naxis=2).pixel_to_world(0, 0))
+print(WCS(blend_header, naxis=2).pixel_to_world(first["CUTX0"], first["CUTY0"]))
+
+# %%
 # :func:`~astrodeblend.io.read_deblended` reads the file back into a
-# ``DeblendResult``:
+# ``DeblendResult`` holding the cutouts and their origins; ``sources`` builds
+# the full frames on request (N x frame memory: prefer ``cutouts`` on large
+# images).  ``write_deblended(..., full_frame=True)`` writes full-size
+# ``SOURCE`` HDUs instead, for tools that want them.
 again = read_deblended(path)
-print(again, "same sources:", np.array_equal(again.sources, result.sources))
+print(again, "origins:", again.origins.tolist())
+print("same sources:", np.array_equal(again.sources, np.stack(frames)))
 
 # %%
 # Plot the HDUs on the sky
 # ------------------------
-# Every image HDU carries the WCS of the input.  With its celestial part
+# ``BLEND``, ``RESIDUAL`` and ``SEGMAP`` carry the WCS of the input; the
+# sources are shown as the full frames rebuilt above.  With the celestial WCS
 # (the cube's third axis is the band), matplotlib draws RA and Dec axes.
-wcs_out = WCS(blend_header).celestial
+wcs_out = WCS(blend_header, naxis=2)
 panels = [("BLEND", result.blend.data.mean(axis=0))]
-panels += [(f"SOURCE {i + 1}", s.mean(axis=0)) for i, s in enumerate(sources)]
+panels += [(f"SOURCE {i + 1}", f.mean(axis=0)) for i, f in enumerate(frames)]
 panels += [("RESIDUAL", residual.mean(axis=0)), ("SEGMAP", segmap)]
 fig = plt.figure(figsize=(2.7 * len(panels), 3.4))
 fig.subplots_adjust(left=0.09, right=0.99, bottom=0.16, top=0.86, wspace=0.08)
