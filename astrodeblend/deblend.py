@@ -86,18 +86,22 @@ class Deblender:
     batch_size : int, optional
         Generator inputs per forward pass.
     max_pixels : int, optional
-        Images with more pixels per band than this are processed stamp by
-        stamp around photutils blend groups instead of as one stamp, which
-        bounds the memory the models use (default 4 times the working area).
+        Largest image accepted, in pixels per band (default ``2**24``, a
+        4096 x 4096 frame, about 1.5 GiB of working memory for three
+        bands); larger images are refused with `InvalidInputError`.
     background : 'auto', float or array-like, optional
-        Sky level subtracted in linear mode: ``'auto'`` estimates it per band
-        with the sources masked (`~astrodeblend.detect.background_and_noise`);
-        give ``0`` for cutouts known to be sky-subtracted, or one value per
-        band.  The noise is always estimated.
-    tile_pixels : int, optional
-        The memory cap of the detection step on large images: sources are
-        searched in tiles of at most this many pixels (plus a margin of the
-        working size), default ``2048 * 2048``.
+        Sky level subtracted: ``'auto'`` estimates it with the sources
+        masked (`~astrodeblend.detect.estimate_sky`: a 2-D background on
+        large images, a constant on small ones); give ``0`` for images
+        known to be sky-subtracted, or one value per band.  The noise is
+        always estimated.
+    flux : {'conserve', 'model'}, optional
+        How source pixels are made (`~astrodeblend.footprints.share_flux`):
+        ``'conserve'`` splits each input pixel inside the footprints among
+        the sources in proportion to their models, band by band (sources +
+        residual = input, each source keeps its share of the noise);
+        ``'model'`` writes the model's noiseless estimate (the noise stays
+        in the residual).  Display images (JPG) always use ``'model'``.
 
     Examples
     --------
@@ -113,7 +117,7 @@ class Deblender:
 
     def __init__(self, generator, detector, config, *, device, name="custom", model_hash="",
                  mode="auto", detect_threshold=0.3, min_snr=5.0, batch_size=64,
-                 max_pixels=None, tile_pixels=2048 * 2048, background="auto"):
+                 max_pixels=None, background="auto", flux="conserve"):
         if mode not in ("auto", "display", "linear"):
             raise InvalidInputError(f"mode must be 'auto', 'display' or 'linear', not {mode!r}")
         import torch
@@ -135,8 +139,8 @@ class Deblender:
         self.size = int(getattr(config, "image_size", 80) or 80)
         self.n_bands = int(config.n_bands)
         self.heatmap_sigma = float(getattr(config, "heatmap_sigma", 1.5))
-        self.max_pixels = int(max_pixels) if max_pixels else 4 * self.size * self.size
-        self.tile_pixels = int(tile_pixels)
+        self.max_pixels = int(max_pixels) if max_pixels else 2 ** 24
+        self.flux = _check_flux(flux)
         if not (isinstance(background, str) and background == "auto"):
             try:
                 background = np.atleast_1d(np.asarray(background, dtype=np.float64))
@@ -200,7 +204,7 @@ class Deblender:
                    name=name, model_hash=model_hash, **kwargs)
 
     # ------------------------------------------------------------ interface
-    def __call__(self, image, *, mode=None):
+    def __call__(self, image, *, mode=None, flux=None):
         """Deblend one image.
 
         Parameters
@@ -210,10 +214,17 @@ class Deblender:
             the model's bands by `band_mapping` and back).
         mode : {'auto', 'display', 'linear'}, optional
             Overrides the deblender's mode for this call.
+        flux : {'conserve', 'model'}, optional
+            Overrides the deblender's ``flux`` for this call.
 
         Returns
         -------
         `~astrodeblend.result.DeblendResult`
+
+        Raises
+        ------
+        InvalidInputError
+            If every pixel is masked, or an option is out of range.
 
         Examples
         --------
@@ -221,75 +232,104 @@ class Deblender:
         >>> from astropy.modeling.models import Gaussian2D
         >>> yy, xx = np.mgrid[:64, :64]
         >>> plane = Gaussian2D(1, 24, 32, 3, 3)(xx, yy) + Gaussian2D(0.6, 42, 30, 3, 2)(xx, yy)
-        >>> result = Deblender.load(device="cpu")(np.stack([plane] * 3))
+        >>> noise = np.random.default_rng(0).normal(0, 0.01, (3, 64, 64))
+        >>> result = Deblender.load(device="cpu")(np.stack([plane] * 3) + noise)
         >>> result.n_sources
         2
         """
         import torch
 
+        from .detect import estimate_sky, find_groups
+        from .footprints import fill_masked, fit_amplitudes, grow_footprint, share_flux
+
         image = as_galaxy_image(image)
         mode = mode or self.mode
         if mode == "auto":
             mode = "display" if _is_display(image) else "linear"
+        flux = _check_flux(flux or self.flux)
         started = time.perf_counter()
-        data = image.filled(0.0)
-        bands = band_mapping(image.n_bands, self.n_bands)
+        c, h, w = image.shape
+        if h * w > self.max_pixels:
+            raise InvalidInputError(f"{image.source or 'image'}: {w} x {h} pixels is more than "
+                                    f"max_pixels={self.max_pixels} per band")
+        bad = ~np.isfinite(image.data)
+        if image.mask is not None:
+            bad |= image.mask
+        if bad.all():
+            raise InvalidInputError(f"{image.source or 'image'}: every pixel is masked or "
+                                    "non-finite")
         history = [f"read: {image.source or 'in-memory image'} shape={image.shape} "
-                   f"bands={','.join(image.bands)}"]
-        if image.n_bands != self.n_bands:
-            history.append(f"bands: {image.n_bands} image bands mapped to the model's "
-                           f"{self.n_bands} (band_mapping) and back")
-        from .detect import background_and_noise
-
-        background, noise = background_and_noise(image, mask_sources=True)
+                   f"bands={','.join(image.bands)} masked={bad.mean():.2%}"]
+        bands = band_mapping(c, self.n_bands)
+        if c != self.n_bands:
+            history.append(f"bands: {c} image bands mapped to the model's "
+                           f"{self.n_bands} (band_mapping) and back; flux shared per band")
+        sky = estimate_sky(image, mask=bad.all(axis=0))
+        level, noise = sky.level, sky.noise
         if not isinstance(self.background, str):
-            if self.background.size not in (1, image.n_bands):
+            if self.background.size not in (1, c):
                 raise InvalidInputError(f"background has {self.background.size} values for "
-                                        f"{image.n_bands} bands")
-            background = np.broadcast_to(self.background, (image.n_bands,)).copy()
-        sky = background[:, None, None].astype(np.float32)
-        snr = _significance(data - sky, noise)
-        if mode == "linear":
-            work = data - sky
-            how = ("sigma-clipped median per band, sources masked,"
-                   if isinstance(self.background, str) else "given by the caller,")
-            history.append(f"background: {how} subtracted "
-                           f"({', '.join(f'{b:.4g}' for b in background)})")
+                                        f"{c} bands")
+            given = np.broadcast_to(self.background, (c,)).astype(np.float32)
+            level = np.broadcast_to(given[:, None, None], image.shape)
+            history.append(f"background: given by the caller ({', '.join(f'{b:.4g}' for b in given)})")
         else:
-            work = data
-        stamps = self._plan_stamps(image, work)
-        history.append(f"stamps: {len(stamps)} of working size {self.size} px "
-                       f"(mode={mode})")
-        h, w = image.height, image.width
-        outputs, centers = [], []
+            history.append(f"background: {sky.method}; mean "
+                           f"{', '.join(f'{b:.4g}' for b in level.mean(axis=(1, 2)))}")
+        history.append(f"noise: {', '.join(f'{n:.4g}' for n in noise)} (sigma-clipped)")
+        data = np.where(bad, np.float32(0.0), image.data)
+        signal = fill_masked(data - level, bad)
+        # what the networks see: linear images sky-subtracted, display images as they are
+        work = signal if mode == "linear" else fill_masked(data, bad)
+        pad = np.zeros(c, np.float32) if mode == "linear" else level.mean(axis=(1, 2))
+        snr_plane = np.einsum("chw,c->hw", signal, 1.0 / noise.astype(np.float32))
+        snr_plane /= np.sqrt(c)
+        groups, smoothed = find_groups(snr_plane, bad.all(axis=0), n_sigma=3.0, n_pixels=10)
+        aperture = _significance(snr_plane, groups > 0)
+        n_groups = int(groups.max())
+        history.append(f"groups: {n_groups} (photutils detect_sources, 3 sigma, 10 px, "
+                       "smoothed)")
         with torch.inference_mode():
-            results, methods = self._run_stamps(work, stamps, mode, snr, bands)
-        for box, est, xy in results:
-            # overlapping stamps may see the same galaxy twice: keep the first
-            if any(np.hypot(xy[0] - x, xy[1] - y) < 2.0 for x, y in centers):
-                continue
-            outputs.append((box, est))
-            centers.append(xy)
+            centers, candidates, plans, methods = self._detect(
+                work, pad, groups, smoothed, aperture, mode, bands)
+            models = self._models(work, pad, centers, plans, mode, bands)
+            for model in models:
+                grow_footprint(model, groups, noise)
+            if mode == "linear":
+                fit_amplitudes(signal, bad, models)
+            added = _unexplained(candidates, models, signal, noise, aperture, self.min_snr)
+            if added:
+                models += self._models(work, pad, added, plans, mode, bands)
         history.append(f"detect: {' + '.join(sorted(methods)) or 'nothing to search'} "
-                       f"(CenterDetector threshold={self.detect_threshold}, photutils where "
-                       f"it finds nothing) found {len(centers)} sources")
-        estimates = np.zeros((len(outputs), image.n_bands, h, w), dtype=np.float32)
-        for i, ((y0, y1, x0, x1), est) in enumerate(outputs):
-            estimates[i, :, y0:y1, x0:x1] = est
+                       f"(CenterDetector threshold={self.detect_threshold}, agreement of "
+                       f"shifted stamps, min S/N {self.min_snr}; photutils peaks where it "
+                       f"finds nothing, and {len(added)} more whose light the models leave "
+                       f"unexplained) found {len(models)} sources")
+        for model in models:
+            grow_footprint(model, groups, noise)
         if mode == "linear":
-            width = 0.25 * min(max(h, w), 4 * self.size)
-            sources = _share_flux(work, estimates, centers, noise, width)
-            history.append("flux: every input pixel split in proportion to the model's "
-                           "linear estimates (sources + residual = input, residual = sky)")
+            fit_amplitudes(signal, bad, models)
+            history.append("models: amplitude per band fitted to the data in the footprints "
+                           "(non-negative least squares)")
         else:
-            sources = np.clip(estimates, 0.0, None)
+            flux = "model"
+            for model in models:  # display values do not add: each source is its model
+                model.footprint = np.ones(model.footprint.shape, dtype=bool)
+        cutouts, origins, segmap = share_flux(signal if mode == "linear" else data, bad,
+                                              models, noise, flux=flux)
+        how = {"conserve": "each band's footprint pixels split in proportion to the models "
+                           "(sources + residual = input)",
+               "model": "each source is its model inside its footprint (noise in the "
+                        "residual)"}[flux]
+        history.append(f"flux: {flux}: {how}")
         history.append(f"generator: {self.name} sha256={self.model_hash[:16]}... "
                        f"astrodeblend {__version__}, {time.perf_counter() - started:.2f} s")
-        xy = np.asarray(centers, dtype=float).reshape(-1, 2)
-        segmap = _segmap(sources, noise)
-        catalog = DeblendResult.make_catalog(image, sources, xy[:, 0], xy[:, 1])
-        return DeblendResult(image, sources, catalog, segmap, model_name=self.name,
-                             model_hash=self.model_hash, history=history)
+        xy = np.array([m.center for m in models], dtype=float).reshape(-1, 2)
+        catalog = DeblendResult.make_catalog(image, cutouts, xy[:, 0], xy[:, 1],
+                                             origins=origins)
+        return DeblendResult(image, cutouts, catalog, segmap, origins=origins, flux_mode=flux,
+                             model_name=self.name, model_hash=self.model_hash,
+                             history=history)
 
     def map(self, inputs, output_dir, **kwargs):
         """Deblend many files into ``output_dir`` with this (already loaded) model.
@@ -319,165 +359,246 @@ class Deblender:
                 f"device={self.device} mode={self.mode}>")
 
     # -------------------------------------------------------------- helpers
-    def _plan_stamps(self, image, work):
-        """Return stamp boxes ``(y0, y1, x0, x1, native)`` covering the blend groups.
+    def _stamp(self, work, pad, center, side):
+        """Cut a ``side`` x ``side`` stamp centred on ``center``; outside the frame is ``pad``.
 
-        Small images are one stamp, processed at their own pixel scale.
-        Larger ones are searched for sources (photutils, without deblending:
-        one segment per blend group) tile by
-        tile, each tile at most ``tile_pixels`` pixels plus a margin, so the
-        detection's memory stays bounded whatever the image size; a group
-        belongs to the tile whose core holds its centre.
+        Returns the stamp ``(C, side, side)`` and its first pixel ``(y0, x0)``
+        in the frame (possibly negative).
         """
-        h, w = image.height, image.width
-        if h * w <= self.max_pixels:
-            return [(0, h, 0, w, True)]
-        from .detect import find_centers
+        c, h, w = work.shape
+        x0 = int(round(center[0] - (side - 1) / 2))
+        y0 = int(round(center[1] - (side - 1) / 2))
+        stamp = np.empty((c, side, side), dtype=np.float32)
+        stamp[:] = pad[:, None, None]
+        ys, xs = max(y0, 0), max(x0, 0)
+        ye, xe = min(y0 + side, h), min(x0 + side, w)
+        if ye > ys and xe > xs:
+            stamp[:, ys - y0:ye - y0, xs - x0:xe - x0] = work[:, ys:ye, xs:xe]
+        return stamp, (y0, x0)
 
-        tile = max(int(np.sqrt(self.tile_pixels)), 2 * self.size)
-        margin = self.size
-        boxes = []
-        for ty in range(0, h, tile):
-            for tx in range(0, w, tile):
-                y0, y1 = max(ty - margin, 0), min(ty + tile + margin, h)
-                x0, x1 = max(tx - margin, 0), min(tx + tile + margin, w)
-                sub = GalaxyImage(work[:, y0:y1, x0:x1], bands=image.bands)
-                for row in find_centers(sub, deblend=False).catalog:
-                    cx, cy = float(row["x_centroid"]) + x0, float(row["y_centroid"]) + y0
-                    if not (tx <= cx < tx + tile and ty <= cy < ty + tile):
-                        continue  # the neighbouring tile owns it
-                    extent = max(int(row["bbox_xmax"]) - int(row["bbox_xmin"]),
-                                 int(row["bbox_ymax"]) - int(row["bbox_ymin"])) + 1
-                    side = min(max(int(1.5 * extent), self.size // 2), max(h, w))
-                    bx = int(np.clip(round(cx - side / 2), 0, max(w - side, 0)))
-                    by = int(np.clip(round(cy - side / 2), 0, max(h - side, 0)))
-                    boxes.append((by, min(by + side, h), bx, min(bx + side, w), False))
-        return boxes
+    def _to_model(self, stamps, mode, to_model):
+        """Map a list of ``(C, s, s)`` stamps to ``(B, M, size, size)`` model inputs.
 
-    def _to_model(self, stamp, mode, native, to_model):
-        """Map a ``(C, h, w)`` stamp to model space.
-
-        Returns the ``(1, C, H', W')`` tensor, the linear scale (peak), the
-        resampling factor (stamp pixels per model pixel) and the side of the
-        square the stamp was padded to.  A ``native`` stamp keeps its pixels
-        (the networks are fully convolutional); others are padded to a square
-        and area-averaged down to the working size when larger.
+        Stamps larger than the working size are area-averaged to it.
+        Returns the tensor and the linear scale (robust peak) of each stamp.
         """
         import torch
         import torch.nn.functional as F
 
         from .models.stretch import robust_peak, stretch
 
-        c, h, w = stamp.shape
-        mapped = np.einsum("mc,chw->mhw", to_model, stamp).astype(np.float32)
-        tensor = torch.from_numpy(mapped).to(self.device)[None]
+        tensors = []
+        for stamp in stamps:
+            mapped = np.einsum("mc,chw->mhw", to_model, stamp).astype(np.float32)
+            t = torch.from_numpy(mapped).to(self.device)[None]
+            if t.shape[-1] != self.size:
+                t = F.interpolate(t, size=(self.size, self.size), mode="area")
+            tensors.append(t)
+        tensor = torch.cat(tensors)
         if mode == "linear":
-            peak = float(robust_peak(tensor).reshape(-1)[0])
+            peak = robust_peak(tensor).reshape(-1, 1, 1, 1)
             tensor = stretch(tensor / peak)
         else:
-            peak = 1.0
-        if native:
-            return tensor, peak, 1.0, max(h, w)
-        side = max(h, w)
-        tensor = F.pad(tensor, (0, side - w, 0, side - h))
-        if side > self.size:
-            tensor = F.interpolate(tensor, size=(self.size, self.size), mode="area")
-            return tensor, peak, side / self.size, side
-        tensor = F.pad(tensor, (0, self.size - side, 0, self.size - side))
-        return tensor, peak, 1.0, side
+            peak = torch.ones((len(tensor), 1, 1, 1), device=tensor.device)
+        return tensor, peak
 
-    def _batched(self, net, tensors, *extra):
-        """Run ``net`` over a list of ``(1, ...)`` tensors in batches of equal shape."""
+    def _batched(self, net, *inputs):
+        """Run ``net`` over equal-length tensors in batches of ``batch_size``."""
         import torch
 
-        results = [None] * len(tensors)
-        by_shape = {}
-        for i, t in enumerate(tensors):
-            by_shape.setdefault(tuple(t.shape), []).append(i)
-        for indices in by_shape.values():
-            for start in range(0, len(indices), self.batch_size):
-                chunk = indices[start:start + self.batch_size]
-                args = [torch.cat([t[i] for i in chunk]) for t in (tensors, *extra)]
-                out = net(*args)
-                for j, i in enumerate(chunk):
-                    results[i] = out[j:j + 1]
-        return results
+        out = [net(*(t[i:i + self.batch_size] for t in inputs))
+               for i in range(0, len(inputs[0]), self.batch_size)]
+        return torch.cat(out) if out else None
 
-    def _detect(self, logits, stamp, scale, snr):
-        """Centres ``(x, y)`` in model pixels inside the part of the tensor the stamp covers.
+    def _plan(self, groups, shape):
+        """Stamp side (frame pixels) and centre of each group; one stamp for small frames."""
+        from scipy.ndimage import find_objects
 
-        The detector's peaks are kept where the blend is significant: the
-        3x3-aperture signal-to-noise ``snr`` (stamp pixels) must reach
-        ``min_snr``, so that noise in faint stamps, stretched, does not
-        turn into sources.  Where the detector finds nothing, photutils
-        (`~astrodeblend.detect.find_centers`) does the search.
+        h, w = shape
+        plans = {}
+        for label, sl in enumerate(find_objects(groups), start=1):
+            if sl is None:
+                continue
+            extent = max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start)
+            side = max(self.size, int(np.ceil(1.25 * extent + 16)))
+            center = ((sl[1].start + sl[1].stop - 1) / 2, (sl[0].start + sl[0].stop - 1) / 2)
+            plans[label] = (side, center)
+        return plans
+
+    def _detect(self, work, pad, groups, smoothed, aperture, mode, bands):
+        """Detect the sources of every group.
+
+        Detection: the centre detector runs on three stamps of each group,
+        shifted by an eighth of the stamp against each other; a peak counts
+        where two of the three agree (the detector's layout prior, a source
+        at the stamp centre, moves with the stamp and is voted out), lies in
+        the group and is significant.  Groups where it finds nothing get
+        photutils' brightest multi-threshold peak
+        (`~astrodeblend.detect.split_group`).  photutils' other peaks are
+        returned as candidates, kept later only where the models leave
+        their light unexplained.
+
+        Returns the centres ``(x, y, group)``, the candidates, the stamp plan
+        of each group and the set of detection methods used.
         """
+        from .detect import split_group
         from .models import find_peaks
 
-        found, method = [], "detector"
-        h, w = stamp.shape[1:]
-        if logits is not None:
-            for x, y in find_peaks(logits, threshold=self.detect_threshold)[0].cpu().numpy():
-                col = int(np.clip(round((x + 0.5) * scale - 0.5), 0, w - 1))
-                row = int(np.clip(round((y + 0.5) * scale - 0.5), 0, h - 1))
-                if snr[row, col] >= self.min_snr:
-                    found.append((float(x), float(y)))
-        if not found:
-            from .detect import find_centers
+        plans = self._plan(groups, work.shape[1:])
+        if not plans:
+            return [], [], plans, set()
+        shifts = [(0.0, 0.0), (1.0, 1.0), (-1.0, 1.0)]
+        jobs, stamps = [], []
+        for label, (side, center) in plans.items():
+            step = side / 8
+            for dx, dy in shifts:
+                cx, cy = center[0] + dx * step, center[1] + dy * step
+                stamp, origin = self._stamp(work, pad, (cx, cy), side)
+                jobs.append((label, side, origin))
+                stamps.append(stamp)
+        methods = set()
+        found = {label: [] for label in plans}
+        if self.detector is not None:
+            for start in range(0, len(stamps), 4 * self.batch_size):
+                chunk = stamps[start:start + 4 * self.batch_size]
+                tensor, _ = self._to_model(chunk, mode, bands[0])
+                logits = self._batched(self.detector, tensor)
+                peaks = find_peaks(logits, threshold=self.detect_threshold)
+                for k, pk in enumerate(peaks):
+                    label, side, (y0, x0) = jobs[start + k]
+                    scale = side / self.size
+                    for x, y in pk.cpu().numpy():
+                        found[label].append(((x + 0.5) * scale - 0.5 + x0,
+                                             (y + 0.5) * scale - 0.5 + y0, (start + k) % 3))
+        centers, candidates = [], []
+        h, w = groups.shape
+        for label, (side, _) in plans.items():
+            def significant(points, label=label):
+                return [(x, y) for x, y in points
+                        if 0 <= round(x) < w and 0 <= round(y) < h
+                        and groups[round(y), round(x)] == label
+                        and aperture[round(y), round(x)] >= self.min_snr]
 
-            method = "photutils"
-            catalog = find_centers(stamp).catalog
-            found = [((float(r["x_centroid"]) + 0.5) / scale - 0.5,
-                      (float(r["y_centroid"]) + 0.5) / scale - 0.5) for r in catalog]
-        inside = [p for p in found if p[0] < w / scale - 0.5 and p[1] < h / scale - 0.5]
-        return inside, method
+            tol = max(2.5, 1.5 * side / self.size)
+            kept = significant(_votes(found[label], tol=tol))
+            methods.add("detector") if kept else None
+            peaks = significant(split_group(smoothed, groups, label))
+            peaks = [(x, y) for x, y in peaks if all(np.hypot(x - u, y - v) > 2 * tol
+                                                      for u, v in kept)]
+            if not kept and peaks:
+                # the detector saw nothing here (a star, a faint source): the
+                # brightest photutils peak, the others only if the light is unexplained
+                peaks.sort(key=lambda p: -aperture[round(p[1]), round(p[0])])
+                kept, peaks = peaks[:1], peaks[1:]
+                methods.add("photutils")
+            centers += [(x, y, label) for x, y in kept]
+            candidates += [(x, y, label) for x, y in peaks]
+        return centers, candidates, plans, methods
 
-    def _run_stamps(self, work, boxes, mode, snr, bands):
-        """Detect and extract the sources of every stamp, batching the networks.
+    def _models(self, work, pad, centers, plans, mode, bands):
+        """Extract each source with the generator on a stamp centred on it.
 
-        ``bands`` are the two matrices of `band_mapping`.  Returns a list of
-        ``(box, estimate (C, h, w), (x, y))`` in image pixels and the set of
-        detection methods used.
+        The stamp has its group's size (area-averaged to the working size
+        when larger, the output resampled back) and the output is tapered
+        to zero at the stamp's border.  Returns a list of
+        `~astrodeblend.footprints.SourceModel`.
         """
         import torch
         import torch.nn.functional as F
 
+        from .footprints import SourceModel, taper
         from .models import make_heatmap
         from .models.stretch import unstretch
 
-        stamps = []
-        for y0, y1, x0, x1, native in boxes:
-            stamp = work[:, y0:y1, x0:x1]
-            stamps.append((stamp, (y0, y1, x0, x1),
-                           *self._to_model(stamp, mode, native, bands[0])))
-        tensors = [s[2] for s in stamps]
-        logits = (self._batched(self.detector, tensors) if self.detector is not None
-                  else [None] * len(stamps))
-        jobs, methods = [], set()
-        for k, (stamp, (y0, y1, x0, x1), _, _, scale, _) in enumerate(stamps):
-            centers, method = self._detect(logits[k], stamp, scale, snr[y0:y1, x0:x1])
-            methods.add(method)
-            jobs += [(k, xy) for xy in centers]
-        if not jobs:
-            return [], methods
-        heatmaps = [make_heatmap(torch.tensor([xy], dtype=tensors[k].dtype),
-                                 tensors[k].shape[-2:], sigma=self.heatmap_sigma,
-                                 device=self.device) for k, xy in jobs]
-        outputs = self._batched(self.generator, [tensors[k] for k, _ in jobs], heatmaps)
-        results = []
-        for (k, (x, y)), out in zip(jobs, outputs, strict=True):
-            stamp, (y0, y1, x0, x1), _, peak, scale, side = stamps[k]
-            if mode == "linear":
-                out = unstretch(out.clamp(min=0)) * peak
-            if scale > 1:
-                out = F.interpolate(out, size=(side, side), mode="bilinear",
-                                    align_corners=False)
-            h, w = stamp.shape[1:]
-            est = np.einsum("cm,mhw->chw", bands[1],
-                            out[0, :, :h, :w].float().cpu().numpy()).astype(np.float32)
-            xy = ((x + 0.5) * scale - 0.5 + x0, (y + 0.5) * scale - 0.5 + y0)
-            results.append(((y0, y1, x0, x1), est, xy))
-        return results, methods
+        h, w = work.shape[1:]
+        models = []
+        for start in range(0, len(centers), self.batch_size):
+            chunk = centers[start:start + self.batch_size]
+            cut = [self._stamp(work, pad, (x, y), plans[label][0]) for x, y, label in chunk]
+            by_side = {}
+            for k, (x, y, label) in enumerate(chunk):
+                by_side.setdefault(plans[label][0], []).append(k)
+            for side, members in by_side.items():
+                batch = [cut[k][0] for k in members]
+                tensor, peak = self._to_model(batch, mode, bands[0])
+                scale = side / self.size
+                xy = torch.tensor([[(chunk[k][0] - cut[k][1][1] + 0.5) / scale - 0.5,
+                                    (chunk[k][1] - cut[k][1][0] + 0.5) / scale - 0.5]
+                                   for k in members], dtype=tensor.dtype)
+                heat = torch.cat([make_heatmap(p[None], tensor.shape[-2:],
+                                               sigma=self.heatmap_sigma, device=self.device)
+                                  for p in xy])
+                out = self._batched(self.generator, tensor, heat)
+                if mode == "linear":
+                    out = unstretch(out.clamp(min=0)) * peak
+                if side != self.size:
+                    out = F.interpolate(out, size=(side, side), mode="bilinear",
+                                        align_corners=False)
+                out = np.einsum("cm,bmhw->bchw", bands[1], out.float().cpu().numpy())
+                window = taper(side, max(4.0, side / 10))
+                for k, est in zip(members, out, strict=True):
+                    x, y, label = chunk[k]
+                    y0, x0 = cut[k][1]
+                    ys, xs = max(y0, 0), max(x0, 0)
+                    ye, xe = min(y0 + side, h), min(x0 + side, w)
+                    est = (est * window)[:, ys - y0:ye - y0, xs - x0:xe - x0]
+                    models.append(SourceModel((float(x), float(y)), (ys, ye, xs, xe),
+                                              np.ascontiguousarray(est, dtype=np.float32),
+                                              group=int(label)))
+        return models
+
+
+def _unexplained(candidates, models, signal, noise, aperture, min_snr):
+    """The candidate peaks where the models explain less than half of the light.
+
+    At each candidate, the band-combined signal-to-noise of the data and of
+    the residual (data minus every model) are compared in a 3x3 aperture; a
+    star or a faint companion next to a galaxy leaves its light in the
+    residual, a bright knot of a galaxy does not (the galaxy's model holds it).
+    """
+    if not candidates:
+        return []
+    h, w = signal.shape[1:]
+    weights = (1.0 / np.asarray(noise, dtype=np.float32))[:, None, None]
+    added = []
+    for x, y, label in candidates:
+        col, row = int(round(x)), int(round(y))
+        ys, xs = slice(max(row - 1, 0), row + 2), slice(max(col - 1, 0), col + 2)
+        light = float((signal[:, ys, xs] * weights).sum())
+        explained = 0.0
+        for m in models:
+            y0, y1, x0, x1 = m.box
+            if y0 <= row < y1 and x0 <= col < x1:
+                sub = m.model[:, max(row - 1, y0) - y0:min(row + 2, y1) - y0,
+                              max(col - 1, x0) - x0:min(col + 2, x1) - x0]
+                explained += float((sub * weights).sum())
+        if light > 0 and (light - explained) / light > 0.5 and aperture[row, col] >= min_snr:
+            added.append((x, y, label))
+    return added
+
+
+def _check_flux(flux):
+    from .footprints import FLUX_MODES
+
+    if flux not in FLUX_MODES:
+        raise InvalidInputError(f"flux must be one of {', '.join(FLUX_MODES)}, not {flux!r}")
+    return flux
+
+
+def _votes(peaks, *, tol, n_votes=2):
+    """Merge ``(x, y, run)`` peaks within ``tol``; keep those seen by ``n_votes`` runs."""
+    kept, used = [], [False] * len(peaks)
+    for i, (x, y, _) in enumerate(peaks):
+        if used[i]:
+            continue
+        members = [j for j, (u, v, _) in enumerate(peaks)
+                   if not used[j] and np.hypot(u - x, v - y) <= tol]
+        for j in members:
+            used[j] = True
+        if len({peaks[j][2] for j in members}) >= n_votes:
+            kept.append((float(np.mean([peaks[j][0] for j in members])),
+                         float(np.mean([peaks[j][1] for j in members]))))
+    return kept
 
 
 def band_mapping(n_image, n_model):
@@ -523,60 +644,23 @@ def band_mapping(n_image, n_model):
     return to_model.astype(np.float32), to_image.astype(np.float32)
 
 
-def _share_flux(work, estimates, centers, noise, width):
-    """Split every pixel of ``work`` among the sources in proportion to their estimates.
+def _significance(snr, sources):
+    """Signal-to-noise ``(H, W)`` of 3x3 apertures, in units of their measured noise.
 
-    Each source's weight is its model estimate plus a faint floor: a broad
-    Gaussian around its centre at 1 % of the noise.  Where the models
-    predict light, the estimates decide; in the sky, the floor shares the
-    pixel by distance (``width`` is the Gaussian's sigma).  Every pixel is
-    shared, so noise enters each source with zero mean: excluding the pixels
-    where the estimates vanish would keep positive noise fluctuations (which
-    the model reads as faint light) and drop negative ones, biasing every
-    flux upwards.
+    The aperture sums are scaled by their own sigma-clipped scatter outside
+    ``sources``, so correlated noise (drizzled or resampled images) does not
+    pass for signal.
     """
-    n, c, h, w = estimates.shape
-    if n == 0:
-        return estimates
-    positive = np.clip(estimates, 0.0, None)
-    yy, xx = np.mgrid[:h, :w]
-    floor = np.stack([np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * width**2))
-                      for x, y in centers]).astype(np.float32)
-    level = 0.01 * np.maximum(np.asarray(noise, dtype=np.float32), 1e-12)
-    weights = positive + floor[:, None] * level[None, :, None, None]
-    total = weights.sum(axis=0, keepdims=True)
-    # far from every source on a large image the floor underflows: such
-    # pixels stay in the residual
-    np.divide(weights, total, out=weights, where=total > 0)
-    weights[:, total[0] <= 0] = 0.0
-    return (weights * work[None]).astype(np.float32)
-
-
-def _significance(data, noise):
-    """Signal-to-noise map ``(H, W)`` of 3x3 apertures, combined over bands."""
     from scipy.ndimage import uniform_filter
 
-    noise = np.maximum(np.asarray(noise, dtype=np.float32), 1e-30)
-    snr = np.zeros(data.shape[1:], dtype=np.float32)
-    for plane, sigma in zip(data, noise, strict=True):
-        # the mean of 9 pixels has noise sigma / 3
-        snr += uniform_filter(plane, size=3, mode="nearest") / (sigma / 3)
-    return snr / np.sqrt(len(data))
+    from .detect import _clipped
 
-
-def _segmap(sources, noise):
-    """Label each pixel with the brightest source, where that source is significant."""
-    h, w = sources.shape[2:]
-    if len(sources) == 0:
-        return np.zeros((h, w), dtype=np.int32)
-    planes = sources.sum(axis=1)
-    if noise is not None:
-        threshold = float(np.sqrt(np.sum(np.square(noise))))
-    else:
-        threshold = 0.02 * sources.shape[1]
-    best = planes.argmax(axis=0)
-    significant = planes.max(axis=0) > threshold
-    return np.where(significant, best + 1, 0).astype(np.int32)
+    aperture = uniform_filter(snr.astype(np.float32), size=3, mode="nearest")
+    sky = sources | ~np.isfinite(aperture)
+    if (~sky).sum() < 100:
+        return 3.0 * aperture  # white noise: the mean of 9 pixels has noise 1/3
+    _, noise = _clipped(aperture[None], sky)
+    return aperture / np.float32(noise[0])
 
 
 def get_deblender(method="gan", *, model=None, device="auto", max_pixels=None):

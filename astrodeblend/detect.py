@@ -308,3 +308,257 @@ def find_centers(image, *, n_sigma=3.0, n_pixels=10, deblend=True, n_levels=32,
                 for name in ("bbox_xmin", "bbox_xmax", "bbox_ymin", "bbox_ymax")]
     table = Table([*columns, area], names=CATALOG_COLUMNS)
     return Detections(table, segmap, segm)
+
+
+class Sky(NamedTuple):
+    """What `estimate_sky` measured.
+
+    Attributes
+    ----------
+    level : `numpy.ndarray`
+        ``float32 (C, H, W)`` sky level (constant planes unless a 2-D
+        background was fitted).
+    noise : `numpy.ndarray`
+        ``float64 (C,)`` sigma-clipped standard deviation of the sky pixels.
+    method : str
+        How the level was found, for the ``HISTORY`` cards.
+    source_mask : `numpy.ndarray`
+        ``bool (H, W)``: the pixels left out as sources.
+    """
+
+    level: np.ndarray
+    noise: np.ndarray
+    method: str
+    source_mask: np.ndarray
+
+
+def _clipped(planes, mask):
+    """Sigma-clipped median and standard deviation of each plane outside ``mask``."""
+    from astropy.stats import sigma_clipped_stats
+
+    data = np.where(mask[None], np.float32(np.nan), planes)
+    h, w = data.shape[-2:]
+    step = max(int(math.ceil(math.sqrt(h * w / 2 ** 18))), 1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message=".*[Ii]nput data contains invalid values.*")
+        _, median, std = sigma_clipped_stats(data[:, ::step, ::step], axis=(1, 2), sigma=3.0,
+                                             maxiters=10)
+    return (np.nan_to_num(np.asarray(median, dtype=np.float64).reshape(-1)),
+            _safe_noise(np.asarray(std, dtype=np.float64).reshape(-1)))
+
+
+def _significant_mask(data, level, noise, bad, *, n_sigma=3.0, n_pixels=10, grow=4):
+    """Pixels of significant sources: segments of the smoothed S/N image, grown.
+
+    Only groups of ``n_pixels`` above ``n_sigma`` (in the smoothed image's
+    own noise) count, so that pure noise masks almost nothing: masking the
+    positive half of the noise would bias the sky low.
+    """
+    from photutils.segmentation import detect_sources
+    from photutils.utils import NoDetectionsWarning
+    from scipy.ndimage import binary_dilation, gaussian_filter
+
+    snr = np.einsum("chw,c->hw", data - level, 1.0 / noise) / math.sqrt(len(noise))
+    snr[bad] = 0.0
+    smoothed = gaussian_filter(snr.astype(np.float32), 1.0)
+    _, s_noise = _clipped(smoothed[None], bad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        segm = detect_sources(smoothed, n_sigma * float(s_noise[0]), n_pixels,
+                              mask=bad if bad.any() else None)
+    if segm is None:
+        return np.zeros(bad.shape, dtype=bool)
+    found = segm.data > 0
+    # grow in proportion to each source's size: wings extend beyond the isophote
+    areas = np.bincount(segm.data.ravel())
+    big = np.isin(segm.data, np.nonzero(areas > 400)[0][1:] if len(areas) > 1 else [])
+    mask = binary_dilation(found, iterations=grow)
+    if big.any():
+        mask |= binary_dilation(big, iterations=4 * grow)
+    return mask
+
+
+def estimate_sky(image, *, box_size=64, mask=None):
+    """Estimate the sky of an image with its sources masked, per band.
+
+    The sources are the groups of at least 10 pixels above 3 sigma of the
+    smoothed, band-combined signal-to-noise image, grown by a few pixels
+    (more for large sources).  Masking only significant sources keeps the
+    estimate unbiased on pure noise.  Images with at least three
+    ``box_size`` boxes on each side get a 2-D background
+    (`photutils.background.Background2D`, median in each box, sources
+    masked); smaller ones a constant, the sigma-clipped median of the
+    unmasked sky pixels.  Two passes: the second masks sources found
+    against the first pass's sky.
+
+    Parameters
+    ----------
+    image : `~astrodeblend.GalaxyImage` or array-like
+        ``(H, W)`` or ``(C, H, W)`` pixels.
+    box_size : int, optional
+        Box of the 2-D background, in pixels.
+    mask : array-like of bool, optional
+        ``(H, W)`` pixels to ignore (added to the image's own mask).
+
+    Returns
+    -------
+    Sky
+        ``level`` ``(C, H, W)``, ``noise`` ``(C,)``, ``method`` and
+        ``source_mask``.
+
+    Raises
+    ------
+    InvalidInputError
+        If no pixel is usable.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> data = 10 + rng.normal(0, 1, size=(1, 96, 96))
+    >>> yy, xx = np.mgrid[:96, :96]
+    >>> data[0] += 50 * np.exp(-((xx - 40) ** 2 + (yy - 50) ** 2) / 30)
+    >>> sky = estimate_sky(data)
+    >>> round(float(sky.level.mean()), 1), round(float(sky.noise[0]), 1)
+    (10.0, 1.0)
+    """
+    image = as_galaxy_image(image)
+    data = image.data
+    c, h, w = data.shape
+    bad = ~np.isfinite(data).all(axis=0)
+    if image.mask is not None:
+        bad |= image.mask.any(axis=0)
+    if mask is not None:
+        bad |= np.asarray(mask, dtype=bool)
+    if bad.all():
+        raise InvalidInputError(f"{image.source or 'image'}: every pixel is masked or "
+                                "non-finite")
+    data = np.where(bad[None], np.float32(0.0), data).astype(np.float32, copy=False)
+    level, noise = _clipped(data, bad)
+    level = np.broadcast_to(level.astype(np.float32)[:, None, None], data.shape)
+    sources = np.zeros((h, w), dtype=bool)
+    method = "sigma-clipped median, sources masked"
+    for _ in range(2):
+        sources = _significant_mask(data, level, noise, bad)
+        keep = bad | sources
+        if (~keep).mean() < 0.05:
+            keep = bad  # a frame filled by sources: the clipped level is all there is
+        two_d = min(h, w) >= 3 * box_size and (~keep).mean() > 0.3
+        if two_d:
+            level = _background_2d(data, keep, box_size)
+            method = f"photutils Background2D (box {box_size} px, median), sources masked"
+        else:
+            median, _ = _clipped(data, keep)
+            level = np.broadcast_to(median.astype(np.float32)[:, None, None], data.shape)
+        _, noise = _clipped(data - level, keep)
+    return Sky(np.ascontiguousarray(level, dtype=np.float32), noise, method, sources)
+
+
+def _background_2d(data, mask, box_size):
+    from astropy.stats import SigmaClip
+    from photutils.background import Background2D, MedianBackground
+
+    planes = []
+    for plane in data:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bkg = Background2D(plane, box_size, mask=mask, filter_size=3,
+                               sigma_clip=SigmaClip(sigma=3.0, maxiters=10),
+                               bkg_estimator=MedianBackground(), exclude_percentile=50)
+        planes.append(np.asarray(bkg.background, dtype=np.float32))
+    return np.stack(planes)
+
+
+def find_groups(snr, bad, *, n_sigma=2.0, n_pixels=8, smooth_sigma=1.0):
+    """Find blend groups: connected regions of significant signal.
+
+    Parameters
+    ----------
+    snr : `numpy.ndarray`
+        ``(H, W)`` band-combined signal-to-noise image (sky subtracted,
+        noise 1 per pixel).
+    bad : `numpy.ndarray`
+        ``bool (H, W)``, masked pixels.
+    n_sigma : float, optional
+        Threshold in units of the smoothed image's noise.
+    n_pixels : int, optional
+        Minimum number of connected pixels.
+    smooth_sigma : float, optional
+        Gaussian smoothing (sigma, pixels) before thresholding.
+
+    Returns
+    -------
+    segmap : `numpy.ndarray`
+        ``int32 (H, W)``, 0 for the sky, 1..N for the groups.
+    smoothed : `numpy.ndarray`
+        The smoothed S/N image, in units of its own noise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> yy, xx = np.mgrid[:64, :64]
+    >>> snr = rng.normal(0, 1, (64, 64)) + 30 * np.exp(-((xx - 20) ** 2 + (yy - 30) ** 2) / 20)
+    >>> segmap, _ = find_groups(snr, np.zeros((64, 64), bool))
+    >>> int(segmap.max()), int(segmap[30, 20])
+    (1, 1)
+    """
+    from photutils.segmentation import detect_sources
+    from photutils.utils import NoDetectionsWarning
+    from scipy.ndimage import gaussian_filter
+
+    snr = np.where(bad, np.float32(0.0), snr).astype(np.float32)
+    smoothed = gaussian_filter(snr, smooth_sigma) if smooth_sigma else snr
+    _, s_noise = _clipped(smoothed[None], bad)
+    smoothed = (smoothed / float(s_noise[0])).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        segm = detect_sources(smoothed, n_sigma, n_pixels, mask=bad if bad.any() else None)
+    if segm is None:
+        return np.zeros(snr.shape, dtype=np.int32), smoothed
+    segm.relabel_consecutive()
+    return np.asarray(segm.data, dtype=np.int32), smoothed
+
+
+def split_group(smoothed, segmap, label, *, n_pixels=8, n_levels=32, contrast=0.005):
+    """Return the ``(x, y)`` peaks of photutils' multi-threshold deblending of one group.
+
+    Parameters
+    ----------
+    smoothed : `numpy.ndarray`
+        The smoothed detection image of `find_groups`.
+    segmap : `numpy.ndarray`
+        The group map of `find_groups`.
+    label : int
+        The group to split.
+    n_pixels, n_levels, contrast : optional
+        As `photutils.segmentation.deblend_sources`.
+
+    Returns
+    -------
+    list of (float, float)
+        Flux-weighted centroids of the parts (one for an unsplit group).
+    """
+    from photutils.segmentation import SegmentationImage, deblend_sources
+
+    ys, xs = np.nonzero(segmap == label)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    sub = np.where(segmap[y0:y1, x0:x1] == label, 1, 0).astype(np.int32)
+    image = np.where(sub > 0, smoothed[y0:y1, x0:x1], 0.0).astype(np.float32)
+    parts = sub
+    if sub.sum() >= 2 * n_pixels:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parts = deblend_sources(image, SegmentationImage(sub), n_pixels, n_levels=n_levels,
+                                    contrast=contrast, progress_bar=False).data
+    peaks = []
+    for part in np.unique(parts[parts > 0]):
+        weight = np.where(parts == part, np.clip(image, 0, None), 0.0)
+        total = weight.sum()
+        if total <= 0:
+            continue
+        yy, xx = np.mgrid[:weight.shape[0], :weight.shape[1]]
+        peaks.append((float((weight * xx).sum() / total + x0),
+                      float((weight * yy).sum() / total + y0)))
+    return peaks
