@@ -312,9 +312,12 @@ class Deblender:
             history.append("models: amplitude per band fitted to the data in the footprints "
                            "(non-negative least squares)")
         else:
-            flux = "model"
-            for model in models:  # display values do not add: each source is its model
-                model.footprint = np.ones(model.footprint.shape, dtype=bool)
+            flux = "model"  # display values do not add: each source is its model
+            if h <= self.size and w <= self.size:
+                # one stamp holds the whole image: the model's output is the
+                # source, the sky it reproduces included
+                for model in models:
+                    model.footprint = np.ones(model.footprint.shape, dtype=bool)
         cutouts, origins, segmap = share_flux(signal if mode == "linear" else data, bad,
                                               models, noise, flux=flux)
         how = {"conserve": "each band's footprint pixels split in proportion to the models "
@@ -421,6 +424,8 @@ class Deblender:
                 continue
             extent = max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start)
             side = max(self.size, int(np.ceil(1.25 * extent + 16)))
+            if h <= self.size and w <= self.size:
+                side = self.size  # the image fits one stamp at its own scale
             center = ((sl[1].start + sl[1].stop - 1) / 2, (sl[0].start + sl[0].stop - 1) / 2)
             plans[label] = (side, center)
         return plans
@@ -429,10 +434,16 @@ class Deblender:
         """Detect the sources of every group.
 
         Detection: the centre detector runs on three stamps of each group,
-        shifted by an eighth of the stamp against each other; a peak counts
-        where two of the three agree (the detector's layout prior, a source
-        at the stamp centre, moves with the stamp and is voted out), lies in
-        the group and is significant.  Groups where it finds nothing get
+        centred on it and shifted by an eighth of the stamp against each
+        other (downsampled to the working size for large groups); in crowded
+        fields, where that would cost more than twice as much, groups that
+        fit the working size are searched instead on four tilings of the
+        frame, shifted by a quarter of a tile against each other (peaks near
+        a tile's inner border are left to the other tilings).  A peak counts
+        where two runs agree (the detector's layout prior, a source at the
+        stamp centre, moves with the stamp and is voted out), lies in a
+        group and
+        is significant.  Groups where it finds nothing get
         photutils' brightest multi-threshold peak
         (`~astrodeblend.detect.split_group`).  photutils' other peaks are
         returned as candidates, kept later only where the models leave
@@ -447,14 +458,42 @@ class Deblender:
         plans = self._plan(groups, work.shape[1:])
         if not plans:
             return [], [], plans, set()
-        shifts = [(0.0, 0.0), (1.0, 1.0), (-1.0, 1.0)]
-        jobs, stamps = [], []
+        h, w = groups.shape
+        jobs, stamps = [], []  # (group or None for a tile, side, origin, run)
+        small = [g for g, (side, _) in plans.items() if side == self.size]
+        native = np.isin(groups, small)
+        tiles = []
+        for run, offset in enumerate(range(0, self.size, self.size // 4)):
+            for y0 in range(-offset, h, self.size):
+                for x0 in range(-offset, w, self.size):
+                    if native[max(y0, 0):y0 + self.size, max(x0, 0):x0 + self.size].any():
+                        tiles.append(((x0 + (self.size - 1) / 2, y0 + (self.size - 1) / 2),
+                                      run))
+        # each group its own stamps (the detector is best with its group near
+        # the centre) unless tiles are cheaper by far (crowded fields)
+        tiled = 3 * len(small) > 2 * len(tiles)
+        single = h <= self.size and w <= self.size
+        middle = ((w - 1) / 2 + (self.size - w) / 2, (h - 1) / 2 + (self.size - h) / 2)
+        if single:
+            # the whole image fits one stamp: the stamp as in training (run 0)
+            # and two shifted copies
+            tiles = [((middle[0] + dx, middle[1] + dy), run) for run, (dx, dy)
+                     in enumerate([(0, 0), (self.size / 8, self.size / 8),
+                                   (-self.size / 8, self.size / 8)])]
+            tiled = True
+        for center, run in tiles if tiled else []:
+            stamp, origin = self._stamp(work, pad, center, self.size)
+            jobs.append((None, self.size, origin, run))
+            stamps.append(stamp)
         for label, (side, center) in plans.items():
+            if tiled and side == self.size:
+                continue
+            # larger groups: their own stamp, downsampled, shifted three ways
             step = side / 8
-            for dx, dy in shifts:
-                cx, cy = center[0] + dx * step, center[1] + dy * step
-                stamp, origin = self._stamp(work, pad, (cx, cy), side)
-                jobs.append((label, side, origin))
+            for run, (dx, dy) in enumerate([(0.0, 0.0), (1.0, 1.0), (-1.0, 1.0)]):
+                stamp, origin = self._stamp(work, pad, (center[0] + dx * step,
+                                                        center[1] + dy * step), side)
+                jobs.append((label, side, origin, run))
                 stamps.append(stamp)
         methods = set()
         found = {label: [] for label in plans}
@@ -465,13 +504,44 @@ class Deblender:
                 logits = self._batched(self.detector, tensor)
                 peaks = find_peaks(logits, threshold=self.detect_threshold)
                 for k, pk in enumerate(peaks):
-                    label, side, (y0, x0) = jobs[start + k]
+                    label, side, (y0, x0), run = jobs[start + k]
                     scale = side / self.size
                     for x, y in pk.cpu().numpy():
-                        found[label].append(((x + 0.5) * scale - 0.5 + x0,
-                                             (y + 0.5) * scale - 0.5 + y0, (start + k) % 3))
+                        fx = (x + 0.5) * scale - 0.5 + x0
+                        fy = (y + 0.5) * scale - 0.5 + y0
+                        col, row = int(round(fx)), int(round(fy))
+                        if not (0 <= col < w and 0 <= row < h):
+                            continue
+                        group = label
+                        if label is None and not single:
+                            # near a tile's inner border a galaxy is cut: other tilings see it
+                            inner = self.size // 10
+                            if not (inner <= x < self.size - inner or col < inner
+                                    or col >= w - inner) or not (
+                                    inner <= y < self.size - inner or row < inner
+                                    or row >= h - inner):
+                                continue
+                        if label is None:
+                            group = int(groups[row, col]) or None
+                        if group in found:
+                            found[group].append((fx, fy, run))
+        from scipy.ndimage import maximum_filter
+
+        local_max = (smoothed == maximum_filter(smoothed, size=5)) & (groups > 0)
+
+        def peaked(x, y, r=2):
+            row, col, r = int(round(y)), int(round(x)), int(np.ceil(r))
+            return bool(local_max[max(row - r, 0):row + r + 1, max(col - r, 0):col + r + 1].any())
+
+        def confirm_single(x, y, runs):
+            # an image in one stamp: the stamp as in training (run 0) is trusted,
+            # except at its centre, where the detector's layout prior puts a
+            # source whether or not there is one; a peak of the data confirms it
+            if peaked(x, y):
+                return True
+            return runs == {0} and np.hypot(x - middle[0], y - middle[1]) > 4
+
         centers, candidates = [], []
-        h, w = groups.shape
         for label, (side, _) in plans.items():
             def significant(points, label=label):
                 return [(x, y) for x, y in points
@@ -480,12 +550,20 @@ class Deblender:
                         and aperture[round(y), round(x)] >= self.min_snr]
 
             tol = max(2.5, 1.5 * side / self.size)
-            kept = significant(_votes(found[label], tol=tol))
+            kept = significant(_votes(found[label], tol=tol,
+                                      confirm=confirm_single if single else None))
+            if side > self.size:
+                # at scales it was not trained for, the detector's peaks must be
+                # peaks of the data
+                kept = [(x, y) for x, y in kept if peaked(x, y, tol)]
             methods.add("detector") if kept else None
             peaks = significant(split_group(smoothed, groups, label))
             peaks = [(x, y) for x, y in peaks if all(np.hypot(x - u, y - v) > 2 * tol
                                                       for u, v in kept)]
-            if not kept and peaks:
+            if self.detector is None:
+                kept, peaks = peaks, []  # photutils is the detector
+                methods.add("photutils") if kept else None
+            elif not kept and peaks:
                 # the detector saw nothing here (a star, a faint source): the
                 # brightest photutils peak, the others only if the light is unexplained
                 peaks.sort(key=lambda p: -aperture[round(p[1]), round(p[0])])
@@ -511,10 +589,14 @@ class Deblender:
         from .models.stretch import unstretch
 
         h, w = work.shape[1:]
+        # an image that fits one stamp is extracted from that stamp, as in training
+        single = h <= self.size and w <= self.size
+        middle = ((w - 1) / 2 + (self.size - w) / 2, (h - 1) / 2 + (self.size - h) / 2)
         models = []
         for start in range(0, len(centers), self.batch_size):
             chunk = centers[start:start + self.batch_size]
-            cut = [self._stamp(work, pad, (x, y), plans[label][0]) for x, y, label in chunk]
+            cut = [self._stamp(work, pad, (x, y) if not single else middle, plans[label][0])
+                   for x, y, label in chunk]
             by_side = {}
             for k, (x, y, label) in enumerate(chunk):
                 by_side.setdefault(plans[label][0], []).append(k)
@@ -585,8 +667,11 @@ def _check_flux(flux):
     return flux
 
 
-def _votes(peaks, *, tol, n_votes=2):
-    """Merge ``(x, y, run)`` peaks within ``tol``; keep those seen by ``n_votes`` runs."""
+def _votes(peaks, *, tol, n_votes=2, confirm=None):
+    """Merge ``(x, y, run)`` peaks within ``tol``; keep those seen by ``n_votes`` runs.
+
+    A peak seen by fewer runs is kept when ``confirm(x, y, runs)`` is true.
+    """
     kept, used = [], [False] * len(peaks)
     for i, (x, y, _) in enumerate(peaks):
         if used[i]:
@@ -595,9 +680,11 @@ def _votes(peaks, *, tol, n_votes=2):
                    if not used[j] and np.hypot(u - x, v - y) <= tol]
         for j in members:
             used[j] = True
-        if len({peaks[j][2] for j in members}) >= n_votes:
-            kept.append((float(np.mean([peaks[j][0] for j in members])),
-                         float(np.mean([peaks[j][1] for j in members]))))
+        x = float(np.mean([peaks[j][0] for j in members]))
+        y = float(np.mean([peaks[j][1] for j in members]))
+        runs = {peaks[j][2] for j in members}
+        if len(runs) >= n_votes or (confirm and confirm(x, y, runs)):
+            kept.append((x, y))
     return kept
 
 
@@ -663,7 +750,7 @@ def _significance(snr, sources):
     return aperture / np.float32(noise[0])
 
 
-def get_deblender(method="gan", *, model=None, device="auto", max_pixels=None):
+def get_deblender(method="gan", *, model=None, device="auto", max_pixels=None, **options):
     """Return a deblender by name: the GAN or a classic baseline.
 
     Parameters
@@ -677,6 +764,9 @@ def get_deblender(method="gan", *, model=None, device="auto", max_pixels=None):
         ``'auto'``, ``'cpu'`` or ``'cuda'`` (GAN only).
     max_pixels : int, optional
         See `Deblender`.
+    **options
+        More `Deblender` options for ``'gan'`` (``mode``, ``background``,
+        ``flux``, ...); the baselines take none.
 
     Returns
     -------
@@ -686,7 +776,7 @@ def get_deblender(method="gan", *, model=None, device="auto", max_pixels=None):
     Raises
     ------
     InvalidInputError
-        For an unknown method.
+        For an unknown method, or options given to a baseline.
 
     Examples
     --------
@@ -694,7 +784,10 @@ def get_deblender(method="gan", *, model=None, device="auto", max_pixels=None):
     'segmentation'
     """
     if method == "gan":
-        return Deblender.load(model, device=device, max_pixels=max_pixels)
+        return Deblender.load(model, device=device, max_pixels=max_pixels, **options)
+    if method in METHODS and options:
+        raise InvalidInputError(f"the {method} method takes no options "
+                                f"({', '.join(sorted(options))})")
     if method == "segmentation":
         from .baselines import SegmentationDeblender
 

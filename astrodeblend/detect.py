@@ -357,7 +357,7 @@ def _significant_mask(data, level, noise, bad, *, n_sigma=3.0, n_pixels=10, grow
     """
     from photutils.segmentation import detect_sources
     from photutils.utils import NoDetectionsWarning
-    from scipy.ndimage import binary_dilation, gaussian_filter
+    from scipy.ndimage import distance_transform_edt, gaussian_filter
 
     snr = np.einsum("chw,c->hw", data - level, 1.0 / noise) / math.sqrt(len(noise))
     snr[bad] = 0.0
@@ -370,21 +370,20 @@ def _significant_mask(data, level, noise, bad, *, n_sigma=3.0, n_pixels=10, grow
     if segm is None:
         return np.zeros(bad.shape, dtype=bool)
     found = segm.data > 0
-    # grow in proportion to each source's size: wings extend beyond the isophote
-    areas = np.bincount(segm.data.ravel())
-    big = np.isin(segm.data, np.nonzero(areas > 400)[0][1:] if len(areas) > 1 else [])
-    mask = binary_dilation(found, iterations=grow)
-    if big.any():
-        mask |= binary_dilation(big, iterations=4 * grow)
-    return mask
+    # grow each source by half its radius (at least ``grow``): wings reach far
+    radius = np.sqrt(np.bincount(segm.data.ravel()) / np.pi)
+    distance, (iy, ix) = distance_transform_edt(~found, return_indices=True)
+    reach = np.maximum(0.5 * radius[segm.data[iy, ix]], grow)
+    return distance <= reach
 
 
 def estimate_sky(image, *, box_size=64, mask=None):
     """Estimate the sky of an image with its sources masked, per band.
 
     The sources are the groups of at least 10 pixels above 3 sigma of the
-    smoothed, band-combined signal-to-noise image, grown by a few pixels
-    (more for large sources).  Masking only significant sources keeps the
+    smoothed, band-combined signal-to-noise image, each grown by half its
+    equivalent radius (at least 4 pixels), so that the wings of large
+    galaxies stay out of the sky.  Masking only significant sources keeps the
     estimate unbiased on pure noise.  Images with at least three
     ``box_size`` boxes on each side get a 2-D background
     (`photutils.background.Background2D`, median in each box, sources

@@ -30,18 +30,41 @@ def untrained():
     return Deblender(generator, None, cfg, device=torch.device("cpu"), name="untrained")
 
 
-def test_linear_mode_conserves_flux_and_finds_both(untrained):
+def outside_footprints(result):
+    """Boolean (H, W): pixels that belong to no source's cutout footprint."""
+    covered = np.zeros(result.blend.shape[1:], dtype=bool)
+    for i, cutout in enumerate(result.cutouts):
+        sy, sx = result.source_slices(i)
+        covered[sy, sx] |= (cutout != 0).any(axis=0)
+    return ~covered
+
+
+def test_linear_mode_finds_both_and_leaves_noise_outside(untrained):
     cube, truth = two_gaussians()
     result = untrained(cube)
     assert isinstance(result, DeblendResult)
     assert result.n_sources == 2
+    assert result.flux_mode == "conserve"
     found = np.column_stack([result.catalog["x_centroid"], result.catalog["y_centroid"]])
     for t in truth:
         assert np.min(np.hypot(*(found - t).T)) < 1.0
-    np.testing.assert_allclose(result.sources.sum(0) + result.residual.data, cube, atol=1e-5)
-    assert result.segmap.shape == (64, 64)
+    # outside the footprints the residual is the sky: zero mean, the input noise
+    sky = result.residual.data[:, outside_footprints(result)]
+    assert sky.size > 300
+    assert abs(sky.mean()) < 3 * 0.01 / np.sqrt(sky.size) + 1e-3
+    assert sky.std() == pytest.approx(0.01, rel=0.1)
     assert set(np.unique(result.segmap)) <= {0, 1, 2}
     assert any("flux" in line for line in result.history)
+
+
+def test_flux_model_keeps_noise_in_residual(untrained):
+    cube, _ = two_gaussians()
+    result = untrained(cube, flux="model")
+    assert result.flux_mode == "model"
+    # the untrained generator returns its input: sources are positive models
+    assert all((c >= 0).all() for c in result.cutouts)
+    with pytest.raises(InvalidInputError, match="flux"):
+        untrained(cube, flux="share")
 
 
 def test_keeps_wcs_and_catalog_sky_positions(untrained):
@@ -68,17 +91,17 @@ def test_display_mode_uses_model_output(untrained):
     np.testing.assert_allclose(result.sources[0], cube, atol=1e-5)
 
 
-def test_large_image_uses_stamps(untrained):
+def test_large_image_sources_are_cutouts(untrained):
     cube = np.zeros((3, 200, 240), dtype=np.float32)
     small, _ = two_gaussians(noise=0.0)
     cube[:, 20:84, 30:94] = small
     cube[:, 120:184, 150:214] = small
     cube += np.random.default_rng(1).normal(0, 0.01, cube.shape).astype(np.float32)
-    untrained.max_pixels = 64 * 64
     result = untrained(cube)
     assert result.n_sources == 4
     assert result.sources.shape[1:] == cube.shape
-    np.testing.assert_allclose(result.sources.sum(0) + result.residual.data, cube, atol=1e-5)
+    # memory grows with the footprints: every cutout is a small part of the frame
+    assert sum(c.size for c in result.cutouts) < 0.5 * cube.size
 
 
 def test_no_source_gives_empty_result(untrained):
@@ -93,8 +116,9 @@ def test_any_band_count(untrained, n_bands):
     cube, truth = two_gaussians(n_bands=n_bands)
     result = untrained(cube)
     assert result.sources.shape == (2, n_bands, 64, 64)
-    np.testing.assert_allclose(result.sources.sum(0) + result.residual.data, cube, atol=1e-5)
-    assert any("bands:" in line for line in result.history)
+    assert all(c.shape[0] == n_bands for c in result.cutouts)
+    if n_bands != 3:
+        assert any("bands:" in line for line in result.history)
 
 
 def test_bad_mode():
@@ -126,7 +150,20 @@ def test_default_model_deblends_fits(tmp_path):
     found = np.column_stack([result.catalog["x_centroid"], result.catalog["y_centroid"]])
     for t in truth:
         assert np.min(np.hypot(*(found - t).T)) < 1.5
-    np.testing.assert_allclose(result.sources.sum(0) + result.residual.data, cube, atol=1e-4)
+
+
+@pytest.mark.skipif(not HAS_DEFAULT, reason="default model not shipped in this checkout")
+@pytest.mark.xfail(strict=True, reason="the shipped model shares the fainter Gaussian's light "
+                   "to the brighter one (-29 % / +11 %); issue 13 retrains it")
+def test_default_model_two_gaussian_fluxes():
+    """Each Gaussian's flux within 15 % (the two are 18 px apart)."""
+    cube, _ = two_gaussians()
+    result = Deblender.load(device="cpu")(cube)
+    found = np.column_stack([result.catalog["x_centroid"], result.catalog["y_centroid"]])
+    for (x, y), amp, sx, sy in [((24, 32), 1.0, 3, 3), ((42, 30), 0.6, 3, 2)]:
+        j = int(np.argmin(np.hypot(found[:, 0] - x, found[:, 1] - y)))
+        true = 3 * amp * 2 * np.pi * sx * sy
+        assert result.cutouts[j].sum() == pytest.approx(true, rel=0.15)
 
 
 @pytest.mark.skipif(not HAS_DEFAULT, reason="default model not shipped in this checkout")
@@ -148,8 +185,6 @@ def test_large_image_detection_in_tiles(untrained):
     small, _ = two_gaussians(noise=0.0)
     for y, x in [(10, 10), (10, 200), (200, 120)]:
         cube[:, y:y + 64, x:x + 64] += small
-    untrained.max_pixels = 64 * 64
-    untrained.tile_pixels = 160 * 160
     result = untrained(cube)
     assert result.n_sources == 6
     found = np.column_stack([result.catalog["x_centroid"], result.catalog["y_centroid"]])
@@ -190,12 +225,91 @@ def test_default_model_finds_physical_pairs(galaxy_zoo_dir):
 def test_background_given_by_caller(untrained):
     cube, _ = two_gaussians(noise=0.0)
     cube = cube + 0.5
+    cube += np.random.default_rng(4).normal(0, 0.01, cube.shape).astype(np.float32)
     auto = untrained(cube)
     untrained.background = np.array([0.5])
     given = untrained(cube)
-    np.testing.assert_allclose(given.residual.data, 0.5, atol=1e-5)
+    sky = given.residual.data[:, outside_footprints(given)]
+    assert sky.mean() == pytest.approx(0.5, abs=2e-3)
     assert any("given by the caller" in line for line in given.history)
     assert given.sources.sum() == pytest.approx(auto.sources.sum(), rel=0.05)
     with pytest.raises(InvalidInputError, match="background"):
         Deblender(untrained.generator, None, untrained.config, device=torch.device("cpu"),
                   background="sky")
+
+
+def sersic_scene(shape, centers, *, amplitudes, colours, noise=1.0, sky=3.0, seed=0, r_eff=3.0):
+    """Noiseless Sersic components (n=1) and their noisy, sky-added blend."""
+    from astropy.modeling.models import Sersic2D
+    from scipy.ndimage import gaussian_filter
+
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    comps = []
+    for (x, y), amp, colour in zip(centers, amplitudes, colours, strict=True):
+        plane = gaussian_filter(Sersic2D(1.0, r_eff, 1.0, x, y, 0.2, 0.7)(xx, yy), 1.0)
+        plane *= amp / plane.max()
+        comps.append(np.asarray(colour, dtype=float)[:, None, None] * plane[None])
+    comps = np.asarray(comps, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    blend = comps.sum(0) + sky + rng.normal(0, noise, comps.shape[1:])
+    return blend.astype(np.float32), comps
+
+
+@pytest.mark.skipif(not HAS_DEFAULT, reason="default model not shipped in this checkout")
+def test_default_model_isolated_galaxy_off_centre():
+    """One galaxy away from the frame centre: one source there, none at the centre,
+    flux within 8 % (sky estimated and subtracted; the noise in the footprint
+    alone is 2-3 %)."""
+    deblender = Deblender.load(device="cpu")
+    for k, (x, y) in enumerate([(20.0, 70.0), (75.0, 30.0), (60.0, 62.0)]):
+        blend, comps = sersic_scene((96, 96), [(x, y)], amplitudes=[40], colours=[[1, 1, 1]],
+                                    seed=k)
+        result = deblender(blend)
+        assert result.n_sources == 1
+        assert np.hypot(result.catalog["x_centroid"][0] - x,
+                        result.catalog["y_centroid"][0] - y) < 2
+        assert result.cutouts[0].sum() == pytest.approx(comps.sum(), rel=0.08)
+
+
+@pytest.mark.skipif(not HAS_DEFAULT, reason="default model not shipped in this checkout")
+def test_default_model_pure_noise_has_no_source():
+    noise = np.random.default_rng(9).normal(5, 1, (3, 96, 96)).astype(np.float32)
+    assert Deblender.load(device="cpu")(noise).n_sources == 0
+
+
+@pytest.mark.skipif(not HAS_DEFAULT, reason="default model not shipped in this checkout")
+@pytest.mark.parametrize("n_bands", [3, 5])
+def test_default_model_keeps_colours(n_bands):
+    """A blue and a red galaxy 10 px apart: each band's flux within 15 %."""
+    blue = np.linspace(1.5, 0.5, n_bands)
+    centers = [(36.0, 40.0), (46.0, 40.0)]
+    blend, comps = sersic_scene((80, 80), centers, amplitudes=[60, 60],
+                                colours=[blue, blue[::-1]], seed=3)
+    result = Deblender.load(device="cpu")(blend)
+    found = np.column_stack([result.catalog["x_centroid"], result.catalog["y_centroid"]])
+    for t, (x, y) in enumerate(centers):
+        j = int(np.argmin(np.hypot(found[:, 0] - x, found[:, 1] - y)))
+        np.testing.assert_allclose(result.cutouts[j].sum(axis=(1, 2)),
+                                   comps[t].sum(axis=(1, 2)), rtol=0.15)
+
+
+@pytest.mark.skipif(not HAS_DEFAULT, reason="default model not shipped in this checkout")
+def test_default_model_nan_block():
+    """A 10x20 NaN block on a galaxy: no source takes it, totals stay positive."""
+    blend, comps = sersic_scene((96, 96), [(48.0, 40.0)], amplitudes=[40], colours=[[1, 1, 1]],
+                                r_eff=8.0)
+    blend[:, 35:45, 40:60] = np.nan
+    result = Deblender.load(device="cpu")(blend)
+    assert result.n_sources >= 1
+    assert all(np.isfinite(c).all() for c in result.cutouts)
+    assert (result.sources[:, :, 35:45, 40:60] == 0).all()
+    assert np.isnan(result.residual.data[:, 35:45, 40:60]).all()
+    assert all(c.sum(axis=(1, 2)).min() > 0 for c in result.cutouts)
+
+
+def test_all_masked_is_an_error(untrained):
+    with pytest.raises(InvalidInputError, match="finite"):
+        untrained(np.full((3, 20, 20), np.nan, dtype=np.float32))
+    image = GalaxyImage(np.ones((3, 20, 20), dtype=np.float32), mask=np.ones((20, 20), bool))
+    with pytest.raises(InvalidInputError, match="masked"):
+        untrained(image)

@@ -1,0 +1,242 @@
+"""Scene-pipeline targets of issue 12, measured on generated scenes and real FITS.
+
+Generated scenes (astropy.modeling Sersic profiles, Gaussian PSF, a sky
+level with a mild gradient, Gaussian noise) in a 96 px frame, the default
+model against photutils segmentation (``--method segmentation``):
+
+- sky bias on pure noise (mean over frames, in units of the noise);
+- isolated galaxies anywhere in the frame: exactly one source, flux error
+  (also at peak S/N 40);
+- pairs 6-24 px apart: both found (within 4 px), flux errors;
+- a blue and a red galaxy 10 px apart in 3 and 5 bands: per-band flux errors;
+- a 10x20 NaN block on a galaxy: totals, finite and zero masked pixels;
+- a smooth 500 px Sersic galaxy with noise: source count, largest jump of
+  the source against the truth along stamp borders, in noise units.
+
+Real FITS (``../shared/data/fits`` and a Galaxy Zoo JPG, skipped when absent):
+number of sources against photutils (`~astrodeblend.detect.find_centers`),
+output file size against the input, time, peak RSS.
+
+    python benchmarks/bench_scenes.py [--n 100] [--flux conserve|model]
+"""
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from astropy.modeling.models import Sersic2D
+from scipy.ndimage import gaussian_filter
+
+from astrodeblend.baselines import SegmentationDeblender
+from astrodeblend.deblend import Deblender
+from astrodeblend.detect import estimate_sky
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def galaxy(shape, x, y, *, r_eff, n, ellip, theta, colour, fwhm):
+    """Noiseless ``(C, H, W)`` Sersic galaxy convolved with a Gaussian PSF, peak 1."""
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    plane = gaussian_filter(Sersic2D(1.0, r_eff, n, x, y, ellip, theta)(xx, yy), fwhm / 2.355)
+    plane /= plane.max()
+    return (np.asarray(colour, dtype=np.float64)[:, None, None] * plane[None]).astype(np.float32)
+
+
+def random_galaxy(rng, shape, x, y, n_bands, colour=None):
+    colour = rng.uniform(0.5, 1.5, n_bands) if colour is None else colour
+    return galaxy(shape, x, y, r_eff=rng.uniform(2, 7), n=rng.uniform(0.5, 3),
+                  ellip=rng.uniform(0, 0.6), theta=rng.uniform(0, np.pi), colour=colour,
+                  fwhm=rng.uniform(1.5, 3.0))
+
+
+def observe(rng, components, *, noise=1.0, sky=5.0):
+    """Add a sky with a mild gradient and Gaussian noise to the sum of the components."""
+    _, c, h, w = components.shape
+    xx = np.arange(w)[None, :]
+    sky_plane = sky + 0.002 * noise * (xx - w / 2)
+    return (components.sum(0) + sky_plane[None] + rng.normal(0, noise, (c, h, w))
+            ).astype(np.float32)
+
+
+def match(result, centers, max_distance=4.0):
+    """Index of the found source nearest each true centre (-1 beyond ``max_distance``)."""
+    xy = np.column_stack([result.catalog["x_centroid"], result.catalog["y_centroid"]])
+    out = []
+    for cx, cy in centers:
+        if len(xy) == 0:
+            out.append(-1)
+            continue
+        d = np.hypot(xy[:, 0] - cx, xy[:, 1] - cy)
+        out.append(int(d.argmin()) if d.min() <= max_distance else -1)
+    return out
+
+
+def band_flux(result, i):
+    return result.cutouts[i].sum(axis=(1, 2), dtype=np.float64)
+
+
+def sky_bias(n):
+    rng = np.random.default_rng(0)
+    levels = [float(estimate_sky(rng.normal(0, 1, (1, 96, 96))).level.mean()) for _ in range(n)]
+    return np.mean(levels), np.std(levels) / np.sqrt(n)
+
+
+def isolated(methods, n, *, snr=None, size=96):
+    rng = np.random.default_rng(1)
+    stats = {name: {"one": 0, "err": []} for name in methods}
+    for _ in range(n):
+        x, y = rng.uniform(10, size - 10, 2)
+        comp = random_galaxy(rng, (size, size), x, y, 3)
+        comp *= (snr or rng.uniform(10, 200))
+        blend = observe(rng, comp[None])
+        for name, method in methods.items():
+            result = method(blend)
+            j = match(result, [(x, y)])[0]
+            stats[name]["one"] += result.n_sources == 1 and j == 0
+            if j >= 0:
+                stats[name]["err"].append(band_flux(result, j).sum() / comp.sum() - 1)
+    return stats
+
+
+def pairs(methods, n, *, size=96):
+    rng = np.random.default_rng(2)
+    stats = {name: {"both": 0, "err": []} for name in methods}
+    for _ in range(n):
+        sep, angle = rng.uniform(6, 24), rng.uniform(0, 2 * np.pi)
+        x, y = rng.uniform(20, size - 20, 2)
+        centers = [(x, y), (x + sep * np.cos(angle), y + sep * np.sin(angle))]
+        comps = np.stack([random_galaxy(rng, (size, size), cx, cy, 3) * rng.uniform(10, 200)
+                          for cx, cy in centers])
+        blend = observe(rng, comps)
+        for name, method in methods.items():
+            result = method(blend)
+            found = match(result, centers)
+            stats[name]["both"] += min(found) >= 0 and found[0] != found[1]
+            for t, j in enumerate(found):
+                if j >= 0:
+                    stats[name]["err"].append(band_flux(result, j).sum() / comps[t].sum() - 1)
+    return stats
+
+
+def colours(deblender, n_bands):
+    rng = np.random.default_rng(3)
+    blue = np.linspace(1.5, 0.5, n_bands)
+    red = blue[::-1]
+    errors = []
+    for _ in range(10):
+        x, y = rng.uniform(35, 50, 2)
+        angle = rng.uniform(0, 2 * np.pi)
+        centers = [(x, y), (x + 10 * np.cos(angle), y + 10 * np.sin(angle))]
+        comps = np.stack([galaxy((80, 80), cx, cy, r_eff=3.0, n=1.0, ellip=0.2, theta=a,
+                                 colour=col, fwhm=2.0) * 60
+                          for (cx, cy), col, a in zip(centers, (blue, red), (0.3, 1.9))])
+        blend = observe(rng, comps)
+        result = deblender(blend)
+        for t, j in enumerate(match(result, centers)):
+            truth = comps[t].sum(axis=(1, 2))
+            errors.append(band_flux(result, j) / truth - 1 if j >= 0 else np.full(n_bands, -1))
+    return np.array(errors)
+
+
+def nan_block(deblender):
+    rng = np.random.default_rng(4)
+    comp = galaxy((96, 96), 48, 40, r_eff=6, n=1, ellip=0.3, theta=0.5, colour=[1, 1, 1],
+                  fwhm=2) * 40
+    blend = observe(rng, comp[None])
+    blend[:, 35:45, 40:60] = np.nan
+    result = deblender(blend)
+    totals = [band_flux(result, i) for i in range(result.n_sources)]
+    finite = all(np.isfinite(c).all() for c in result.cutouts)
+    full = result.sources
+    zero = bool(np.all(full[:, :, 35:45, 40:60] == 0))
+    good = np.isfinite(blend)
+    expected = (comp * good).sum()
+    flux = sum(t.sum() for t in totals)
+    return result.n_sources, min(t.min() for t in totals), finite, zero, flux / expected - 1
+
+
+def big_sersic(deblender, *, size=500):
+    rng = np.random.default_rng(5)
+    comp = galaxy((size, size), 250.3, 249.6, r_eff=60, n=1.5, ellip=0.3, theta=0.7,
+                  colour=[1.0], fwhm=3) * 50
+    blend = observe(rng, comp[None])
+    result = deblender(blend)
+    if result.n_sources == 0:
+        return 0, np.nan
+    src = result.sources[0, 0]
+    diff = gaussian_filter(src - comp[0], 2.0)  # smoothed: the noise is ~0.14 sigma
+    jumps = max(np.abs(np.diff(diff, axis=0)).max(), np.abs(np.diff(diff, axis=1)).max())
+    return result.n_sources, float(jumps) / (1.0 / (2 * np.sqrt(np.pi) * 2.0))
+
+
+def real_files(deblender):
+    from astrodeblend.detect import find_centers
+    from astrodeblend.io import read_image, write_deblended
+
+    names = ["fits/scarlet_hsc_hst_cosmos/Cut_HST.fits",
+             "fits/sdss_astropy_data/reprojected_sdss_g.fits",
+             "fits/imfit_sdss_hst/ic3478rss_256.fits",
+             "fits/galsim_hst_cosmos/147246.0_150.416558_1.998697_masknoise.fits",
+             "fits/galsim_hst_cosmos/100610.img.fits",
+             "fits/scarlet_hsc_hst_cosmos/hsc_ra=150.24071_dec=2.06514.fits",
+             "galaxyzoo/images/100134.jpg"]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            path = SHARED / name
+            if not path.is_file():
+                continue
+            image = read_image(path)
+            start = time.perf_counter()
+            result = deblender(image)
+            seconds = time.perf_counter() - start
+            out = write_deblended(result, Path(tmp) / (path.stem + "_deblended.fits"))
+            rows.append((path.name, result.n_sources, len(find_centers(image).catalog),
+                         out.stat().st_size / path.stat().st_size, seconds))
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=100, help="scenes per test")
+    parser.add_argument("--flux", default="conserve", choices=["conserve", "model"])
+    args = parser.parse_args(argv)
+    gan = Deblender.load(device="cpu", flux=args.flux)
+    methods = {"astrodeblend": gan, "photutils": SegmentationDeblender()}
+
+    bias, err = sky_bias(args.n)
+    print(f"sky bias on pure noise: {bias:+.4f} +- {err:.4f} sigma ({args.n} frames of 96 px)")
+    for label, kwargs in [("isolated, S/N 10-200", {}), ("isolated, peak S/N 40", {"snr": 40})]:
+        stats = isolated(methods, args.n, **kwargs)
+        for name, s in stats.items():
+            e = np.asarray(s["err"])
+            print(f"{label:22s} {name:12s}: one source {s['one'] / args.n:6.1%}, flux error "
+                  f"median {np.median(e):+.2%}, median |err| {np.median(np.abs(e)):.2%}")
+    for name, s in pairs(methods, args.n).items():
+        e = np.asarray(s["err"])
+        print(f"{'pairs 6-24 px':22s} {name:12s}: both found {s['both'] / args.n:6.1%}, "
+              f"median |flux err| {np.median(np.abs(e)):.2%}")
+    for n_bands in (3, 5):
+        e = colours(gan, n_bands)
+        print(f"blue + red 10 px, {n_bands} bands: worst band |flux err| median "
+              f"{np.median(np.abs(e).max(axis=1)):.2%}, max {np.abs(e).max():.2%}")
+    n, lowest, finite, zero, ferr = nan_block(gan)
+    print(f"10x20 NaN block: {n} source(s), lowest band total {lowest:.3g}, finite {finite}, "
+          f"masked pixels zero {zero}, flux vs unmasked truth {ferr:+.2%}")
+    n, jump = big_sersic(gan)
+    print(f"500 px Sersic: {n} source(s), largest smoothed step {jump:.2f} x its noise")
+    for name, n, n_phot, ratio, seconds in real_files(gan):
+        print(f"{name:42s}: {n:4d} sources (photutils {n_phot:4d}), output {ratio:5.2f} x "
+              f"input, {seconds:5.1f} s")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {peak:.0f} MiB (pid {os.getpid()})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
