@@ -5,28 +5,30 @@ A `Deblender` turns an image of any size and band count into a
 
 1. **Value space.**  Display-stretched images (JPG/PNG, header card
    ``ADBDISP``) are used as they are ("display" mode).  Linear images (FITS)
-   have their sky level removed (`~astrodeblend.detect.background_and_noise`)
+   have their sky level removed (`~astrodeblend.detect.estimate_sky`)
    and are mapped to the model's space by dividing by a robust peak and
    applying the power-law stretch ``sign(x) |x| ** (1 / 2.2)``
    (`~astrodeblend.models.stretch`) — the same mapping that training uses for
    ``physical`` scenes ("linear" mode).
-2. **Stamps.**  Small images (up to ``max_pixels``, by default twice the
-   model's working size on a side) form one stamp, processed at their own
-   pixel scale (the networks are fully convolutional).  Larger images are
-   cut into stamps around the blend groups found by photutils
-   (`~astrodeblend.detect.find_centers`, tile by tile); a stamp larger than
-   the working size is resampled to it (area averaging), so that a group
-   fills the frame as in training, and the model's output is resampled back
-   (bilinear).
-3. **Detection.**  A learned centre detector (`~astrodeblend.models.CenterDetector`)
-   finds the galaxies of each stamp, close pairs included; photutils peaks
-   serve as a fallback when it finds nothing.
-4. **Extraction.**  The conditional generator runs once per detected centre.
-5. **Flux conservation** (linear mode).  The model's outputs, mapped back to
-   linear flux, are used as weights that split every sky-subtracted input
-   pixel among the sources (a faint floor shares pixels the model leaves
-   dark by distance), so ``sum(sources) + residual == input`` exactly, the
-   residual is the sky level, and noise enters each source with zero mean.
+2. **Sky and masks.**  The sky is estimated once, with significant sources
+   masked (`~astrodeblend.detect.estimate_sky`); masked, NaN and BLANK
+   pixels are filled for the networks (never with minus the sky) and go to
+   no source.
+3. **Groups and detection.**  Blend groups are found over the whole frame
+   (`~astrodeblend.detect.find_groups`).  The learned centre detector runs
+   on shifted stamps of each group (or shifted tilings of crowded frames);
+   its peaks count where the stamps agree or the data peak, so that its
+   layout prior (a galaxy at the stamp centre) invents nothing.  photutils
+   peaks are added where the models leave light unexplained.
+4. **Extraction.**  The conditional generator runs on a stamp centred on
+   each source, of its group's size (downsampled to the working size for
+   large groups and resampled back), tapered to zero at the stamp border.
+5. **Footprints and flux** (`astrodeblend.footprints`).  Each source owns a
+   footprint; models are scaled band by band to the data, and each band's
+   footprint pixels are shared in proportion to the models
+   (``flux='conserve'``) or replaced by them (``flux='model'``).  Sources are
+   cutouts over their footprints; the rest of the frame stays in the
+   residual.
 """
 
 from __future__ import annotations
