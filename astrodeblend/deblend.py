@@ -242,7 +242,9 @@ class Deblender:
         import torch
 
         from .detect import estimate_sky, find_groups
-        from .footprints import fill_masked, fit_amplitudes, grow_footprint, share_flux
+        from . import footprints
+        from .footprints import fill_masked, fit_amplitudes, share_flux
+        grow_footprint = footprints.grow_footprint
 
         image = as_galaxy_image(image)
         mode = mode or self.mode
@@ -294,14 +296,14 @@ class Deblender:
         with torch.inference_mode():
             centers, candidates, plans, methods = self._detect(
                 work, pad, groups, smoothed, aperture, mode, bands)
-            models = self._models(work, pad, centers, plans, mode, bands)
+            models = self._models(work, pad, centers, plans, mode, bands, groups)
             for model in models:
                 grow_footprint(model, groups, noise)
             if mode == "linear":
                 fit_amplitudes(signal, bad, models)
             added = _unexplained(candidates, models, signal, noise, aperture, self.min_snr)
             if added:
-                models += self._models(work, pad, added, plans, mode, bands)
+                models += self._models(work, pad, added, plans, mode, bands, groups)
         history.append(f"detect: {' + '.join(sorted(methods)) or 'nothing to search'} "
                        f"(CenterDetector threshold={self.detect_threshold}, agreement of "
                        f"shifted stamps, min S/N {self.min_snr}; photutils peaks where it "
@@ -575,7 +577,7 @@ class Deblender:
             candidates += [(x, y, label) for x, y in peaks]
         return centers, candidates, plans, methods
 
-    def _models(self, work, pad, centers, plans, mode, bands):
+    def _models(self, work, pad, centers, plans, mode, bands, groups):
         """Extract each source with the generator on a stamp centred on it.
 
         The stamp has its group's size (area-averaged to the working size
@@ -614,7 +616,7 @@ class Deblender:
                                   for p in xy])
                 out = self._batched(self.generator, tensor, heat)
                 if mode == "linear":
-                    out = unstretch(out.clamp(min=0)) * peak
+                    out = unstretch(out) * peak  # sign kept: the sky's noise averages out
                 if side != self.size:
                     out = F.interpolate(out, size=(side, side), mode="bilinear",
                                         align_corners=False)
@@ -625,7 +627,13 @@ class Deblender:
                     y0, x0 = cut[k][1]
                     ys, xs = max(y0, 0), max(x0, 0)
                     ye, xe = min(y0 + side, h), min(x0 + side, w)
-                    est = (est * window)[:, ys - y0:ye - y0, xs - x0:xe - x0]
+                    est = est[:, ys - y0:ye - y0, xs - x0:xe - x0]
+                    window_part = window[ys - y0:ye - y0, xs - x0:xe - x0]
+                    sky = groups[ys:ye, xs:xe] == 0
+                    if sky.sum() > 50:
+                        # the generator leaves a faint pedestal over the sky: remove it
+                        est = est - np.median(est[:, sky], axis=1)[:, None, None]
+                    est = est * window_part
                     models.append(SourceModel((float(x), float(y)), (ys, ye, xs, xe),
                                               np.ascontiguousarray(est, dtype=np.float32),
                                               group=int(label)))

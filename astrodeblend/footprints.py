@@ -8,8 +8,8 @@ memory that grows with the area the sources cover, never with sources x
 frame (each source is a cutout over its own box):
 
 1. `grow_footprint`: a source's footprint is the part of its blend group
-   (the detection segment) joined to where its model is brighter than a
-   fraction of the noise, grown by a few pixels.
+   (the detection segment) joined to where its smoothed model is
+   significant, grown by a few pixels.
 2. `fit_amplitudes`: in each band, the models of a group are scaled by
    non-negative least squares against the data inside their footprints
    (the model gives the shape, the data the colour), so that colours stay
@@ -147,14 +147,17 @@ def taper(side, width):
     return np.outer(ramp, ramp).astype(np.float32)
 
 
-def grow_footprint(source, groups, noise, *, n_sigma=0.25, grow=2):
+def grow_footprint(source, groups, noise, *, n_sigma=2.0, smooth=1.5, grow=2):
     """Set ``source.footprint``: its group's pixels and where its model exceeds the noise.
 
     The footprint is the union of the source's detection group (inside its
-    box) and the connected parts of ``model S/N > n_sigma`` (bands
-    combined) that touch the group or the source's centre, dilated by
-    ``grow`` pixels.  A low threshold on the noiseless model reaches far
-    into the wings, which is what keeps fluxes unbiased.
+    box) and the connected parts where the model, bands combined and
+    smoothed by a Gaussian of ``smooth`` pixels, exceeds ``n_sigma`` times
+    the noise of such a smoothed image, that touch the group or the
+    source's centre; then dilated by ``grow`` pixels.  Smoothing lets the
+    footprint reach far into the wings (a few tenths of the noise per
+    pixel), which keeps fluxes unbiased, without following the noise that
+    the model reproduces.
 
     Parameters
     ----------
@@ -165,7 +168,9 @@ def grow_footprint(source, groups, noise, *, n_sigma=0.25, grow=2):
     noise : array-like
         ``(C,)`` noise per band.
     n_sigma : float, optional
-        Threshold of the model's band-combined signal-to-noise per pixel.
+        Threshold of the smoothed model's signal-to-noise.
+    smooth : float, optional
+        Gaussian sigma of the smoothing, pixels.
     grow : int, optional
         Dilation, pixels.
 
@@ -174,11 +179,13 @@ def grow_footprint(source, groups, noise, *, n_sigma=0.25, grow=2):
     `numpy.ndarray`
         The footprint, ``bool`` over the source's box.
     """
-    from scipy.ndimage import binary_dilation, label
+    from scipy.ndimage import binary_dilation, gaussian_filter, label
 
     sy, sx = source.slices
-    noise = np.asarray(noise, dtype=np.float32).reshape(-1, 1, 1)
-    snr = (np.clip(source.model, 0, None) / noise).sum(axis=0) / np.sqrt(len(noise))
+    noise = np.asarray(noise, dtype=np.float32).reshape(-1)
+    plane = (source.model / noise[:, None, None]).sum(axis=0) / np.sqrt(len(noise))
+    # a Gaussian of sigma s averages white noise down by 2 sqrt(pi) s
+    snr = gaussian_filter(plane, smooth) * (2 * np.sqrt(np.pi) * smooth)
     group = (groups[sy, sx] == source.group) if source.group else np.zeros(snr.shape, bool)
     lit, n = label(snr > n_sigma)
     keep = np.zeros(n + 1, dtype=bool)
@@ -244,7 +251,7 @@ def fit_amplitudes(data, bad, sources, *, bounds=(0.2, 5.0)):
             for k, i in enumerate(members):
                 plane = np.zeros(inside.shape, dtype=np.float64)
                 sy, sx = _local(sources[i].box, y0, x0)
-                plane[sy, sx] = np.clip(sources[i].model[band], 0, None) * sources[i].footprint
+                plane[sy, sx] = sources[i].model[band] * sources[i].footprint
                 columns[:, k] = plane[pixels]
             target = data[band, y0:y1, x0:x1][pixels].astype(np.float64)
             scale = np.abs(columns).max()
@@ -359,7 +366,7 @@ def share_flux(data, bad, sources, noise, *, flux="conserve"):
                               where=total[:, sy, sx] > 0)
             pixels = share * data[:, sy, sx]
         else:
-            pixels = np.clip(source.model, 0, None) * source.footprint
+            pixels = source.model * source.footprint
         pixels = np.where(good & source.footprint, pixels, np.float32(0.0))
         rows = np.nonzero(source.footprint.any(axis=1))[0]
         cols = np.nonzero(source.footprint.any(axis=0))[0]
