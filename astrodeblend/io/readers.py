@@ -753,8 +753,16 @@ def read_bands(paths, *, bands=None, hdu=None):
         raise InvalidInputError(f"read_bands: {exc}") from None
 
 
-def describe_image(path, *, hdu=None):
-    """Return a one-line description of an image file (for ``astrodeblend info``).
+def describe_image(path, *, hdu=None, max_rows=5):
+    """Describe an image file for ``astrodeblend info``.
+
+    The first line describes the image that `read_image` reads.  A FITS
+    file with more than one HDU adds one indented line per HDU (runs of
+    same-named HDUs, such as many ``SOURCE`` HDUs, on one line) and marks the
+    one that is read.  An astrodeblend result (``ADBFMT`` card) starts with
+    a line giving the format version, the number of sources, the model and
+    the flux mode, and ends with the first ``max_rows`` rows of its
+    ``CATALOG``.
 
     Parameters
     ----------
@@ -762,13 +770,15 @@ def describe_image(path, *, hdu=None):
         A FITS, JPG or PNG file.
     hdu : int, str or tuple, optional
         FITS HDU to describe (see `read_image`).
+    max_rows : int, optional
+        Catalog rows shown for a result file.
 
     Returns
     -------
     str
         ``FILE: shape (C, H, W), bands [...], centre RA, Dec (deg) or
         'no WCS', pixel scale, masked fraction`` (and ``display-stretched``
-        for JPG/PNG).
+        for JPG/PNG); more lines, indented, as said above.
 
     Raises
     ------
@@ -784,6 +794,15 @@ def describe_image(path, *, hdu=None):
     >>> fits.PrimaryHDU(np.ones((8, 8), dtype=np.float32)).writeto(path)
     >>> describe_image(path).split(": ", 1)[1]
     'shape (1, 8, 8), bands [band0], no WCS, masked 0.00%'
+
+    A file with several HDUs lists them:
+
+    >>> fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.ones((4, 6), np.float32),
+    ...                                                name="SCI")]).writeto(path, overwrite=True)
+    >>> print(describe_image(path).split(": ", 1)[1])
+    shape (1, 4, 6), bands [band0], no WCS, masked 0.00%
+      HDU 0 (PRIMARY): no data
+      HDU 1 (SCI): image (4, 6) float32  <- read (choose with hdu= or --hdu)
     """
     image = read_image(path, hdu=hdu)
     parts = [f"shape {image.shape}", f"bands [{', '.join(image.bands)}]"]
@@ -797,4 +816,130 @@ def describe_image(path, *, hdu=None):
     if image.meta.get("ADBDISP", False):
         parts.append("display-stretched")
     parts.append(f"masked {100 * image.masked_fraction:.2f}%")
-    return f"{path}: " + ", ".join(parts)
+    line = f"{path}: " + ", ".join(parts)
+    checked, head = _check_file(path)
+    if _kind(checked, head) != "fits":
+        return line
+    opened = _OpenFits(checked)
+    try:
+        hdus = _list_hdus(checked, opened.hdul)
+        index, _ = _select_hdu(checked, hdus, hdu)
+        primary = hdus[0].header
+        if "ADBFMT" in primary:
+            lines = [f"{path}: {_describe_result_header(primary, hdus)}",
+                     f"  {_hdu_label(index, hdus[index])}: " + ", ".join(parts),
+                     *_describe_hdus(hdus, index, mark="  <- described above"),
+                     *_describe_catalog(hdus, max_rows)]
+            return "\n".join(lines)
+        if len(hdus) == 1:
+            return line
+        return "\n".join([line, *_describe_hdus(
+            hdus, index, mark="  <- read (choose with hdu= or --hdu)")])
+    finally:
+        opened.close()
+
+
+_BITPIX_TYPES = {8: "uint8", 16: "int16", 32: "int32", 64: "int64", -32: "float32",
+                 -64: "float64"}
+
+
+def _describe_result_header(primary, hdus):
+    """One line on an astrodeblend result: format, sources, model, flux mode."""
+    n_sources = primary.get("NSOURCE")
+    if not isinstance(n_sources, (int, np.integer)):
+        n_sources = sum(h.name == "SOURCE" for h in hdus)
+    text = (f"astrodeblend result, format {primary.get('ADBFMT')}, {n_sources} source"
+            f"{'' if n_sources == 1 else 's'}")
+    model = primary.get("ADBMODEL")
+    if model:
+        text += f", model {model!r}"
+        model_hash = str(primary.get("ADBMHASH") or "")
+        if model_hash:
+            text += f" (sha256 {model_hash[:12]}...)"
+    text += f", flux mode {primary.get('ADBFLUX', 'not recorded')}"
+    if primary.get("PROCSOFT"):
+        text += f", written by {primary['PROCSOFT']}"
+    return text
+
+
+def _hdu_kind(hdu):
+    """Short description of an HDU's content from its header alone."""
+    header = hdu.header
+    if isinstance(hdu, (fits.BinTableHDU, fits.TableHDU)):
+        rows, cols = header.get("NAXIS2", 0), header.get("TFIELDS", 0)
+        return f"table, {rows} row{'' if rows == 1 else 's'} x {cols} column" \
+               f"{'' if cols == 1 else 's'}"
+    if not _is_image_hdu(hdu):
+        return type(hdu).__name__
+    try:
+        axes = _naxes(header)
+    except ValueError as exc:
+        return f"image with a bad header ({exc})"
+    if not axes or not all(axes):
+        return "no data"
+    return (f"image {tuple(reversed(axes))} "
+            f"{_BITPIX_TYPES.get(header.get('BITPIX'), 'BITPIX=' + str(header.get('BITPIX')))}")
+
+
+def _describe_hdus(hdus, read_index, *, mark):
+    """Indented lines, one per HDU or per run of three or more same-named HDUs.
+
+    The HDU ``read_index`` is never part of a run and gets ``mark`` appended.
+    """
+    lines = []
+    start = 0
+    while start < len(hdus):
+        name = hdus[start].name
+        stop = start + 1
+        while stop < len(hdus) and name and hdus[stop].name == name and stop != read_index \
+                and start != read_index:
+            stop += 1
+        if stop - start >= 3:
+            first, last = (hdus[i].header.get("EXTVER", 1) for i in (start, stop - 1))
+            lines.append(f"  HDU {start}-{stop - 1} ({name}, {first}-{last}): "
+                         f"{stop - start} HDUs, the first {_hdu_kind(hdus[start])}")
+        else:
+            stop = start + 1
+            text = f"  {_hdu_label(start, hdus[start])}: {_hdu_kind(hdus[start])}"
+            if start == read_index:
+                text += mark
+            lines.append(text)
+        start = stop
+    return lines
+
+
+def _describe_catalog(hdus, max_rows):
+    """The first ``max_rows`` rows of a result's CATALOG, as indented lines."""
+    table = next((h for h in hdus if h.name == "CATALOG"), None)
+    if table is None:
+        return ["  no CATALOG HDU"]
+    try:
+        data = table.data
+        n_rows = 0 if data is None else len(data)
+    except Exception as exc:  # noqa: BLE001 - astropy raises many kinds for broken tables
+        return [f"  CATALOG cannot be read ({_one_line(exc)})"]
+    shown = min(n_rows, max(0, int(max_rows)))
+    lines = [f"  catalog ({n_rows} row{'' if n_rows == 1 else 's'}"
+             + (f", first {shown}" if shown < n_rows else "") + "):"]
+    if not shown:
+        return lines
+    names = data.columns.names
+    columns = [c for c in ("id", "x_centroid", "y_centroid", "ra", "dec", "flux") if c in names]
+    widths = {"id": 6, "x_centroid": 10, "y_centroid": 10, "ra": 11, "dec": 11, "flux": 11}
+    lines.append("    " + " ".join(f"{c:>{widths[c]}}" for c in columns)
+                 + ("  (flux: sum over bands)" if "flux" in columns
+                    and np.ndim(data["flux"][0]) > 0 else ""))
+    for row in range(shown):
+        cells = []
+        for c in columns:
+            value = data[c][row]
+            if c == "id":
+                cells.append(f"{int(value):>6d}")
+            elif c == "flux":
+                cells.append(f"{float(np.sum(value)):>11.5g}")
+            elif c in ("ra", "dec"):
+                cells.append(f"{float(value):>11.6f}")
+            else:
+                cells.append(f"{float(value):>10.2f}")
+        lines.append("    " + " ".join(cells))
+    return lines
