@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._random import json_seed, make_rng
 from .errors import InvalidInputError
 from .image import GalaxyImage, as_galaxy_image
 
@@ -115,21 +116,6 @@ class Scene:
 
 
 # ----------------------------------------------------------------- helpers
-def _rng(seed):
-    """Return ``numpy.random.default_rng(seed)`` for an integer (or integer list) seed."""
-    ok = (isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed >= 0)
-    if not ok and isinstance(seed, (list, tuple)) and seed:
-        ok = all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 0
-                 for s in seed)
-    if not ok:
-        raise InvalidInputError(f"seed must be a non-negative integer, not {seed!r}")
-    return np.random.default_rng(seed)
-
-
-def _json_seed(seed):
-    return [int(s) for s in seed] if isinstance(seed, (list, tuple)) else int(seed)
-
-
 def _coerce(images, names):
     """Return the inputs as GalaxyImages of one shape, or raise InvalidInputError."""
     out = []
@@ -325,7 +311,7 @@ def _scene_image(a, data, protocol, seed, *, display, x0=0, y0=0, fx=1.0, fy=1.0
         meta["ADBDISP"] = (True, "display-stretched values")
     else:
         meta.remove("ADBDISP", ignore_missing=True, remove_all=True)
-    meta.add_history(f"astrodeblend blend_{protocol} seed={_json_seed(seed)}")
+    meta.add_history(f"astrodeblend blend_{protocol} seed={json_seed(seed)}")
     wcs = _resample_wcs(a.wcs, x0, y0, fx, fy, data.shape)
     return GalaxyImage(data, wcs=wcs, meta=meta, unit=a.unit, bands=a.bands,
                        source=f"{protocol} scene")
@@ -378,7 +364,7 @@ def blend_paper(a, b, *, seed=0, shift=50, noise_sigma=0.02, working_size=128):
     """
     from .segment import partial_images
 
-    rng = _rng(seed)
+    rng = make_rng(seed)
     ga, gb = _coerce([a, b], ["A", "B"])
     if not isinstance(shift, numbers.Integral) or isinstance(shift, bool):
         raise InvalidInputError(f"shift must be an integer number of pixels, not {shift!r}")
@@ -419,7 +405,7 @@ def blend_paper(a, b, *, seed=0, shift=50, noise_sigma=0.02, working_size=128):
             noise_sigma)
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
     centers = np.array([_map_xy(cx, cy, 0, 0, fx, fy), _map_xy(cx + shift, cy, 0, 0, fx, fy)])
-    params = {"protocol": "paper", "seed": _json_seed(seed), "shift": int(shift),
+    params = {"protocol": "paper", "seed": json_seed(seed), "shift": int(shift),
               "noise_sigma": float(noise_sigma), "input_shape": [c, h, w],
               "working_size": list(out_shape)}
     image = _scene_image(ga, blend, "paper", seed, display=_is_display(ga), fx=fx, fy=fy)
@@ -470,7 +456,7 @@ def blend_reiman(a, b, *, seed=0, crop=240, factor=3, shift=(10, 50)):
     >>> scene.blend.shape, scene.centers[0].tolist()
     ((3, 80, 80), [39.5, 39.5])
     """
-    rng = _rng(seed)
+    rng = make_rng(seed)
     ga, gb = _coerce([a, b], ["A", "B"])
     crop, factor, shift_range = _geometry(ga.shape, crop, factor, shift)
     x0, y0 = _crop_origin(ga.shape, crop)
@@ -483,7 +469,7 @@ def blend_reiman(a, b, *, seed=0, crop=240, factor=3, shift=(10, 50)):
     dx, dy = t["shift"]
     centers = np.array([_map_xy(cx, cy, x0, y0, factor, factor),
                         _map_xy(cx + dx, cy + dy, x0, y0, factor, factor)])
-    params = {"protocol": "reiman", "seed": _json_seed(seed), "crop": crop, "factor": factor,
+    params = {"protocol": "reiman", "seed": json_seed(seed), "crop": crop, "factor": factor,
               "shift_range": list(shift_range), "input_shape": list(ga.shape), **t}
     image = _scene_image(ga, blend, "reiman", seed, display=_is_display(ga), x0=x0, y0=y0,
                          fx=factor, fy=factor)
@@ -559,22 +545,22 @@ def _psf_kernels(psf, psf_fwhm, psf_beta, n_bands, shape):
     else:
         if not psf_fwhm > 0:
             raise InvalidInputError(f"psf_fwhm must be > 0 pixels, not {psf_fwhm!r}")
+        from astropy.convolution import Gaussian2DKernel, Moffat2DKernel
+
         limit = max(shape) // 2
         if psf_beta is None:
             sigma = psf_fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-            radius = min(max(int(math.ceil(4.0 * sigma)), 1), limit)
-            yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-            kernel = np.exp(-(xx ** 2 + yy ** 2) / (2.0 * sigma ** 2))
+            size = 2 * min(max(int(math.ceil(4.0 * sigma)), 1), limit) + 1
+            kernel = Gaussian2DKernel(sigma, x_size=size, y_size=size, mode="center")
             describe = {"kind": "gaussian", "fwhm": float(psf_fwhm)}
         else:
             if not psf_beta > 1:
                 raise InvalidInputError(f"psf_beta must be > 1, not {psf_beta!r}")
-            alpha = psf_fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / psf_beta) - 1.0))
-            radius = min(max(int(math.ceil(5.0 * psf_fwhm)), 1), limit)
-            yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-            kernel = (1.0 + (xx ** 2 + yy ** 2) / alpha ** 2) ** (-psf_beta)
+            gamma = psf_fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / psf_beta) - 1.0))
+            size = 2 * min(max(int(math.ceil(5.0 * psf_fwhm)), 1), limit) + 1
+            kernel = Moffat2DKernel(gamma, psf_beta, x_size=size, y_size=size, mode="center")
             describe = {"kind": "moffat", "fwhm": float(psf_fwhm), "beta": float(psf_beta)}
-        kernel = kernel[None]
+        kernel = kernel.array[None]
         name = "psf"
     kernel = np.asarray(kernel, dtype=np.float64)
     sums = kernel.sum(axis=(1, 2))
@@ -678,7 +664,7 @@ def blend_physical(images, *, seed=0, n_galaxies=None, flux_ratio=(0.1, 1.0), sh
     >>> bool(np.array_equal(scene.blend.data, scene.components.sum(axis=0)))
     True
     """
-    rng = _rng(seed)
+    rng = make_rng(seed)
     if isinstance(images, (np.ndarray, GalaxyImage)) or not hasattr(images, "__len__"):
         raise InvalidInputError("images must be a list of two or more galaxy images")
     images = list(images)
@@ -739,7 +725,7 @@ def blend_physical(images, *, seed=0, n_galaxies=None, flux_ratio=(0.1, 1.0), sh
     if sky_sigma > 0:
         noise += rng.standard_normal(total.shape, dtype=np.float32) * np.float32(sky_sigma * peak)
     blend = total + noise if (gain is not None or sky_sigma > 0) else total
-    params = {"protocol": "physical", "seed": _json_seed(seed), "n_galaxies": len(galaxies),
+    params = {"protocol": "physical", "seed": json_seed(seed), "n_galaxies": len(galaxies),
               "crop": crop, "factor": factor, "shift_range": list(shift_range),
               "flux_ratio_range": [ratio_lo, ratio_hi], "transform": bool(transform),
               "linearised": [_is_display(g) for g in galaxies], "psf": psf_info,

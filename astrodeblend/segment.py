@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._random import make_rng
 from .errors import InvalidInputError
 from .image import as_galaxy_image
 
@@ -62,9 +63,7 @@ def partial_images(blend, components=None, *, segmap=None, noise_sigma=0.02, see
     array([[2. , 0. , 0. ],
            [0. , 1.5, 3. ]], dtype=float32)
     """
-    from .blend import _rng
-
-    rng = _rng(seed)
+    rng = make_rng(seed)
     data = as_galaxy_image(blend).filled(0.0)
     c, h, w = data.shape
     if noise_sigma is None or not noise_sigma >= 0:
