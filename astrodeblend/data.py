@@ -136,13 +136,6 @@ def split_galaxies(ids, fractions=(0.8, 0.1, 0.1)):
             "test": array[u >= mid]}
 
 
-def _stem_id(stem):
-    """Galaxy id of a file stem: the integer itself, or a 60-bit hash of the name."""
-    if stem.isdigit() and int(stem) < 2 ** 63:
-        return int(stem)
-    return int(hashlib.sha256(stem.encode("utf-8")).hexdigest()[:15], 16)
-
-
 def _allocate(n, fractions):
     """Split ``n`` scenes proportionally to ``fractions`` (largest remainders)."""
     raw = np.array(fractions) * n
@@ -153,39 +146,6 @@ def _allocate(n, fractions):
 
 
 # -------------------------------------------------------------- image folders
-def _list_images(folder):
-    """Return sorted ids and paths of the images of ``folder``."""
-    from .io import FITS_SUFFIXES, IMAGE_SUFFIXES
-
-    folder = Path(folder)
-    if not folder.exists():
-        raise DatasetError(f"image folder {folder} does not exist")
-    if not folder.is_dir():
-        raise DatasetError(f"{folder} is not a folder of images")
-    found = {}
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError as exc:
-        raise DatasetError(f"cannot list {folder}: {exc.strerror or exc}") from None
-    for entry in entries:
-        name = entry.name.lower()
-        if name.startswith(".") or not entry.is_file():
-            continue
-        suffix = next((s for s in (*IMAGE_SUFFIXES, *FITS_SUFFIXES) if name.endswith(s)), None)
-        if suffix is None:
-            continue
-        stem = entry.name[: -len(suffix)]
-        gid = _stem_id(stem)
-        if gid in found:
-            raise DatasetError(f"{folder}: {found[gid].name} and {entry.name} have the same "
-                               f"galaxy id {gid}")
-        found[gid] = Path(entry.path)
-    if not found:
-        raise DatasetError(f"no JPG, PNG or FITS images in {folder}")
-    ids = np.array(sorted(found), dtype=np.int64)
-    return ids, [found[int(i)] for i in ids]
-
-
 def _probe_shape(path):
     """``(C, H, W)`` of an image file, from its header when cheap."""
     from .io import IMAGE_SUFFIXES, read_image
@@ -423,7 +383,8 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
         Folder of galaxy images, one galaxy per file (JPG, PNG or FITS, all
         of one size and band count), e.g. Galaxy Zoo's
         ``images_training_rev1``.  Galaxy ids are the file names without
-        suffix (integers; other names are hashed to an integer).
+        suffix; files not named by a number are ignored (the rule of
+        `~astrodeblend.io.list_galaxy_images`, shared with ``evaluate``).
     out : str or `~pathlib.Path`
         The HDF5 file to write or extend.
     protocol : {'reiman', 'paper', 'physical'}, optional
@@ -479,7 +440,7 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
     import h5py
 
     from .blend import PROTOCOLS
-    from .io import read_image
+    from .io import list_galaxy_images, read_image
     from .utils import progress as progress_bar
 
     start_time = time.perf_counter()
@@ -503,7 +464,7 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
     if not out.parent.is_dir():
         raise DatasetError(f"folder of output {out} does not exist")
 
-    ids, paths = _list_images(images)
+    ids, paths = list_galaxy_images(images)
     shape = _check_shapes(paths)
     by_id = {int(i): p for i, p in zip(ids, paths, strict=True)}
     parts = split_galaxies(ids, fractions)
@@ -598,11 +559,14 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
 
 # -------------------------------------------------------------------- reading
 class SceneFile:
-    """One split of a training-set file, read scene by scene.
+    """One split of a training-set file, read scene by scene: a map-style dataset.
 
-    The HDF5 file is opened on first access in each process (so the object
-    can be handed to `torch.utils.data.DataLoader` workers) and read-only.
-    Use `open_split` to make one.
+    The one reader of training-set files.  It follows the map-style
+    `torch.utils.data.Dataset` protocol (``len`` and ``[i]``; torch is not
+    imported here), so it can be handed to a `torch.utils.data.DataLoader`
+    with workers: the HDF5 file is opened read-only on first access in each
+    process, never shared across a fork.  `load` reads scenes into memory
+    instead.  Use `open_split` to make one.
 
     Parameters
     ----------
@@ -625,6 +589,8 @@ class SceneFile:
         ``(C, H, W)`` of the blends.
     max_sources : int
         ``K``, the padded number of galaxies per scene.
+    nbytes : int
+        Size of the split's arrays in the file.
     """
 
     def __init__(self, path, split):
@@ -637,32 +603,95 @@ class SceneFile:
         if not self.path.is_file():
             raise DatasetError(f"training-set file {self.path} does not exist")
         try:
-            with h5py.File(self.path, "r") as h5:
-                if h5.attrs.get("format") != FORMAT:
-                    raise DatasetError(f"{self.path} is not an astrodeblend dataset "
-                                       f"(format attribute missing)")
-                if split not in h5 or any(key not in h5[split] for key in _KEYS):
-                    raise DatasetError(f"{self.path} lacks the datasets of split {split!r}")
-                group = h5[split]
-                self.protocol = str(h5.attrs["protocol"])
-                self.seed = int(h5.attrs["seed"])
-                self.params = json.loads(h5.attrs.get("params", "{}"))
-                self._n = int(group.attrs.get("n_complete", group["blend"].shape[0]))
-                self.shape = tuple(int(v) for v in group["blend"].shape[1:])
-                self.max_sources = int(group["truth"].shape[1])
-                self._keys = [key for key in (*_KEYS, "partials") if key in group]
-        except OSError as exc:
+            h5 = h5py.File(self.path, "r")
+        except OSError:
+            raise DatasetError(f"training-set file {self.path} is not an HDF5 file (make one "
+                               "with 'astrodeblend make-dataset')") from None
+        try:
+            with h5:
+                self._describe(h5)
+        except DatasetError:
+            raise
+        except (OSError, KeyError, ValueError) as exc:
             raise DatasetError(f"cannot read training-set file {self.path}: {exc}") from None
-        self._h5 = None
-        self._pid = None
+        self._memory = None
+        self._h5 = self._pid = self._open = None
 
-    def _group(self):
+    def _describe(self, h5):
+        """Check the layout of the split and set the attributes."""
+        from .blend import PROTOCOLS
+
+        where = f"training-set file {self.path}"
+        protocol = h5.attrs.get("protocol")
+        if isinstance(protocol, bytes):
+            protocol = protocol.decode()
+        if protocol not in PROTOCOLS:
+            raise DatasetError(f"{where} has no valid 'protocol' attribute (found {protocol!r}; "
+                               f"expected one of {', '.join(PROTOCOLS)})")
+        if self.split not in h5:
+            raise DatasetError(f"{where} has no {self.split!r} group")
+        group = h5[self.split]
+        missing = [key for key in _KEYS if key not in group]
+        if missing:
+            raise DatasetError(f"{where}: group {self.split!r} lacks {', '.join(missing)}")
+        b, t, c = group["blend"].shape, group["truth"].shape, group["centers"].shape
+        n = b[0]
+        if (len(b) != 4 or len(t) != 5 or t[0] != n or t[2:] != b[1:] or c != (n, t[1], 2)
+                or group["n_sources"].shape != (n,)):
+            raise DatasetError(f"{where}: group {self.split!r} has inconsistent shapes blend "
+                               f"{b}, truth {t}, centers {c}")
+        if h5.attrs.get("format") != FORMAT:
+            raise DatasetError(f"{self.path} is not an astrodeblend dataset (format attribute "
+                               f"missing)")
+        self.protocol = str(protocol)
+        self.seed = int(h5.attrs.get("seed", -1))
+        self.params = json.loads(h5.attrs.get("params", "{}"))
+        # a file still being built: only its first n_complete scenes are whole
+        self._n = min(int(n), int(group.attrs.get("n_complete", n)))
+        self.shape = tuple(int(v) for v in b[1:])
+        self.max_sources = int(t[1])
+        self._keys = [key for key in (*_KEYS, "partials") if key in group]
+        self.nbytes = int(sum(group[key].size * group[key].dtype.itemsize for key in self._keys))
+
+    def _datasets(self):
         import h5py
 
         if self._h5 is None or self._pid != os.getpid():
             self._h5 = h5py.File(self.path, "r")
             self._pid = os.getpid()
-        return self._h5[self.split]
+            self._open = {key: self._h5[self.split][key] for key in self._keys}
+        return self._open
+
+    def load(self, stop=None):
+        """Read scenes ``0 .. stop - 1`` (all by default) into memory.
+
+        Scenes read later come from memory; the others (``stop`` and after)
+        still come from the file.
+
+        Parameters
+        ----------
+        stop : int, optional
+            Number of scenes to read.
+
+        Returns
+        -------
+        SceneFile
+            This object.
+        """
+        stop = self._n if stop is None else max(0, min(int(stop), self._n))
+        try:
+            self._memory = {key: _as_stored(key, data[:stop])
+                            for key, data in self._datasets().items()}
+        except OSError as exc:
+            raise DatasetError(f"cannot read scenes from {self.path}: {exc}") from None
+        finally:
+            self.close()
+        return self
+
+    @property
+    def in_memory(self):
+        """True when every scene is read from memory (see `load`)."""
+        return self._memory is not None and len(self._memory["blend"]) >= self._n
 
     def __len__(self):
         return self._n
@@ -681,13 +710,15 @@ class SceneFile:
             raise IndexError(f"scene {index} out of range for {self._n} scenes of split "
                              f"{self.split!r} in {self.path}")
         index = int(index) % self._n
-        group = self._group()
-        item = {}
-        for key in self._keys:
-            value = group[key][index]
-            if key in ("blend", "truth", "partials", "centers"):
-                value = np.asarray(value, dtype=np.float32)
-            item[key] = value
+        memory = self._memory
+        if memory is not None and index < len(memory["blend"]):
+            item = {key: data[index] for key, data in memory.items()}
+        else:
+            try:
+                item = {key: _as_stored(key, data[index])
+                        for key, data in self._datasets().items()}
+            except OSError as exc:
+                raise DatasetError(f"cannot read scene {index} from {self.path}: {exc}") from None
         item["n_sources"] = int(item["n_sources"])
         return item
 
@@ -701,6 +732,7 @@ class SceneFile:
             self._h5.close()
         self._h5 = None
         self._pid = None
+        self._open = None
 
     def __enter__(self):
         return self
@@ -710,8 +742,7 @@ class SceneFile:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_h5"] = None
-        state["_pid"] = None
+        state.update(_h5=None, _pid=None, _open=None)
         return state
 
     def __del__(self):
@@ -723,6 +754,13 @@ class SceneFile:
     def __repr__(self):
         return (f"<SceneFile {str(self.path)!r} split={self.split!r} n={len(self)} "
                 f"protocol={self.protocol!r} shape={self.shape}>")
+
+
+def _as_stored(key, value):
+    """Images and centres as float32 (files may store float16); the rest as stored."""
+    if key in ("blend", "truth", "partials", "centers"):
+        return np.asarray(value, dtype=np.float32)
+    return np.asarray(value)
 
 
 def open_split(path, split):
@@ -739,12 +777,14 @@ def open_split(path, split):
     -------
     SceneFile
         ``len``, ``[i]`` (a dict of float32 arrays), ``.protocol``,
-        ``.close()``; also a context manager.
+        ``.load()``, ``.close()``; also a context manager, and a map-style
+        dataset for `torch.utils.data.DataLoader`.
 
     Raises
     ------
     DatasetError
-        If the file is missing, not a dataset, or lacks the split.
+        If the file is missing, not HDF5, not a dataset, or lacks the split
+        or its arrays.
 
     Examples
     --------

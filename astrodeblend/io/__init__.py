@@ -2,14 +2,15 @@
 
 One reader entry point (`read_image`) for JPG, PNG and FITS files, a reader
 for one-file-per-band data (`read_bands`) and for Galaxy Zoo folders
-(`read_galaxy_zoo`), the FITS writer and reader of ``spec/fits-output.md``
-(`write_deblended`, `read_deblended`), and `atomic_write`, through which every
-file that astrodeblend writes goes.
+(`read_galaxy_zoo`; `list_galaxy_images` is the one folder scanner), the
+FITS writer and reader of ``spec/fits-output.md`` (`write_deblended`,
+`read_deblended`), and `atomic_write`, through which every file that
+astrodeblend writes goes.
 """
 
 from ._atomic import atomic_write, sha256_file
 from .fits_output import FORMAT_VERSION, default_output_path, read_deblended, write_deblended
-from .galaxyzoo import GalaxyZooDataset, read_galaxy_zoo
+from .galaxyzoo import GalaxyZooDataset, list_galaxy_images, read_galaxy_zoo
 from .readers import (
     FITS_SUFFIXES,
     IMAGE_SUFFIXES,
@@ -24,6 +25,7 @@ __all__ = [
     "read_bands",
     "read_galaxy_zoo",
     "GalaxyZooDataset",
+    "list_galaxy_images",
     "describe_image",
     "write_deblended",
     "read_deblended",

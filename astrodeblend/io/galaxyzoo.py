@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DatasetError
-from .readers import read_image
+from .readers import FITS_SUFFIXES, IMAGE_SUFFIXES, read_image
 
-__all__ = ["GalaxyZooDataset", "read_galaxy_zoo"]
-
-_ID_NAME = re.compile(r"^(\d+)\.(jpg|jpeg|png)$", re.IGNORECASE)
+__all__ = ["GalaxyZooDataset", "read_galaxy_zoo", "list_galaxy_images"]
 
 
 class GalaxyZooDataset:
@@ -139,8 +136,9 @@ def read_galaxy_zoo(directory, *, solutions=None):
     r"""Open a folder of Galaxy Zoo images named ``<GalaxyID>.jpg``.
 
     This is the layout of the Kaggle "Galaxy Zoo - The Galaxy Challenge"
-    folders (``images_training_rev1``).  Files whose name is not a number
-    are ignored.  Images are read only when they are indexed.
+    folders (``images_training_rev1``).  The folder is scanned by
+    `list_galaxy_images`: files whose name is not a number are ignored.
+    Images are read only when they are indexed.
 
     Parameters
     ----------
@@ -157,8 +155,8 @@ def read_galaxy_zoo(directory, *, solutions=None):
     Raises
     ------
     DatasetError
-        If the folder is missing or holds no ``<GalaxyID>.jpg`` image, or the
-        solutions file is missing, unreadable or has no ``GalaxyID`` column.
+        If the folder is missing or holds no ``<GalaxyID>.jpg`` image (or two
+        files of one galaxy), or the solutions file is missing, unreadable or has no ``GalaxyID`` column.
 
     Examples
     --------
@@ -174,30 +172,79 @@ def read_galaxy_zoo(directory, *, solutions=None):
     np.float64(0.38)
     """
     directory = Path(directory)
-    if not directory.exists():
-        raise DatasetError(f"image folder {directory} does not exist")
-    if not directory.is_dir():
-        raise DatasetError(f"{directory} is not a folder")
-    found = {}
-    try:
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                match = _ID_NAME.match(entry.name)
-                if match and entry.is_file():
-                    gid = int(match.group(1))
-                    # keep one file per id (the .jpg when several exist)
-                    if gid not in found or entry.name.lower().endswith(".jpg"):
-                        found[gid] = Path(entry.path)
-    except OSError as exc:
-        raise DatasetError(f"cannot list {directory}: {exc.strerror or exc}") from None
-    if not found:
-        raise DatasetError(f"no <GalaxyID>.jpg images in {directory}")
-    ids = np.array(sorted(found), dtype=np.int64)
-    paths = [found[int(i)] for i in ids]
+    ids, paths = list_galaxy_images(directory)
     table = None
     if solutions is not None:
         table = _read_solutions(solutions)
     return GalaxyZooDataset(directory, ids, paths, solutions=table)
+
+
+def list_galaxy_images(directory):
+    """Return the galaxy ids and image files of a folder, sorted by id.
+
+    The one folder scanner of astrodeblend (`read_galaxy_zoo`,
+    `~astrodeblend.data.build_dataset` and so ``evaluate`` and
+    ``make-dataset`` use it).  A galaxy image is a JPG, PNG or FITS file
+    named by its galaxy id, ``<GalaxyID>.<suffix>`` (the Galaxy Zoo rule);
+    other files, and hidden ones, are ignored.
+
+    Parameters
+    ----------
+    directory : str or `~pathlib.Path`
+        The image folder.
+
+    Returns
+    -------
+    ids : `numpy.ndarray`
+        Sorted ``int64`` galaxy ids.
+    paths : list of `~pathlib.Path`
+        One file per id, in the same order.
+
+    Raises
+    ------
+    DatasetError
+        If the folder is missing or unreadable, holds no galaxy image, or
+        holds two files of one galaxy (``1.jpg`` and ``1.fits``).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("100023.jpg", "100008.fits", "notes.txt", "thumb_1.png"):
+    ...     _ = (folder / name).write_bytes(b"")
+    >>> ids, paths = list_galaxy_images(folder)
+    >>> ids.tolist(), [p.name for p in paths]
+    ([100008, 100023], ['100008.fits', '100023.jpg'])
+    """
+    directory = Path(directory)
+    if not directory.exists():
+        raise DatasetError(f"image folder {directory} does not exist")
+    if not directory.is_dir():
+        raise DatasetError(f"{directory} is not a folder of images")
+    suffixes = (*IMAGE_SUFFIXES, *FITS_SUFFIXES)
+    found = {}
+    try:
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+        for entry in entries:
+            name = entry.name.lower()
+            suffix = next((s for s in suffixes if name.endswith(s)), None)
+            stem = entry.name[: -len(suffix)] if suffix else ""
+            if not (stem.isascii() and stem.isdigit() and int(stem) < 2 ** 63
+                    and entry.is_file()):
+                continue
+            gid = int(stem)
+            if gid in found:
+                raise DatasetError(f"{directory}: {found[gid].name} and {entry.name} are images "
+                                   f"of the same galaxy {gid}")
+            found[gid] = Path(entry.path)
+    except OSError as exc:
+        raise DatasetError(f"cannot list {directory}: {exc.strerror or exc}") from None
+    if not found:
+        raise DatasetError(f"no <GalaxyID>.jpg images in {directory} (no JPG, PNG or FITS file "
+                           f"named by its galaxy id)")
+    ids = np.array(sorted(found), dtype=np.int64)
+    return ids, [found[int(i)] for i in ids]
 
 
 def _read_solutions(path):
