@@ -273,11 +273,6 @@ def test_cuda_without_gpu_is_a_bad_argument(cutouts, tmp_path):
 
 
 def test_png_quick_looks(cutouts, tmp_path):
-    pytest.importorskip("astrodeblend.plotting")
-    from astrodeblend import plotting
-
-    if not hasattr(plotting, "plot_deblend_result"):
-        pytest.skip("plotting.plot_deblend_result is not available yet")
     out = tmp_path / "out"
     deblend_files(cutouts[:1], out, method=METHOD, png=True, progress=False)
     png = out / "cut000_deblended.png"

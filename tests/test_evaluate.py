@@ -156,7 +156,6 @@ def test_cli(jpg_folder, tmp_path, capsys):
 
 
 def test_test_split_is_held_out(jpg_folder):
-    pytest.importorskip("astrodeblend.data")
     from astrodeblend.data import split_galaxies
     from astrodeblend.io import read_galaxy_zoo
 

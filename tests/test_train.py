@@ -8,23 +8,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-h5py = pytest.importorskip("h5py")
-
-from astrodeblend import CheckpointError, DatasetError, DeviceError, OutputExistsError  # noqa: E402
-from astrodeblend._checkpoint import load_checkpoint, load_models, weights_hash  # noqa: E402
-from astrodeblend.cli import build_parser, main  # noqa: E402
-from astrodeblend.train import (  # noqa: E402
+from astrodeblend import CheckpointError, DatasetError, DeviceError, OutputExistsError
+from astrodeblend._checkpoint import load_checkpoint, load_models, weights_hash
+from astrodeblend.cli import build_parser, main
+from astrodeblend.data import build_dataset
+from astrodeblend.train import (
     TrainConfig,
     load_scenes,
     sample,
     sample_from_cli,
     train,
 )
-from astrodeblend.utils import resolve_device  # noqa: E402
+from astrodeblend.utils import resolve_device
 
 # A tiny architecture so that a 2-epoch run takes seconds on one CPU core.
 TINY = {"model": {"generator_channels": 8, "generator_depth": 2, "detector_channels": 4,
@@ -308,15 +308,12 @@ def test_ddp_two_cpu_processes(dataset, tmp_path):
 # ------------------------------------------------------------------- real data (slow)
 @pytest.mark.slow
 def test_real_galaxy_zoo_run(galaxy_zoo_dir, tmp_path):
-    data = pytest.importorskip("astrodeblend.data")
-    if not hasattr(data, "build_dataset"):
-        pytest.skip("astrodeblend.data.build_dataset is not available")
     folder = tmp_path / "images"
     folder.mkdir()
     for path in sorted(galaxy_zoo_dir.glob("*.jpg"))[:1000]:
         os.symlink(path, folder / path.name)
     h5 = tmp_path / "gz.h5"
-    data.build_dataset(folder, h5, protocol="reiman", n=640, seed=0, progress=False)
+    build_dataset(folder, h5, protocol="reiman", n=640, seed=0, progress=False)
     result = train(h5, tmp_path / "run", config={"batch_size": 8, "lr": 5e-4,
                                                  "val_max_scenes": 64, "n_sample_scenes": 2,
                                                  "model": {"generator_channels": 16}},
