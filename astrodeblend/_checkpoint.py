@@ -4,7 +4,11 @@ A checkpoint is a `torch.save` file that holds *only* state dicts and plain
 data (numbers, strings, lists, dicts, tensors).  It is always loaded with
 ``torch.load(..., weights_only=True)``, so a checkpoint from elsewhere can
 never run code; anything that this restricted loader rejects is refused
-with a `CheckpointError`, never retried with the unsafe loader.
+with a `CheckpointError`, never retried with the unsafe loader.  Before
+loading, the sizes that the file's zip directory declares are added up
+(at most `MAX_CHECKPOINT_BYTES`); after loading, every model config in the
+payload is checked (`~astrodeblend.models.ModelConfig`: types, ranges and
+the parameter count), before any network is built.
 
 Payload keys written by `astrodeblend.train`:
 
@@ -16,15 +20,21 @@ runs ``train_config``, ``epoch``, ``step``, ``history``, ``optimizers``,
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
 from .errors import CheckpointError, WriteError
 
-__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "weights_hash",
-           "load_models", "load_state"]
+__all__ = ["CHECKPOINT_FORMAT", "MAX_CHECKPOINT_BYTES", "save_checkpoint", "load_checkpoint",
+           "weights_hash", "load_models", "load_state", "set_cuda_rng_states"]
 
 CHECKPOINT_FORMAT = "astrodeblend-checkpoint"
+
+#: Largest amount of data (bytes, uncompressed) that a checkpoint file may
+#: declare: 2 GiB.  A small file that declares more (a compressed zip
+#: member) is refused before torch reads it.
+MAX_CHECKPOINT_BYTES = 2 * 1024**3
 
 
 def _atomic_write(path, *, overwrite=True):
@@ -100,9 +110,12 @@ def load_checkpoint(path, *, map_location="cpu"):
     Raises
     ------
     CheckpointError
-        If the file is missing, unreadable, corrupt, not a dict, or holds
-        anything but tensors and plain data (for example a pickle that would
-        run code): it is never loaded with ``weights_only=False``.
+        If the file is missing, unreadable, corrupt, not a dict, declares
+        more than `MAX_CHECKPOINT_BYTES` of data, holds anything but tensors
+        and plain data (for example a pickle that would run code: it is never
+        loaded with ``weights_only=False``), or holds a model config that
+        is invalid or describes networks of more than
+        `~astrodeblend.models.config.MAX_PARAMETERS` parameters.
 
     Examples
     --------
@@ -122,6 +135,7 @@ def load_checkpoint(path, *, map_location="cpu"):
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a folder, not a file")
+    _check_declared_size(path)
     try:
         with warnings.catch_warnings():
             # foreign (non-torch.save) pickles: the restricted loader decides, no warning
@@ -144,7 +158,41 @@ def load_checkpoint(path, *, map_location="cpu"):
     if not isinstance(payload, dict):
         raise CheckpointError(f"checkpoint {path} does not hold a dict "
                               f"(found {type(payload).__name__})")
+    _check_model_configs(payload, path)
     return payload
+
+
+def _check_declared_size(path):
+    """Refuse a zip checkpoint whose members declare more than `MAX_CHECKPOINT_BYTES`."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return  # not a zip (legacy format) or corrupt: torch.load reports it
+    if declared > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"checkpoint {path} declares {declared:,} bytes of data, more "
+                              f"than the limit of {MAX_CHECKPOINT_BYTES:,}; not loaded")
+
+
+def _check_model_configs(payload, where):
+    """Check the model configs of a payload (``model_config``, ``train_config['model']``)."""
+    from .errors import InvalidInputError
+    from .models import ModelConfig
+
+    configs = []
+    if "model_config" in payload:
+        configs.append(payload["model_config"])
+    train = payload.get("train_config")
+    if isinstance(train, dict) and "model" in train:
+        configs.append(train["model"])
+    for mapping in configs:
+        try:
+            ModelConfig.from_dict(mapping)
+        except InvalidInputError as exc:
+            raise CheckpointError(f"checkpoint {where} has an invalid model config: "
+                                  f"{exc}") from None
 
 
 def weights_hash(state_dict):
@@ -242,7 +290,11 @@ def load_models(payload_or_path, *, device="cpu", names=None):
     stored = payload["models"]
     wanted = list(stored) if names is None else list(names)
     if any(name.startswith("sample_") for name in wanted) and not config.with_sampler:
-        config.with_sampler = True
+        try:
+            config = dataclasses.replace(config, with_sampler=True)  # checked again
+        except InvalidInputError as exc:
+            raise CheckpointError(f"checkpoint {where} has an invalid model config: "
+                                  f"{exc}") from None
     built = build_models(config)
     models = {}
     for name in wanted:
@@ -304,3 +356,38 @@ def load_state(module, state_dict, *, where, name="model"):
             f"{tuple(state_dict[k].shape)} in the checkpoint but {tuple(own[k].shape)} in the "
             f"model" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""))
     module.load_state_dict(state_dict, strict=True)
+
+
+def set_cuda_rng_states(states):
+    """Restore the CUDA random states of a checkpoint on the GPUs visible now.
+
+    A checkpoint holds one state per GPU of the run that saved it
+    (`torch.cuda.get_rng_state_all`); a run resumed on fewer GPUs restores
+    the states of the GPUs it has and drops the rest, where
+    `torch.cuda.set_rng_state_all` would fail on the first missing device.
+    Without CUDA nothing is done.
+
+    Parameters
+    ----------
+    states : sequence of `torch.Tensor`
+        Saved states, one per GPU, in device order.
+
+    Returns
+    -------
+    int
+        Number of states restored.
+
+    Examples
+    --------
+    >>> import torch
+    >>> set_cuda_rng_states([]) if not torch.cuda.is_available() else 0
+    0
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return 0
+    states = list(states)[:torch.cuda.device_count()]
+    for index, state in enumerate(states):
+        torch.cuda.set_rng_state(state.cpu(), index)
+    return len(states)

@@ -19,9 +19,18 @@ get interrupted:
   reported on one line of standard error and in the run log, and the
   batch goes on.
 - **Run log.**  ``deblend_log.csv`` in the output folder gets one row per
-  input as results arrive (flushed line by line, so a killed run keeps its
+  input as results arrive (written line by line, so a killed run keeps its
   log).  A restarted run appends its own rows below the earlier ones: the
-  last row of an input is its current state.
+  last row of an input is its current state.  A row that cannot be written
+  whole (a full disk) is removed again and the run stops with a
+  `~astrodeblend.errors.WriteError`: the rows before it stay intact.
+- **One run per folder.**  A run holds the lock file ``.astrodeblend.lock``
+  (pid, host, start time) in its output folder; a second run into the same
+  folder is refused at once.  A lock left by a run that died on this host is
+  stale and taken over.
+- **Checks first.**  The output folder must be writable (on every Dask
+  worker too) before the first input is read; paths are sent to workers as
+  absolute paths.
 
 Parallelism uses Dask when it is installed (``pip install
 "astrodeblend[distributed]"``): a `distributed.LocalCluster` of ``workers``
@@ -36,9 +45,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import functools
 import glob
+import io
+import json
 import os
+import secrets
+import socket
 import sys
 import time
 import warnings
@@ -49,12 +63,12 @@ import numpy as np
 
 from .errors import AstrodeblendError, CheckpointError, InvalidInputError, WriteError
 from .io import FITS_SUFFIXES, IMAGE_SUFFIXES, default_output_path
-from .utils import HAS_DASK, plural
+from .utils import HAS_DASK, header_name, name_from_header, plural
 from .utils import progress as _progress_bar
 
 __all__ = ["BatchSummary", "deblend_files", "deblend_from_cli", "expand_inputs",
-           "parse_background", "INPUT_SUFFIXES", "LOG_COLUMNS", "LOG_NAME", "MODES",
-           "FLUX_METHODS"]
+           "parse_background", "INPUT_SUFFIXES", "LOG_COLUMNS", "LOG_NAME", "LOCK_NAME",
+           "MODES", "FLUX_METHODS"]
 
 #: File name endings that folder inputs are searched for (case-insensitive):
 #: the FITS, JPG and PNG files that `astrodeblend.io.read_image` reads.
@@ -65,6 +79,9 @@ LOG_NAME = "deblend_log.csv"
 
 #: Columns of the run log.
 LOG_COLUMNS = ("input", "output", "status", "reason", "n_sources", "seconds")
+
+#: Name of the lock file that a run holds in its output folder.
+LOCK_NAME = ".astrodeblend.lock"
 
 #: Value spaces of ``mode=`` (``--mode``).
 MODES = ("auto", "display", "linear")
@@ -170,8 +187,12 @@ def _folder_images(folder):
     return [folder / e.name for e in entries if _is_image_name(e.name) and e.is_file()]
 
 
-def _expand_one(text, base, out):
-    """Append the paths named by one input (file, folder or glob) to ``out``."""
+def _expand_one(text, base, out, explicit=None):
+    """Append the paths named by one input (file, folder or glob) to ``out``.
+
+    Files named as they are (not found through a folder or a pattern) are
+    also added to the set ``explicit``.
+    """
     path = Path(text).expanduser()
     if base is not None and not path.is_absolute():
         path = base / path
@@ -179,6 +200,8 @@ def _expand_one(text, base, out):
         out.extend(_folder_images(path) or [path])
     elif path.exists() or not _has_magic(str(path)):
         out.append(path)
+        if explicit is not None:
+            explicit.add(_path_key(path))
     else:
         matches = []
         for name in sorted(glob.glob(str(path))):
@@ -226,6 +249,16 @@ def expand_inputs(inputs):
     >>> [p.name for p in expand_inputs([folder, f"@{folder / 'list.txt'}"])]
     ['a.fits', 'b.fits', 'missing.fits']
     """
+    return _expand_inputs(inputs)[0]
+
+
+def _path_key(path):
+    return os.path.normcase(os.path.abspath(path))
+
+
+def _expand_inputs(inputs):
+    """`expand_inputs`, and the keys (`_path_key`) of the files named as they are."""
+    explicit = set()
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     expanded = []
@@ -241,16 +274,16 @@ def expand_inputs(inputs):
             for line in lines:
                 entry = line.strip()
                 if entry and not entry.startswith("#"):
-                    _expand_one(entry, list_path.parent, expanded)
+                    _expand_one(entry, list_path.parent, expanded, explicit)
         else:
-            _expand_one(text, None, expanded)
+            _expand_one(text, None, expanded, explicit)
     unique, seen = [], set()
     for path in expanded:
-        key = os.path.normcase(os.path.abspath(path))
+        key = _path_key(path)
         if key not in seen:
             seen.add(key)
             unique.append(path)
-    return unique
+    return unique, explicit
 
 
 def _missing_reason(path):
@@ -307,6 +340,7 @@ def _output_state(path, *, input_name=None, model=None):
                 if (len(required) != n_sources + 5 or names[1] != "BLEND"
                         or names[-1] != "CATALOG"):
                     return "broken", 0, "incomplete"
+                blend_origin = hdul[1].header.get("ORIGFILE")
                 for hdu in hdul:
                     if "CHECKSUM" not in hdu.header or "DATASUM" not in hdu.header:
                         return "broken", 0, "no checksum"
@@ -315,14 +349,29 @@ def _output_state(path, *, input_name=None, model=None):
     except Exception as exc:  # any failure to read our own output means: redo it
         return "broken", 0, f"unreadable ({type(exc).__name__})"
     prov = header.get("PROV1")
-    if input_name is not None and prov and Path(str(prov)).name != input_name:
-        return "foreign", n_sources, f"was made from {prov}"
+    if input_name is not None and prov and not _made_from(header, blend_origin, input_name):
+        return "foreign", n_sources, f"was made from {name_from_header(prov)}"
     if model is not None:
         name, digest = model
         made_hash, made_name = header.get("ADBMHASH", ""), header.get("ADBMODEL", "")
         if (digest and made_hash and made_hash != digest) or (not digest and made_name != name):
             return "foreign", n_sources, f"was made with another model ({made_name})"
     return "valid", n_sources, ""
+
+
+def _made_from(primary, blend_origin, input_name):
+    """Whether an output's provenance names the file ``input_name``.
+
+    ``PROV1`` is the input file (names escaped as by `header_name`).  Outputs
+    of versions that took ``PROVn`` from ``ORIGFn`` cards carried by the input
+    itself name their files instead; for those (``PROV2`` present) the
+    ``ORIGFILE`` card of BLEND, the file the reader read, decides.
+    """
+    names = {input_name, header_name(input_name)}
+    prov = str(primary.get("PROV1"))
+    if prov in names or name_from_header(prov) == input_name:
+        return True
+    return "PROV2" in primary and blend_origin is not None and str(blend_origin) in names
 
 
 def _remove_stale_temporaries(output_dir, names):
@@ -392,7 +441,8 @@ def _record(status, reason="", n_sources=0, started=None):
 
 
 def _process_one(input_path, output_path, key, *, hdu=None, overwrite=False, png=False,
-                 torch_threads=None, expect_model=None, deblender=None, full_frame=False):
+                 torch_threads=None, expect_model=None, deblender=None, full_frame=False,
+                 max_image_pixels=None):
     """Deblend one file into ``output_path``; return a small record dict.
 
     Runs in the worker.  ``key`` is ``(method, model, device, max_pixels,
@@ -421,7 +471,7 @@ def _process_one(input_path, output_path, key, *, hdu=None, overwrite=False, png
             return _record("skipped", reason, n_found, started)
         from .io import read_image, write_deblended
 
-        image = read_image(input_path, hdu=hdu)
+        image = read_image(input_path, hdu=hdu, max_pixels=max_image_pixels)
         if deblender is None:
             deblender = (_cached_deblender(*key) if key is not None
                          else _WORKER["deblender"])
@@ -448,6 +498,27 @@ def _without_name(message, path):
         if message.startswith(f"{name}: "):
             return message[len(name) + 2:]
     return message
+
+
+def _folder_problem(folder):
+    """Why ``folder`` cannot take outputs here (runs on each Dask worker), or None."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "does not exist"
+    probe = folder / f".astrodeblend-probe-{secrets.token_hex(4)}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"is not writable ({_oserror_text(exc)})"
+    return None
+
+
+def _oserror_text(exc):
+    from .io._atomic import _describe_oserror
+
+    return _describe_oserror(exc)
 
 
 # ------------------------------------------------------------------ runners
@@ -520,6 +591,20 @@ class _DaskRunner:
             self._stack.close()
         return False
 
+    def check_folder(self, folder):
+        """Refuse to start when a worker cannot see or write the output folder."""
+        folder = os.path.abspath(folder)
+        try:
+            problems = self.client.run(_folder_problem, folder)
+        except Exception as exc:  # noqa: BLE001 - a worker died on the way: tasks will tell
+            _note(f"could not check output folder {folder} on the Dask workers "
+                  f"({type(exc).__name__}: {exc})")
+            return
+        for worker, problem in sorted(problems.items()):
+            if problem:
+                raise WriteError(f"output folder {folder} {problem} on Dask worker {worker} "
+                                 "(workers need a shared file system with the client)")
+
     def run(self, tasks, options):
         from distributed import as_completed
 
@@ -531,8 +616,9 @@ class _DaskRunner:
             task = next(tasks, None)
             if task is None:
                 return
-            future = self.client.submit(
-                _process_one, str(task[0]), str(task[1]), self.key, pure=False,
+            future = self.client.submit(  # absolute: workers have their own folders
+                _process_one, os.path.abspath(task[0]), os.path.abspath(task[1]), self.key,
+                pure=False,
                 deblender=self.shipped, torch_threads=1, **options)
             pending[future] = task
             finished.add(future)
@@ -586,8 +672,9 @@ class _PoolRunner:
         def submit():
             task = next(tasks, None)
             if task is not None:
-                future = self.executor.submit(_process_one, str(task[0]), str(task[1]),
-                                              self.key, torch_threads=1, **options)
+                future = self.executor.submit(_process_one, os.path.abspath(task[0]),
+                                              os.path.abspath(task[1]), self.key,
+                                              torch_threads=1, **options)
                 pending[future] = task
 
         for _ in range(self.window):
@@ -661,8 +748,10 @@ class BatchSummary:
 
     @property
     def exit_code(self):
-        """0 when nothing failed, 1 when some inputs failed (the CLI's status)."""
-        return 1 if self.n_failed else 0
+        """The CLI's status: 0 when nothing failed, 1 when some inputs failed, 2 when all did."""
+        if not self.n_failed:
+            return 0
+        return 1 if self.n_done or self.n_skipped else 2
 
     def __str__(self):
         return (f"{plural(self.n_files, 'file')}: {self.n_done} deblended, {self.n_skipped} "
@@ -672,10 +761,18 @@ class BatchSummary:
 
 
 class _RunLog:
-    """The CSV run log, appended and flushed one row at a time."""
+    """The CSV run log, appended one whole row at a time.
+
+    Each row goes to the file in one unbuffered write (repeated for a short
+    write).  When a write fails (a full disk, a quota), the part of the row
+    that got written is cut off again, so the rows before it stay intact, and
+    a one-line `~astrodeblend.errors.WriteError` stops the run.
+    """
 
     def __init__(self, path):
         self.path = Path(path)
+        self.n_rows = 0
+        self.handle = None
 
     def __enter__(self):
         try:
@@ -684,26 +781,176 @@ class _RunLog:
                 with open(self.path, "rb") as handle:
                     handle.seek(-1, os.SEEK_END)
                     ends_cleanly = handle.read(1) == b"\n"
-            self.handle = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+            self.handle = open(self.path, "ab", buffering=0)  # noqa: SIM115
         except OSError as exc:
             raise WriteError(f"cannot write the run log {self.path}: "
-                             f"{exc.strerror or exc}") from None
-        self.writer = csv.writer(self.handle, lineterminator="\n")
-        if new:
-            self.writer.writerow(LOG_COLUMNS)
-        elif not ends_cleanly:  # a run killed in the middle of a line
-            self.handle.write("\n")
-        self.handle.flush()
+                             f"{_oserror_text(exc)}") from None
+        try:
+            if new:
+                self._append(self._line(LOG_COLUMNS))
+            elif not ends_cleanly:  # a run killed in the middle of a line
+                self._append(b"\n")
+        except BaseException:
+            self.handle.close()
+            raise
         return self
 
+    @staticmethod
+    def _line(fields):
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(fields)
+        # file names that are not UTF-8 keep their bytes
+        return buffer.getvalue().encode("utf-8", "surrogateescape")
+
+    def _raw_write(self, data):
+        return self.handle.write(data)
+
+    def _append(self, data):
+        start = self.handle.seek(0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                written = self._raw_write(view)
+                if not written:
+                    raise OSError(errno.EIO, "the write did not make progress")
+                view = view[written:]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.handle.fileno(), start)  # no half row
+            rows = (f"the {plural(self.n_rows, 'row')} written by this run and the rows "
+                    "before them are intact" if self.n_rows else "earlier rows are intact")
+            raise WriteError(f"cannot write the run log {self.path}: {_oserror_text(exc)}; "
+                             f"the run stopped ({rows}; {_RESUME_HINT})") from None
+
     def write(self, input_path, output_path, record):
-        self.writer.writerow([str(input_path), "" if output_path is None else str(output_path),
-                              record["status"], record["reason"], record["n_sources"],
-                              f"{record['seconds']:.3f}"])
-        self.handle.flush()
+        self._append(self._line([str(input_path),
+                                 "" if output_path is None else str(output_path),
+                                 record["status"], record["reason"], record["n_sources"],
+                                 f"{record['seconds']:.3f}"]))
+        self.n_rows += 1
 
     def __exit__(self, *exc):
         self.handle.close()
+        return False
+
+
+class _FolderLock:
+    """The lock file `LOCK_NAME` of an output folder: one run at a time.
+
+    The file holds the owner's pid, host name and start time (JSON).  It is
+    created with ``O_EXCL``, which also proves that the folder is writable.
+    A lock whose owner is a process of this host that no longer runs, or an
+    empty lock older than a minute (a run killed while taking it), is stale
+    and taken over; a lock of another host cannot be checked and is
+    respected.
+    """
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_NAME
+        self.token = secrets.token_hex(8)
+        self.held = False
+
+    def _read(self):
+        try:
+            text = self.path.read_text(encoding="utf-8")
+            age = time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return None, 0.0
+        except (OSError, UnicodeDecodeError):
+            return {}, 0.0
+        try:
+            owner = json.loads(text)
+        except ValueError:
+            owner = {}
+        return (owner if isinstance(owner, dict) else {}), age
+
+    @staticmethod
+    def _is_stale(owner, age):
+        if not owner:
+            return age > 60
+        if owner.get("host") != socket.gethostname():
+            return False
+        pid = owner.get("pid")
+        if not isinstance(pid, int) or pid <= 0:
+            return age > 60
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:  # another user's process, or no permission to ask: alive
+            return False
+        return False
+
+    def _take_over(self, owner):
+        """Move a stale lock aside; False when someone else changed it meanwhile."""
+        aside = self.folder / f"{LOCK_NAME}.stale-{self.token}"
+        try:
+            os.replace(self.path, aside)
+        except FileNotFoundError:
+            return False
+        moved, _ = self._read_file(aside)
+        if moved != owner:  # not the lock we judged stale: put it back
+            with contextlib.suppress(OSError):
+                os.link(aside, self.path)
+        with contextlib.suppress(OSError):
+            os.unlink(aside)
+        return moved == owner
+
+    @staticmethod
+    def _read_file(path):
+        try:
+            owner = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            owner = {}
+        return (owner if isinstance(owner, dict) else {}), 0.0
+
+    def __enter__(self):
+        owner_text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                 "token": self.token})
+        for _ in range(5):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                owner, age = self._read()
+                if owner is None:
+                    continue  # removed meanwhile: try again
+                if self._is_stale(owner, age):
+                    if self._take_over(owner):
+                        who = (f"pid {owner.get('pid')} on {owner.get('host')}" if owner
+                               else "an unknown run")
+                        _note(f"removed the stale lock of {who} in {self.folder}")
+                    continue
+                who = (f"pid {owner.get('pid')} on {owner.get('host')}, since "
+                       f"{owner.get('started')}" if owner else "a run that is starting")
+                raise WriteError(
+                    f"output folder {self.folder} is in use by another astrodeblend run "
+                    f"({who}); wait for it to finish or use another --output-dir (if that "
+                    f"run is gone, remove {self.path})")
+            except OSError as exc:
+                raise WriteError(f"cannot write in output folder {self.folder}: "
+                                 f"{_oserror_text(exc)}") from None
+            try:
+                os.write(fd, owner_text.encode())
+            except OSError as exc:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+                raise WriteError(f"cannot write in output folder {self.folder}: "
+                                 f"{_oserror_text(exc)}") from None
+            os.close(fd)
+            self.held = True
+            return self
+        raise WriteError(f"cannot take the lock {self.path}: it keeps changing")
+
+    def __exit__(self, *exc):
+        if self.held:
+            owner, _ = self._read()
+            if owner and owner.get("token") == self.token:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+            self.held = False
         return False
 
 
@@ -715,7 +962,8 @@ def _note(text):
 def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=None,
                   device="auto", hdu=None, overwrite=False, png=False, workers=1,
                   scheduler=None, client=None, max_pixels=None, mode="auto",
-                  background="auto", flux=None, full_frame=False, progress=True):
+                  background="auto", flux=None, full_frame=False, progress=True,
+                  max_image_pixels=None):
     """Deblend many image files into one FITS result each, restartably.
 
     Each input ``<stem>.<ext>`` gives ``output_dir/<stem>_deblended.fits``
@@ -776,6 +1024,10 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
         Report progress over files: a bar when standard error is a
         terminal, otherwise a line every 50 files or 30 seconds
         (`astrodeblend.utils.progress`).
+    max_image_pixels : int, optional
+        Inputs of more pixel values than this (bands x rows x columns) fail
+        before they are decoded (``max_pixels`` of
+        `astrodeblend.io.read_image`; its default, 2**27, when None).
 
     Returns
     -------
@@ -792,7 +1044,10 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
     DeviceError
         If ``device='cuda'`` and there is no GPU.
     WriteError
-        If ``output_dir`` cannot be created or written.
+        If ``output_dir`` cannot be created or written (checked before the
+        first input, on every Dask worker too), another run holds its lock
+        (`LOCK_NAME`), or the run log cannot be written (the run stops; the
+        rows written so far are intact).
     KeyboardInterrupt
         When the run is interrupted; outputs finished so far are complete
         and the same call skips them.  The exception carries the partial
@@ -805,8 +1060,10 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
     a killed run left for this batch's outputs (``.<name>.tmp-*``) are
     removed when it starts again, and earlier results
     (``*_deblended.fits``) found among the inputs when the output folder is
-    also an input folder are ignored.  Two batches must not write to the
-    same output folder at the same time.
+    also an input folder are ignored (when named one by one, they are
+    reported as failed).  Two batches cannot write to the same output folder
+    at the same time: the second is refused (`LOCK_NAME`).  Paths are sent to
+    workers as absolute paths.
 
     Examples
     --------
@@ -829,7 +1086,7 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
     1
     """
     started = time.perf_counter()
-    paths = expand_inputs(inputs)
+    paths, explicit = _expand_inputs(inputs)
     if not paths:
         raise InvalidInputError("no inputs given: name files, folders, patterns or @lists")
     reasons = {path: _missing_reason(path) for path in paths}
@@ -840,6 +1097,10 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
         raise InvalidInputError(f"workers must be a positive integer, not {workers!r}")
     if (scheduler is not None or client is not None) and not HAS_DASK:
         raise InvalidInputError(f"scheduler= and client= need Dask: {_INSTALL_HINT}")
+    if max_image_pixels is not None:
+        from .io.readers import _limit
+
+        max_image_pixels = _limit(max_image_pixels)
 
     # options are checked (and the model loaded) before anything is written
     deblender_options = _deblender_options(mode, background, flux)
@@ -867,13 +1128,30 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
     except OSError as exc:
         raise WriteError(f"cannot create output folder {output_dir}: "
                          f"{exc.strerror or exc}") from None
+    # the lock proves the folder writable, before any input is read
+    with _FolderLock(output_dir):
+        return _run_batch(
+            paths, explicit, reasons, output_dir, started=started, key=key, local=local,
+            deblender=deblender, workers=workers, scheduler=scheduler, client=client,
+            options={"hdu": hdu, "overwrite": bool(overwrite), "png": bool(png),
+                     "expect_model": expect_model, "max_image_pixels": max_image_pixels,
+                     **({"full_frame": True} if full_frame else {})},
+            progress=progress)
 
+
+def _run_batch(paths, explicit, reasons, output_dir, *, started, key, local, deblender,
+               workers, scheduler, client, options, progress):
+    """The part of `deblend_files` that runs under the output folder's lock."""
     # plan: paths only; an output named twice is an error of the later input
     tasks, planned_failures, owners, ignored = [], [], {}, 0
     resolved_dir = output_dir.resolve()
     for path in paths:
         if path.name.endswith("_deblended.fits") and path.parent.resolve() == resolved_dir:
-            ignored += 1  # our own outputs, when the output folder is also an input
+            if _path_key(path) in explicit:  # named on purpose: say why it is not used
+                planned_failures.append((path, None, "is a result in the output folder, not "
+                                         "an input (name the image it was made from)"))
+            else:  # our own outputs, when the output folder is also an input
+                ignored += 1
             continue
         if reasons[path]:
             planned_failures.append((path, None, reasons[path]))
@@ -890,10 +1168,6 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
     _remove_stale_temporaries(output_dir, {name for out in owners
                                            for name in (out.name, _png_path(out).name)})
 
-    options = {"hdu": hdu, "overwrite": bool(overwrite), "png": bool(png),
-               "expect_model": expect_model}
-    if full_frame:  # only when asked: writers before format 2 have no such option
-        options["full_frame"] = True
     use_dask = scheduler is not None or client is not None or (workers > 1 and HAS_DASK)
     if use_dask:
         if deblender is None:  # each worker loads its own copy
@@ -921,6 +1195,8 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
     summary.n_inputs = len(tasks) + len(planned_failures)
     try:
         with runner as active, _RunLog(summary.log_path) as log:  # a bad scheduler: no log
+            if hasattr(active, "check_folder") and tasks:
+                active.check_folder(output_dir)
             bar = _progress_bar(results(active), enable=progress, total=summary.n_inputs,
                                 desc="deblend", unit="file")
             for (path, output), record in bar:
@@ -970,8 +1246,8 @@ def deblend_from_cli(args):
     Returns
     -------
     int
-        0 when every input was deblended or skipped, 1 when some failed,
-        130 when interrupted (the message says how to resume).  Bad
+        0 when every input was deblended or skipped, 1 when some failed, 2
+        when all failed, 130 when interrupted (the message says how to resume).  Bad
         arguments raise `~astrodeblend.errors.AstrodeblendError`, which
         the command line turns into exit status 2.
 
@@ -991,6 +1267,7 @@ def deblend_from_cli(args):
             device=args.device, hdu=_hdu_argument(args.hdu), overwrite=args.overwrite,
             png=args.png, workers=args.workers, scheduler=args.scheduler,
             max_pixels=args.max_pixels, mode=getattr(args, "mode", "auto"),
+            max_image_pixels=getattr(args, "max_image_pixels", None),
             background=parse_background(background) if isinstance(background, str)
             else background,
             flux=getattr(args, "flux", None), full_frame=getattr(args, "full_frame", False),

@@ -119,16 +119,25 @@ def _add_info(sub):
     p.add_argument("--hdu", default=None,
                    help="HDU name or number to read (FITS; default: the first HDU with image "
                         "data)")
+    p.add_argument("--max-image-pixels", type=_positive_int, default=None,
+                   help=_MAX_IMAGE_PIXELS_HELP)
     p.set_defaults(func=_cmd_info)
+
+
+_MAX_IMAGE_PIXELS_HELP = ("refuse files that declare more pixel values than this (bands x "
+                          "rows x columns, in any HDU), before decoding them (default: 2**27 "
+                          "= 134217728, 512 MiB as float32)")
 
 
 def _cmd_info(args):
     from .io import describe_image
+    from .io.readers import _default_max_pixels
 
     status = EXIT_OK
     for path in args.files:
         try:
-            print(describe_image(path, hdu=args.hdu))
+            with _default_max_pixels(getattr(args, "max_image_pixels", None)):
+                print(describe_image(path, hdu=args.hdu))
         except AstrodeblendError as exc:
             print(f"astrodeblend: error: {exc}", file=sys.stderr)
             status = EXIT_ERROR
@@ -322,6 +331,8 @@ def _add_deblend(sub):
                    help="images with more pixels per band than this are deblended stamp by "
                         "stamp, which bounds memory (default: 4 x the model's working area, "
                         "80 x 80 for the shipped model)")
+    p.add_argument("--max-image-pixels", type=_positive_int, default=None,
+                   help=_MAX_IMAGE_PIXELS_HELP)
     p.add_argument("--no-progress", action="store_true", help=_NO_PROGRESS_HELP)
     p.set_defaults(func=_cmd_deblend)
 

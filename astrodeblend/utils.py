@@ -1,10 +1,11 @@
-"""Small shared helpers: optional dependencies, progress reports, plurals."""
+"""Small shared helpers: optional dependencies, progress reports, plurals, file names."""
 
 import sys
 import time
 from importlib.util import find_spec
 
-__all__ = ["HAS_TQDM", "HAS_DASK", "LineProgress", "plural", "progress", "resolve_device"]
+__all__ = ["HAS_TQDM", "HAS_DASK", "LineProgress", "plural", "progress", "resolve_device",
+           "header_name", "name_from_header"]
 
 HAS_TQDM = find_spec("tqdm") is not None
 HAS_DASK = find_spec("dask") is not None and find_spec("distributed") is not None
@@ -244,3 +245,65 @@ def resolve_device(device="auto"):
     elif dev.type != "cpu":
         raise InvalidInputError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}")
     return dev
+
+
+# ------------------------------------------------------------- file names
+# Bytes kept as they are in a header name: printable ASCII except '%', the
+# escape character itself.
+_SAFE_NAME_BYTES = frozenset(range(0x20, 0x7F)) - {ord("%")}
+
+
+def header_name(name):
+    r"""Return a file name as printable ASCII for a FITS header card.
+
+    FITS header values are printable ASCII.  Other characters (non-ASCII
+    letters, control characters, bytes that are not UTF-8) are written as
+    ``%XX`` escapes of their UTF-8 (or raw) bytes, and ``%`` itself as
+    ``%25``, so that every name a file system allows has one unambiguous
+    header form; `name_from_header` turns it back.
+
+    Parameters
+    ----------
+    name : str, bytes or path
+        A file name (only its last component is kept for a path).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> header_name("café.jpg"), header_name("tab\there.fits"), header_name("50%.png")
+    ('caf%C3%A9.jpg', 'tab%09here.fits', '50%25.png')
+    >>> name_from_header(header_name("café.jpg"))
+    'café.jpg'
+    """
+    import os
+
+    raw = os.fsencode(name)
+    return "".join(chr(b) if b in _SAFE_NAME_BYTES else f"%{b:02X}" for b in raw)
+
+
+def name_from_header(text):
+    """Return the file name that `header_name` escaped (the inverse of `header_name`).
+
+    Parameters
+    ----------
+    text : str
+        A header value written by `header_name`.
+
+    Returns
+    -------
+    str
+        The file name (undecodable bytes as the file system's surrogate
+        escapes, as `os.fsdecode` gives them).
+
+    Examples
+    --------
+    >>> name_from_header("caf%C3%A9.jpg")
+    'café.jpg'
+    """
+    import os
+    from urllib.parse import unquote_to_bytes
+
+    return os.fsdecode(unquote_to_bytes(str(text)))

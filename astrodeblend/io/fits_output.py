@@ -37,6 +37,7 @@ from .._version import __version__
 from ..errors import InvalidInputError, ReadError, WriteError
 from ..image import GalaxyImage
 from ..result import CATALOG_COLUMNS, DeblendResult, _trim_frame
+from ..utils import header_name, name_from_header
 from ._atomic import atomic_write
 from .readers import FITS_SUFFIXES, IMAGE_SUFFIXES, _one_line, _parse_unit
 
@@ -93,18 +94,23 @@ def default_output_path(input_path, output_dir):
 
 # --------------------------------------------------------------------- writer
 def _input_paths(blend):
-    """Return the input files of a blend (from its ``source`` and ``ORIGFn`` cards)."""
+    """Return the input files of a blend.
+
+    ``source`` (what the reader read: one path, or one per band from
+    `~astrodeblend.io.read_bands`, with an ``ORIGFn`` card each) decides;
+    ``ORIGFn`` cards name the inputs only of an image without a source.  Cards that an input file carries from
+    an earlier step never replace the name of the file itself.
+    """
     names = []
     i = 1
     while f"ORIGF{i}" in blend.meta:
-        names.append(str(blend.meta[f"ORIGF{i}"]))
+        names.append(name_from_header(blend.meta[f"ORIGF{i}"]))
         i += 1
-    if names:
-        sources = [s.strip() for s in (blend.source or "").split(", ")]
-        if len(sources) == len(names):
-            return sources
-        return names
-    return [blend.source] if blend.source else []
+    if blend.source:
+        sources = [s.strip() for s in blend.source.split(", ")]
+        # several files only when there is one ORIGFn card for each (read_bands)
+        return sources if 1 < len(sources) == len(names) else [blend.source]
+    return names
 
 
 def _is_same_file(a, b):
@@ -447,7 +453,8 @@ def _build_hdus(result, *, full_frame=False):
     ph["ADBMODEL"] = (result.model_name, "model used for deblending")
     ph["ADBMHASH"] = (result.model_hash, "sha256 of the model weights")
     for i, source in enumerate(_input_paths(blend), start=1):
-        ph[f"PROV{i}"] = (Path(source).name, "input file")
+        # any name a file system allows, as printable ASCII (%XX escapes)
+        ph[f"PROV{i}"] = (header_name(Path(source).name), "input file")
     ph["NSOURCE"] = (result.n_sources, "number of SOURCE HDUs")
     for value in _history_cards(result.history):
         ph.add_history(value)
@@ -483,8 +490,10 @@ def _build_hdus(result, *, full_frame=False):
             if np.isfinite(ra[0]) and np.isfinite(dec[0]):
                 header["RA_CENT"] = (float(ra[0]), "[deg] right ascension of the centre")
                 header["DEC_CENT"] = (float(dec[0]), "[deg] declination of the centre")
-        header["FLUX"] = (float(np.sum(result.cutouts[i], dtype=np.float64)),
-                          "sum over pixels of all bands")
+        with np.errstate(all="ignore"):  # float64 sums: finite for any float32 pixels
+            flux = float(np.sum(result.cutouts[i], dtype=np.float64))
+        header["FLUX"] = ((flux, "sum over pixels of all bands") if np.isfinite(flux)
+                          else (None, "sum over pixels of all bands: not finite"))
         yield fits.ImageHDU(_plane(data, n_bands), header=header, name="SOURCE", ver=i + 1)
         del data
     yield fits.ImageHDU(_plane(result.residual.data, n_bands), header=wcs_header.copy(),
@@ -618,7 +627,7 @@ def _result_from(path, hdul):
     provenance = []
     i = 1
     while f"PROV{i}" in primary:
-        provenance.append(str(primary[f"PROV{i}"]))
+        provenance.append(name_from_header(primary[f"PROV{i}"]))
         i += 1
     for key in ("XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "PCOUNT", "GCOUNT",
                 "EXTNAME", "CHECKSUM", "DATASUM"):

@@ -1,18 +1,25 @@
 """Readers: one entry point for JPG, PNG and FITS files, and per-band files.
 
 `read_image` looks at a file's first bytes (and its name) to pick the
-reader.  FITS files are checked before any pixel is read: the header must
-describe a 2-D image or a 3-D cube (bands first) of at most `MAX_PIXELS`
-values, and the data must be present in full.  Whatever astropy or Pillow
-say about a bad file is turned into a one-line `~astrodeblend.ReadError`
-that names the file; their warnings are caught here and never reach the
-caller.
+reader.  Sizes are checked before any pixel is decoded: the declared size of
+every HDU of a FITS file (read by hand from the headers, also inside
+``.gz``/``.bz2`` streams and for tile-compressed HDUs, ``ZNAXISn`` and
+``ZTILEn``) and the size of a JPG/PNG (from its header) must stay within
+``max_pixels`` values (`MAX_PIXELS` by default, 512 MiB as float32); the
+image must be a 2-D image or a 3-D cube (bands first), and the data must be
+present in full.  Pixel values must lie within +-`MAX_ABS_VALUE`, so that
+float32 arithmetic cannot overflow.  Whatever astropy or Pillow say about a
+bad file is turned into a one-line `~astrodeblend.ReadError` that names the
+file; their warnings are caught here and never reach the caller.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import re
+import threading
 import warnings
 from pathlib import Path
 
@@ -22,13 +29,26 @@ from astropy.io import fits
 
 from ..errors import AstrodeblendError, InvalidInputError, ReadError
 from ..image import GalaxyImage
+from ..utils import header_name
 
-__all__ = ["read_image", "read_bands", "describe_image", "MAX_PIXELS", "FITS_SUFFIXES",
-           "IMAGE_SUFFIXES"]
+__all__ = ["read_image", "read_bands", "describe_image", "MAX_PIXELS", "MAX_ABS_VALUE",
+           "FITS_SUFFIXES", "IMAGE_SUFFIXES"]
 
-#: Largest number of pixel values (bands x rows x columns) that the readers
-#: accept.  A header that claims more is refused before any data are read.
-MAX_PIXELS = 2**31
+#: Default largest number of pixel values (bands x rows x columns) that the
+#: readers accept (``max_pixels=``, ``--max-image-pixels``): 2**27, 512 MiB
+#: as float32, so that reading the largest image (raw data, float32 copy and
+#: mask) stays within 2 GiB of memory.  A file that declares more, in any
+#: HDU, is refused before any data are decoded.
+MAX_PIXELS = 2**27
+
+#: Largest magnitude of a pixel value that the readers accept.  astrodeblend
+#: computes in float32 (largest value 3.4e38): squares and sums of larger
+#: values over a whole image overflow.
+MAX_ABS_VALUE = 1e15
+
+# The limit of `read_image` calls that do not give ``max_pixels`` (for the CLI's
+# ``info --max-image-pixels``, whose describe function reads with the default).
+_DEFAULT_LIMIT = contextvars.ContextVar("astrodeblend_max_pixels", default=None)
 
 #: File name endings read as FITS (besides any file that starts with ``SIMPLE  =``).
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz",
@@ -200,9 +220,6 @@ class _OpenFits:
                                       lazy_load_hdus=True, ignore_missing_simple=False)
         except Exception as exc:  # noqa: BLE001 - astropy raises many kinds for corrupt files
             self.handle.close()
-            limit = _raw_size_problem(path)
-            if limit:
-                raise ReadError(f"{path}: {limit}") from None
             raise ReadError(f"{path}: corrupt or unreadable FITS file "
                             f"({_one_line(exc)})") from None
 
@@ -215,35 +232,124 @@ class _OpenFits:
             self.handle.close()
 
 
-def _raw_size_problem(path):
-    """Parse the primary header by hand; describe a size claim over `MAX_PIXELS`, or None."""
-    values = {}
+def _limit(max_pixels):
+    """Return the pixel limit of a call: ``max_pixels``, the context's, or `MAX_PIXELS`."""
+    if max_pixels is None:
+        max_pixels = _DEFAULT_LIMIT.get()
+        if max_pixels is None:
+            return MAX_PIXELS
+    if (isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer))
+            or max_pixels < 1):
+        raise InvalidInputError(f"max_pixels must be a positive integer, not {max_pixels!r}")
+    return int(max_pixels)
+
+
+@contextlib.contextmanager
+def _default_max_pixels(max_pixels):
+    """Within the block, `read_image` calls without ``max_pixels`` use this limit."""
+    token = _DEFAULT_LIMIT.set(None if max_pixels is None else _limit(max_pixels))
     try:
-        with open(path, "rb") as handle:
-            for _ in range(100):  # at most 100 header blocks
-                block = handle.read(2880)
-                if len(block) < 80:
-                    break
-                for i in range(0, len(block) - 79, 80):
-                    text = block[i:i + 80].decode("ascii", "replace")
-                    key = text[:8].strip()
-                    if key == "END":
-                        raise StopIteration
-                    if text[8:10] == "= " and re.fullmatch(r"NAXIS\d*", key):
-                        match = re.match(r"\s*([+-]?\d+)", text[10:])
-                        if match:
-                            values[key] = int(match.group(1))
-    except (OSError, StopIteration):
-        pass
-    naxis = values.get("NAXIS", 0)
-    axes = [values.get(f"NAXIS{i}") for i in range(1, naxis + 1)]
-    if not axes or any(a is None or a < 0 for a in axes):
+        yield
+    finally:
+        _DEFAULT_LIMIT.reset(token)
+
+
+def _too_many(label, n_values, shape, limit, what="pixels"):
+    return (f"{label} claims {n_values:,} {what} (shape {shape}), more than the limit of "
+            f"{limit:,} (max_pixels, --max-image-pixels)")
+
+
+def _card_int(cards, key, default=None):
+    """The integer value of a raw header card, ``default`` when absent, None when not an int."""
+    text = cards.get(key)
+    if text is None:
+        return default
+    match = re.match(r"\s*([+-]?\d+)\s*(/.*)?$", text)
+    return int(match.group(1)) if match else None
+
+
+def _card_text(cards, key):
+    return cards.get(key, "").split("/")[0].strip().strip("'").strip().upper()
+
+
+def _raw_header(stream):
+    """Read one header from ``stream``: a dict of raw card values, or None (EOF, garbage)."""
+    cards = {}
+    for _ in range(1000):  # at most 36,000 cards
+        block = stream.read(2880)
+        if len(block) < 2880:
+            return None
+        for i in range(0, 2880, 80):
+            text = block[i:i + 80].decode("ascii", "replace")
+            key = text[:8].strip()
+            if key == "END":
+                return cards
+            if text[8:10] == "= " and key not in cards:
+                cards[key] = text[10:]
+    return None
+
+
+def _declared_size_problem(path, head, limit):
+    """Check the declared size of every HDU before astropy sees the file.
+
+    The headers are parsed by hand, from the decompressed stream for
+    ``.gz``/``.bz2`` files, and the data are skipped without being decoded.
+    Return a description of the first HDU over ``limit`` values (for
+    tile-compressed HDUs: ``ZNAXISn`` and the tile size ``ZTILEn``), or None.
+    Anything that does not parse is left to astropy to report.
+    """
+    import bz2
+    import gzip
+
+    compressed = head.startswith((_GZIP_MAGIC, _BZIP2_MAGIC))
+    try:
+        opener = (gzip.open if head.startswith(_GZIP_MAGIC)
+                  else bz2.open if head.startswith(_BZIP2_MAGIC) else open)
+        with opener(path, "rb") as stream:
+            for index in range(1000):
+                cards = _raw_header(stream)
+                if cards is None:
+                    return None
+                naxis = _card_int(cards, "NAXIS", 0)
+                bitpix = _card_int(cards, "BITPIX")
+                if naxis is None or bitpix is None or not 0 <= naxis <= 999:
+                    return None
+                axes = [_card_int(cards, f"NAXIS{i}") for i in range(1, naxis + 1)]
+                if any(a is None or a < 0 for a in axes):
+                    return None
+                extension = _card_text(cards, "XTENSION")
+                name = _card_text(cards, "EXTNAME") or ("PRIMARY" if index == 0 else "")
+                label = f"HDU {index}" + (f" ({name})" if name else "")
+                n_values = int(np.prod(axes, dtype=object)) if axes else 0
+                if index == 0 or extension == "IMAGE":
+                    if n_values > limit:
+                        return _too_many(label, n_values, tuple(reversed(axes)), limit)
+                elif extension == "BINTABLE" and _card_text(cards, "ZIMAGE") == "T":
+                    znaxis = _card_int(cards, "ZNAXIS", 0) or 0
+                    zaxes = [_card_int(cards, f"ZNAXIS{i}") for i in range(1, znaxis + 1)]
+                    if 0 < znaxis <= 999 and all(a is not None and a >= 0 for a in zaxes):
+                        n_image = int(np.prod(zaxes, dtype=object))
+                        if n_image > limit:
+                            return _too_many(label, n_image, tuple(reversed(zaxes)), limit)
+                        tiles = [_card_int(cards, f"ZTILE{i}", zaxes[0] if i == 1 else 1)
+                                 for i in range(1, znaxis + 1)]
+                        if all(t is not None and t > 0 for t in tiles):
+                            n_tile = int(np.prod(tiles, dtype=object))
+                            if n_tile > limit:
+                                return _too_many(label, n_tile, tuple(reversed(tiles)), limit,
+                                                 "pixels per compression tile")
+                pcount = _card_int(cards, "PCOUNT", 0) or 0
+                gcount = _card_int(cards, "GCOUNT", 1) or 1
+                n_bytes = (abs(bitpix) // 8 * gcount * (pcount + n_values)) if axes else 0
+                if compressed and n_bytes > 8 * limit:
+                    # skipping it would mean decompressing it: refuse it now
+                    return (f"{label} declares {n_bytes:,} bytes of data in a compressed "
+                            f"file, more than {8 * limit:,} (8 bytes x the limit of "
+                            f"{limit:,} pixels: max_pixels, --max-image-pixels)")
+                stream.seek(n_bytes + (-n_bytes % 2880), os.SEEK_CUR)
+    except (OSError, EOFError, ValueError, OverflowError):
         return None
-    n_pixels = int(np.prod([float(a) for a in axes]))
-    if n_pixels <= MAX_PIXELS:
-        return None
-    return (f"HDU 0 claims {n_pixels:.3g} pixels (shape {tuple(reversed(axes))}), more than "
-            f"the limit of {MAX_PIXELS:,} (astrodeblend.io.MAX_PIXELS)")
+    return None
 
 
 def _list_hdus(path, hdul):
@@ -299,7 +405,7 @@ def _select_hdu(path, hdus, hdu):
     raise ReadError(f"{path}: no HDU named {wanted!r} (available: {', '.join(names)})")
 
 
-def _check_image_header(path, label, hdu):
+def _check_image_header(path, label, hdu, limit):
     """Return the numpy shape ``(..., H, W)`` of an image HDU after checking its header."""
     if not _is_image_hdu(hdu):
         raise ReadError(f"{path}: {label} is a {type(hdu).__name__}, not an image")
@@ -330,10 +436,8 @@ def _check_image_header(path, label, hdu):
     n_pixels = 1
     for n in axes:
         n_pixels *= n
-    if n_pixels > MAX_PIXELS:
-        raise ReadError(f"{path}: {label} claims {n_pixels:,} pixels "
-                        f"(shape {tuple(reversed(axes))}), more than the limit of "
-                        f"{MAX_PIXELS:,} (astrodeblend.io.MAX_PIXELS)")
+    if n_pixels > limit:
+        raise ReadError(f"{path}: {_too_many(label, n_pixels, tuple(reversed(axes)), limit)}")
     if not isinstance(hdu, fits.CompImageHDU):
         info = hdu.fileinfo()
         handle = info["file"] if info else None
@@ -347,14 +451,40 @@ def _check_image_header(path, label, hdu):
     return shape
 
 
-def _load_pixels(path, label, hdu, shape):
-    """Read the data of an image HDU as a new float32 array of ``shape``."""
+def _largest_finite(data, *, chunk=1 << 22):
+    """Largest finite ``|value|`` of an array (0 when none), in chunks: no full-size temporary."""
+    flat = data.reshape(-1)
+    largest = 0.0
+    with np.errstate(all="ignore"):
+        for start in range(0, flat.size, chunk):
+            part = np.asarray(flat[start:start + chunk])
+            if part.dtype.kind == "f":
+                value = np.max(np.abs(part), where=np.isfinite(part), initial=0.0)
+            else:
+                value = max(abs(float(part.max())), abs(float(part.min())))
+            largest = max(largest, float(value))
+    return largest
+
+
+def _load_pixels(path, label, hdu, shape, *, check_range=True):
+    """Read the data of an image HDU as a new float32 array of ``shape``.
+
+    With ``check_range``, values beyond +-`MAX_ABS_VALUE` (among them float64
+    values that do not fit in float32 at all) are refused before the cast.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             data = hdu.data
             if data is None:
                 raise ReadError(f"{path}: {label} holds no image data")
+            if check_range and data.size:
+                largest = _largest_finite(data)
+                if largest > MAX_ABS_VALUE:
+                    raise ReadError(
+                        f"{path}: {label} has values up to {largest:.3g}; astrodeblend "
+                        f"computes in float32 and reads values within +-{MAX_ABS_VALUE:.0e} "
+                        "(rescale the image, or set blank-pixel markers to NaN)")
             array = np.array(data, dtype=np.float32)
     except AstrodeblendError:
         raise
@@ -408,7 +538,7 @@ def _find_side(hdus, names, extver):
     return None
 
 
-def _side_arrays(path, hdus, image_hdu, index, shape):
+def _side_arrays(path, hdus, image_hdu, index, shape, limit):
     """Return ``(mask, uncertainty)`` from MASK / UNCERT, ERR, VAR, IVAR extensions."""
     if index > 0 and image_hdu.name in ("", "PRIMARY"):
         return None, None
@@ -424,11 +554,11 @@ def _side_arrays(path, hdus, image_hdu, index, shape):
             result.append(None)
             continue
         label = _hdu_label(hdus.index(hdu), hdu)
-        side_shape = _check_image_header(path, label, hdu)
+        side_shape = _check_image_header(path, label, hdu, limit)
         if side_shape not in (shape, shape[-2:]):
             raise ReadError(f"{path}: {label} has shape {side_shape}, the image "
                             f"has {shape}")
-        values = _load_pixels(path, label, hdu, side_shape)
+        values = _load_pixels(path, label, hdu, side_shape, check_range=False)
         if names is names_mask:
             result.append(values != 0)
             continue
@@ -477,14 +607,17 @@ def _header_bands(header, primary, n_bands):
     return None
 
 
-def _read_fits(path, *, hdu=None, bands=None):
+def _read_fits(path, head, *, hdu=None, bands=None, limit=MAX_PIXELS):
+    problem = _declared_size_problem(path, head, limit)
+    if problem:
+        raise ReadError(f"{path}: {problem}")
     opened = _OpenFits(path)
     hdul = opened.hdul
     try:
         hdus = _list_hdus(path, hdul)
         index, image_hdu = _select_hdu(path, hdus, hdu)
         label = _hdu_label(index, image_hdu)
-        shape = _check_image_header(path, label, image_hdu)
+        shape = _check_image_header(path, label, image_hdu, limit)
         if any(not isinstance(h, fits.CompImageHDU) and _is_image_hdu(h)
                and any(k in h.header for k in ("BSCALE", "BZERO", "BLANK")) for h in hdus):
             # astropy cannot scale memory-mapped data: read this file without memmap
@@ -496,7 +629,7 @@ def _read_fits(path, *, hdu=None, bands=None):
         header = image_hdu.header.copy()
         primary = hdus[0].header if index > 0 else None
         data = _load_pixels(path, label, image_hdu, shape)
-        mask, uncertainty = _side_arrays(path, hdus, image_hdu, index, shape)
+        mask, uncertainty = _side_arrays(path, hdus, image_hdu, index, shape, limit)
     finally:
         opened.close()
     if not np.isfinite(data).any():
@@ -506,7 +639,7 @@ def _read_fits(path, *, hdu=None, bands=None):
     if bands is None:
         bands = _header_bands(header, primary, 1 if data.ndim == 2 else data.shape[0])
     if "ORIGFILE" not in header:
-        header["ORIGFILE"] = (path.name, "file the image was read from")
+        header["ORIGFILE"] = (header_name(path.name), "file the image was read from")
     if index > 0 and "ORIGHDU" not in header:
         header["ORIGHDU"] = (index, "HDU the image was read from")
     try:
@@ -517,19 +650,39 @@ def _read_fits(path, *, hdu=None, bands=None):
 
 
 # ---------------------------------------------------------------------- Pillow
-def _read_pillow(path, *, bands=None):
+# Pillow's own decompression-bomb check (`PIL.Image.MAX_IMAGE_PIXELS`, a global)
+# is switched off while a file is opened, under this lock: the size is checked
+# here against the caller's limit instead, before anything is decoded.
+_PILLOW_LOCK = threading.Lock()
+
+
+def _open_pillow(path):
+    from PIL import Image
+
+    with _PILLOW_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _read_pillow(path, *, bands=None, limit=MAX_PIXELS):
     from PIL import Image
 
     kind = path.suffix.lstrip(".").upper() or "image"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as img:
+            with _open_pillow(path) as img:
                 width, height = img.size
-                if width * height * 3 > MAX_PIXELS:
-                    raise ReadError(f"{path}: {width}x{height} pixels is more than the limit "
-                                    f"of {MAX_PIXELS:,} values (astrodeblend.io.MAX_PIXELS)")
                 kind = img.format or kind
+                grey = img.mode in ("1", "L", "LA", "P;L", "I", "F") or img.mode.startswith("I;")
+                n_values = width * height * (1 if grey else 3)
+                if n_values > limit:
+                    shape = (1 if grey else 3, height, width)
+                    raise ReadError(f"{path}: {_too_many(kind, n_values, shape, limit)}")
                 img.load()
                 mode = img.mode
                 if mode in ("1", "L", "LA", "P;L"):
@@ -553,7 +706,7 @@ def _read_pillow(path, *, bands=None):
     np.divide(pixels[:, ::-1, :], scale, out=array, dtype=np.float32, casting="unsafe")
     header = fits.Header()
     header["ADBDISP"] = (True, "display-stretched values (gamma 2.2), not flux")
-    header["ORIGFILE"] = (path.name, "file the image was read from")
+    header["ORIGFILE"] = (header_name(path.name), "file the image was read from")
     if bands is None:
         bands = ("R", "G", "B") if array.shape[0] == 3 else ("grey",)
     try:
@@ -563,7 +716,7 @@ def _read_pillow(path, *, bands=None):
 
 
 # ----------------------------------------------------------------- public API
-def read_image(path, *, hdu=None, bands=None):
+def read_image(path, *, hdu=None, bands=None, max_pixels=None):
     """Read a FITS, JPG or PNG file into a `~astrodeblend.GalaxyImage`.
 
     The file type is taken from the first bytes of the file (``SIMPLE  =``
@@ -578,18 +731,23 @@ def read_image(path, *, hdu=None, bands=None):
     ``FILTER`` or ``FILTERn`` cards) and ``MASK`` / ``UNCERT`` (or ``ERR``,
     ``VAR``, ``IVAR``) extensions with the image's ``EXTVER`` are used, as
     `~astropy.nddata.CCDData` writes them.  For an astrodeblend output file
-    (``ADBFMT`` in the primary header) the ``BLEND`` HDU is read.  The header
-    is checked before any data are read: images of more than `MAX_PIXELS`
-    values, 1-D data, 4-D data (unless the extra axes have length 1), and
-    files shorter than their headers say are refused.
+    (``ADBFMT`` in the primary header) the ``BLEND`` HDU is read.  The
+    headers are checked before any data are decoded: files in which any HDU
+    (tile-compressed ones and those inside ``.gz``/``.bz2`` files included)
+    declares more than ``max_pixels`` values, 1-D data, 4-D data (unless the
+    extra axes have length 1), and files shorter than their headers say are
+    refused, and so are pixel values beyond +-`MAX_ABS_VALUE`.
 
     **JPG/PNG** (read with Pillow): RGB gives bands ``('R', 'G', 'B')``,
     greyscale one band ``('grey',)``; values are scaled to [0, 1] and rows
     are flipped so that row 0 is the bottom of the picture (FITS
     orientation).  The header card ``ADBDISP = True`` marks the values as
-    display-stretched (gamma 2.2), not flux.  ``hdu`` is ignored.
+    display-stretched (gamma 2.2), not flux.  ``hdu`` is ignored.  The image
+    size is checked against ``max_pixels`` before it is decoded.
 
-    The file is never modified.
+    The file's name is kept in the ``ORIGFILE`` card as printable ASCII
+    (`astrodeblend.utils.header_name`: ``café.jpg`` becomes
+    ``caf%C3%A9.jpg``).  The file is never modified.
 
     Parameters
     ----------
@@ -601,6 +759,10 @@ def read_image(path, *, hdu=None, bands=None):
         command line) work too.
     bands : sequence of str, optional
         Band names, overriding those found in the file.
+    max_pixels : int, optional
+        Largest number of pixel values (bands x rows x columns) to read;
+        `MAX_PIXELS` (2**27, 512 MiB as float32) by default.  Memory use
+        while reading is at most about 3.5 times ``4 * max_pixels`` bytes.
 
     Returns
     -------
@@ -613,8 +775,9 @@ def read_image(path, *, hdu=None, bands=None):
     ReadError
         If the file is missing, a folder, unreadable, empty, truncated or
         corrupt, of an unsupported type, holds no image (or only tables),
-        has the wrong number of axes, is too large, has no finite pixel, an
-        invalid WCS, or the HDU asked for does not exist.  The message is one
+        has the wrong number of axes, is too large (more than ``max_pixels``
+        values in any HDU), has values beyond +-`MAX_ABS_VALUE` or no finite
+        pixel, an invalid WCS, or the HDU asked for does not exist.  The message is one
         line that names the file.
 
     Examples
@@ -630,12 +793,13 @@ def read_image(path, *, hdu=None, bands=None):
     >>> image.shape, image.bands
     ((3, 8, 10), ('g', 'r', 'i'))
     """
+    limit = _limit(max_pixels)
     path, head = _check_file(path)
     if bands is not None and (isinstance(bands, str) or not hasattr(bands, "__len__")):
         raise InvalidInputError(f"bands must be a sequence of names, not {bands!r}")
     if _kind(path, head) == "fits":
-        return _read_fits(path, hdu=hdu, bands=bands)
-    return _read_pillow(path, bands=bands)
+        return _read_fits(path, head, hdu=hdu, bands=bands, limit=limit)
+    return _read_pillow(path, bands=bands, limit=limit)
 
 
 def _distinct_names(paths):
@@ -660,7 +824,7 @@ def _distinct_names(paths):
     return [str(p) for p in paths]
 
 
-def read_bands(paths, *, bands=None, hdu=None):
+def read_bands(paths, *, bands=None, hdu=None, max_pixels=None):
     """Read one file (or HDU) per band and stack them into one multi-band image.
 
     Parameters
@@ -674,6 +838,8 @@ def read_bands(paths, *, bands=None, hdu=None):
         (``reprojected_sdss_g.fits``, ``..._r.fits`` give ``g``, ``r``).
     hdu : int, str or tuple, optional
         HDU to read in every file (see `read_image`).
+    max_pixels : int, optional
+        Largest number of pixel values per file (see `read_image`).
 
     Returns
     -------
@@ -711,9 +877,14 @@ def read_bands(paths, *, bands=None, hdu=None):
         if isinstance(bands, str) or len(bands) != len(paths):
             raise InvalidInputError(f"{len(paths)} files need {len(paths)} band names, "
                                     f"got {bands!r}")
-    images = []
+    images, limit, total = [], _limit(max_pixels), 0
     for path in paths:
-        image = read_image(path, hdu=hdu)
+        image = read_image(path, hdu=hdu, max_pixels=limit)
+        total += image.data.size
+        if total > limit:
+            raise ReadError(f"{path}: the {len(images) + 1} files read so far hold {total:,} "
+                            f"pixel values together, more than the limit of {limit:,} "
+                            "(max_pixels, --max-image-pixels)")
         if image.n_bands != 1:
             raise ReadError(f"{path}: holds {image.n_bands} bands (shape {image.shape}); "
                             "read_bands needs one 2-D image per file")
@@ -744,7 +915,7 @@ def read_bands(paths, *, bands=None, hdu=None):
     header["BANDS"] = (",".join(bands), "band names, one per plane")
     header.remove("ORIGFILE", ignore_missing=True)
     for i, path in enumerate(paths, start=1):
-        header[f"ORIGF{i}"] = (Path(path).name, f"file of band {i}")
+        header[f"ORIGF{i}"] = (header_name(Path(path).name), f"file of band {i}")
     try:
         return GalaxyImage(data, mask=mask, uncertainty=uncertainty, wcs=images[0].wcs,
                            meta=header, unit=unit, bands=bands,
