@@ -31,14 +31,19 @@ draws its galaxies from that split only, with
 ``numpy.random.default_rng([seed, k, i])``: a file is a pure function of
 the image folder and the arguments.
 
-Resuming
---------
-Scenes are appended in place in batches; after each flushed batch the
-split's ``n_complete`` attribute is updated.  Running `build_dataset` again
-with the same arguments (and a larger ``n``, or after an interruption)
-first truncates each split to its ``n_complete`` scenes and then appends
-the missing ones.  A file made with another protocol, seed or options is
-refused unless ``overwrite=True``.
+Writing and resuming
+--------------------
+A file is never changed in place: `build_dataset` writes a new file, or
+extends a copy of an existing one, beside it and renames it into place
+(`astrodeblend.io.atomic_write`), so a kill at any moment leaves the old
+file whole.  Scenes are appended in batches; after each flushed batch the
+split's ``n_complete`` attribute is updated.  When a build is interrupted
+(Ctrl-C, an error) after some scenes were completed, the file with those
+scenes is kept (unless ``overwrite=True`` was replacing a file: that file
+stays as it was); running `build_dataset` again with the same arguments (and
+a larger ``n``, or after an interruption) truncates each split to its
+``n_complete`` scenes and appends the missing ones.  A file made with
+another protocol, seed or options is refused unless ``overwrite=True``.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ import json
 import math
 import numbers
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,7 +315,25 @@ def _create(h5, shape, k_max, protocol, dtype):
                              chunks=(256, k_max))
 
 
-def _check_existing(h5, path, protocol, seed, params_json):
+def _check_existing(path, protocol, seed, params_json, scene_shape):
+    """Check that ``path`` is a dataset made with these settings; its complete scenes per split."""
+    import h5py
+
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise DatasetError(f"{path} exists and is not a readable HDF5 file ({exc}); use "
+                           f"overwrite=True to replace it") from None
+    with h5:
+        _check_layout(h5, path, protocol, seed, params_json)
+        if h5["train"]["blend"].shape[1:] != scene_shape:
+            raise DatasetError(f"{path} holds scenes of shape {h5['train']['blend'].shape[1:]}, "
+                               f"not {scene_shape}; use overwrite=True (--overwrite) to "
+                               f"replace it")
+        return {name: int(h5[name].attrs.get("n_complete", 0)) for name in SPLITS}
+
+
+def _check_layout(h5, path, protocol, seed, params_json):
     attrs = h5.attrs
     if attrs.get("format") != FORMAT:
         raise DatasetError(f"{path} is not an astrodeblend dataset (no format attribute "
@@ -396,7 +420,8 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
     split : (float, float, float), optional
         Fractions of galaxies (and scenes) in train, validation and test.
     overwrite : bool, optional
-        Replace an existing file instead of resuming it.
+        Replace an existing file instead of resuming it (the old file stays
+        until the new one is complete).
     progress : bool, optional
         Show a progress bar.
     dtype : {'float32', 'float16'}, optional
@@ -441,7 +466,6 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
 
     from .blend import PROTOCOLS
     from .io import list_galaxy_images, read_image
-    from .utils import progress as progress_bar
 
     start_time = time.perf_counter()
     if protocol not in PROTOCOLS:
@@ -486,75 +510,70 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
                               lambda g: read_image(by_id[g]), protocol,
                               options)[0].blend.shape
 
-    created = False
-    if out.exists() and overwrite:
-        try:
-            out.unlink()
-        except OSError as exc:
-            raise DatasetError(f"cannot replace {out}: {exc.strerror or exc}") from None
-    if out.exists():
-        try:
-            h5 = h5py.File(out, "r+")
-        except OSError as exc:
-            raise DatasetError(f"{out} exists and is not a readable HDF5 file ({exc}); use "
-                               f"overwrite=True to replace it") from None
-        try:
-            _check_existing(h5, out, protocol, seed, params_json)
-            if h5["train"]["blend"].shape[1:] != scene_shape:
-                raise DatasetError(f"{out} holds scenes of shape "
-                                   f"{h5['train']['blend'].shape[1:]}, not {scene_shape}; use "
-                                   f"overwrite=True (--overwrite) to replace it")
-        except BaseException:
-            h5.close()
-            raise
-    else:
-        try:
-            h5 = h5py.File(out, "w-")
-        except OSError as exc:
-            raise DatasetError(f"cannot create {out}: {exc}") from None
-        created = True
-        h5.attrs.update({"format": FORMAT, "version": VERSION, "protocol": protocol,
-                         "seed": seed, "params": params_json, "images": str(images)})
-        _create(h5, scene_shape, k_max, protocol, dtype)
-
+    resume = out.exists() and not overwrite
+    done = (_check_existing(out, protocol, seed, params_json, scene_shape) if resume
+            else dict.fromkeys(SPLITS, 0))
+    todo = [(k, i) for k, name in enumerate(SPLITS) for i in range(done[name], targets[k])]
+    counts = {name: max(done[name], targets[k]) for k, name in enumerate(SPLITS)}
     added = dict.fromkeys(SPLITS, 0)
-    counts = {}
-    try:
-        todo = []
-        for k, name in enumerate(SPLITS):
-            group = h5[name]
-            done = int(group.attrs["n_complete"])
-            for key in group:  # drop scenes of an interrupted batch
-                if group[key].shape[0] != done:
-                    group[key].resize(done, axis=0)
-            todo += [(k, i) for i in range(done, targets[k])]
-            counts[name] = max(done, targets[k])
-        batch, batch_split = [], None
-        for k, i in progress_bar(todo, enable=progress and bool(todo), desc=f"{protocol} scenes",
-                                 unit="scene"):
-            if batch and k != batch_split:
-                _append(h5[SPLITS[batch_split]], batch, k_max)
-                batch = []
-            batch_split = k
-            scene, scene_ids = _draw_scene(seed, k, i, pools[k], k_max,
-                                           lambda g: read_image(by_id[g]), protocol, options)
-            batch.append((scene, scene_ids))
-            added[SPLITS[k]] += 1
-            if len(batch) == _BATCH:
-                _append(h5[SPLITS[k]], batch, k_max)
-                batch = []
-        if batch:
-            _append(h5[SPLITS[batch_split]], batch, k_max)
-    except BaseException:
-        written = sum(int(h5[name].attrs["n_complete"]) for name in SPLITS)
-        h5.close()
-        if created and written == 0:
-            out.unlink(missing_ok=True)
-        raise
-    h5.close()
+    if todo or not resume:
+        from .io import atomic_write
+
+        # the file is built (or extended) as a copy beside it and renamed into place:
+        # a kill at any moment leaves the old file as it was
+        interrupted = None
+        with atomic_write(out, overwrite=True) as tmp:
+            if resume:
+                shutil.copyfile(out, tmp)
+            with h5py.File(tmp, "r+" if resume else "w") as h5:
+                if not resume:
+                    h5.attrs.update({"format": FORMAT, "version": VERSION, "protocol": protocol,
+                                     "seed": seed, "params": params_json,
+                                     "images": str(images)})
+                    _create(h5, scene_shape, k_max, protocol, dtype)
+                try:
+                    _fill(h5, todo, added, k_max, progress=progress and bool(todo),
+                          desc=f"{protocol} scenes",
+                          draw=lambda k, i: _draw_scene(seed, k, i, pools[k], k_max,
+                                                        lambda g: read_image(by_id[g]),
+                                                        protocol, options))
+                except BaseException as exc:
+                    # keep the scenes completed before an interruption (a rerun resumes),
+                    # unless they would replace a file that overwrite was to replace
+                    completed = sum(int(h5[name].attrs["n_complete"]) for name in SPLITS)
+                    if completed == sum(done.values()) or (overwrite and out.exists()):
+                        raise
+                    interrupted = exc
+        if interrupted is not None:
+            raise interrupted
     return DatasetSummary(out, protocol, seed, counts, added,
                           {name: len(pool) for name, pool in zip(SPLITS, pools, strict=True)},
                           time.perf_counter() - start_time)
+
+
+def _fill(h5, todo, added, k_max, *, progress, desc, draw):
+    """Append the scenes ``todo`` (``(split index, scene index)`` pairs) to an open file."""
+    from .utils import progress as progress_bar
+
+    for name in SPLITS:  # drop scenes of an interrupted batch
+        group = h5[name]
+        done = int(group.attrs["n_complete"])
+        for key in group:
+            if group[key].shape[0] != done:
+                group[key].resize(done, axis=0)
+    batch, batch_split = [], None
+    for k, i in progress_bar(todo, enable=progress, desc=desc, unit="scene"):
+        if batch and k != batch_split:
+            _append(h5[SPLITS[batch_split]], batch, k_max)
+            batch = []
+        batch_split = k
+        batch.append(draw(k, i))
+        added[SPLITS[k]] += 1
+        if len(batch) == _BATCH:
+            _append(h5[SPLITS[k]], batch, k_max)
+            batch = []
+    if batch:
+        _append(h5[SPLITS[batch_split]], batch, k_max)
 
 
 # -------------------------------------------------------------------- reading
@@ -663,7 +682,7 @@ class SceneFile:
         return self._open
 
     def load(self, stop=None):
-        """Read scenes ``0 .. stop - 1`` (all by default) into memory.
+        """Read the first ``stop`` scenes (all by default) into memory.
 
         Scenes read later come from memory; the others (``stop`` and after)
         still come from the file.

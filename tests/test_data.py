@@ -100,6 +100,41 @@ def test_interrupted_batch_is_truncated_on_resume(jpg_folder, tmp_path):
         np.testing.assert_array_equal(x[5]["truth"], y[5]["truth"])
 
 
+def test_a_killed_build_leaves_the_old_file_whole(jpg_folder, tmp_path, monkeypatch):
+    import astrodeblend.data as data
+
+    out = tmp_path / "set.h5"
+    build(jpg_folder, out, n=4, seed=1)
+    before = out.read_bytes()
+    real_append, calls = data._append, []
+
+    def killed(group, batch, k_max):
+        calls.append(len(batch))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_append(group, batch, k_max)
+
+    monkeypatch.setattr(data, "_append", killed)
+    with pytest.raises(KeyboardInterrupt):  # killed in its second batch
+        build(jpg_folder, out, n=4, seed=2, overwrite=True)
+    assert out.read_bytes() == before and calls == [2, 1]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):  # resuming: the first batch is kept
+        build(jpg_folder, out, n=12, seed=1)
+    with open_split(out, "train") as scenes:
+        assert len(scenes) == 6
+    monkeypatch.setattr(data, "_append", real_append)
+    build(jpg_folder, out, n=12, seed=1)
+    reference = tmp_path / "ref.h5"
+    build(jpg_folder, reference, n=12, seed=1)
+    for name in SPLITS:
+        with open_split(out, name) as x, open_split(reference, name) as y:
+            assert len(x) == len(y)
+            for a, b in zip(x, y, strict=True):
+                np.testing.assert_array_equal(a["blend"], b["blend"])
+
+
 def test_existing_file_with_other_settings_is_refused(jpg_folder, tmp_path):
     out = tmp_path / "set.h5"
     build(jpg_folder, out, n=4, seed=1)
