@@ -15,7 +15,8 @@ import time
 import torch
 
 from astrodeblend.models import ModelConfig, build_models, make_heatmap
-from astrodeblend.train import _scaled_l1, resolve_device
+from astrodeblend.train.losses import scaled_l1
+from astrodeblend.utils import resolve_device
 
 
 def bench_training(device, *, steps=3, batch=32, size=80, adv=False, amp=True):
@@ -37,7 +38,7 @@ def bench_training(device, *, steps=3, batch=32, size=80, adv=False, amp=True):
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None and amp):
             rep = blend.repeat_interleave(2, 0)
             fake = gen(rep, heat)
-            loss = _scaled_l1(fake.float(), truth, 1e-2)
+            loss = scaled_l1(fake.float(), truth, 1e-2)
             if adv:
                 d = disc(torch.cat([rep, rep]), torch.cat([heat, heat]),
                          torch.cat([truth, fake.detach()]))

@@ -140,10 +140,10 @@ class _Killed(Exception):
 
 
 def test_resume_after_kill_mid_epoch_is_exact(dataset, run_a, tmp_path, monkeypatch):
-    import astrodeblend.train as train_module
+    from astrodeblend.train import loop
 
     out = tmp_path / "b"
-    real_augment = train_module._augment
+    real_augment = loop.augment
     calls = {"n": 0}
 
     def dying_augment(batch, generator):
@@ -152,10 +152,10 @@ def test_resume_after_kill_mid_epoch_is_exact(dataset, run_a, tmp_path, monkeypa
             raise _Killed
         return real_augment(batch, generator)
 
-    monkeypatch.setattr(train_module, "_augment", dying_augment)
+    monkeypatch.setattr(loop, "augment", dying_augment)
     with pytest.raises(_Killed):
         train(dataset, out, config=TINY, epochs=2, seed=0, progress=False)
-    monkeypatch.setattr(train_module, "_augment", real_augment)
+    monkeypatch.setattr(loop, "augment", real_augment)
     assert load_checkpoint(out / "checkpoint_last.pt")["epoch"] == 1
     with pytest.raises(OutputExistsError):
         train(dataset, out, config=TINY, epochs=2, seed=0, progress=False)

@@ -1,0 +1,271 @@
+"""The settings of a training run: `TrainConfig`, config files, resumed runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+from ..errors import CheckpointError, InvalidInputError, OutputExistsError
+from ..models import ModelConfig
+
+__all__ = ["TrainConfig", "TrainResult"]
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (saved as ``config.json`` in the run folder).
+
+    Parameters
+    ----------
+    epochs : int
+        Number of passes over the training split.
+    batch_size : int
+        Scenes per optimisation step (per process under DDP); the generator
+        sees one item per galaxy, i.e. about ``batch_size * K`` stamps.
+    lr : float
+        Adam learning rate of every network.
+    betas : list of float
+        Adam betas.
+    cosine_lr : bool
+        Decay the learning rate along a cosine, per epoch, to
+        ``lr * lr_min_factor``.
+    lr_min_factor : float
+        Final learning rate as a fraction of ``lr``.
+    seed : int
+        Seed of the weights, the shuffling and the augmentation.
+    w_l1, w_adv, w_flux, w_det : float
+        Loss weights (content, adversarial, flux, detector).
+    det_pos_weight : float
+        Extra weight of the detector's BCE at the centres: pixel weights are
+        ``1 + det_pos_weight * target``.
+    adv_warmup_epochs : int or None
+        Epochs without adversarial loss (None: half of ``epochs``).
+    adv_ramp_epochs : int or None
+        Epochs of the linear ramp of the adversarial weight (None: a quarter
+        of ``epochs``, at least 1).
+    l1_eps : float
+        Added to each galaxy's mean brightness in ``L1_scaled``.
+    real_label : float
+        Target of real pairs for the discriminator (one-sided label
+        smoothing; 1 switches it off).
+    augment : bool
+        Random flips and transposes (all 8 symmetries of the square) of each
+        scene, centres transformed consistently.
+    train_detector : bool
+        Train the centre detector.
+    train_sampler : bool
+        Also train the unconditional sample GAN.
+    sampler_only : bool
+        Train only the unconditional sample GAN (on the isolated truths).
+    val_max_scenes : int
+        Validation scenes scored per epoch (the first ones of the split).
+    sample_every : int
+        Write ``samples_epochNNN.png`` every this many epochs (0: never).
+    n_sample_scenes : int
+        Validation scenes shown in the sample grids.
+    amp : bool
+        Mixed precision on CUDA (bf16 where supported, else fp16 with a
+        gradient scaler); ignored on the CPU.
+    max_memory_gb : float
+        Training files smaller than this are read into memory; larger ones
+        are read scene by scene by the loader's workers.
+    num_workers : int or None
+        Worker processes of the `torch.utils.data.DataLoader` that reads
+        the training scenes (None: 2 when a file is read from disk, 0 when
+        every file is in memory).
+    model : dict
+        `~astrodeblend.models.ModelConfig` settings.
+
+    Examples
+    --------
+    >>> cfg = TrainConfig(epochs=4)
+    >>> cfg.warmup_epochs, cfg.adv_weight(1), cfg.adv_weight(2), cfg.adv_weight(3)
+    (2, 0.0, 0.01, 0.01)
+    >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    """
+
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 2e-4
+    betas: list = field(default_factory=lambda: [0.5, 0.999])
+    cosine_lr: bool = True
+    lr_min_factor: float = 0.05
+    seed: int = 0
+    w_l1: float = 1.0
+    w_adv: float = 0.01
+    w_flux: float = 0.1
+    w_det: float = 1.0
+    det_pos_weight: float = 20.0
+    adv_warmup_epochs: int | None = None
+    adv_ramp_epochs: int | None = None
+    l1_eps: float = 1e-2
+    real_label: float = 0.9
+    augment: bool = True
+    train_detector: bool = True
+    train_sampler: bool = False
+    sampler_only: bool = False
+    val_max_scenes: int = 256
+    sample_every: int = 1
+    n_sample_scenes: int = 4
+    amp: bool = True
+    max_memory_gb: float = 4.0
+    num_workers: int | None = None
+    model: dict = field(default_factory=lambda: ModelConfig().to_dict())
+
+    def __post_init__(self):
+        self.model = ModelConfig.from_dict(self.model).to_dict()
+        if self.train_sampler or self.sampler_only:
+            self.model["with_sampler"] = True
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise InvalidInputError(f"{name} must be a positive integer, "
+                                        f"not {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise InvalidInputError(f"lr must be positive, not {self.lr!r}")
+        self.betas = [float(b) for b in self.betas]
+
+    @property
+    def warmup_epochs(self):
+        """Epochs without adversarial loss."""
+        if self.adv_warmup_epochs is not None:
+            return int(self.adv_warmup_epochs)
+        return self.epochs // 2
+
+    def adv_weight(self, epoch):
+        """Adversarial weight of 0-based ``epoch`` (0 during the warm-up, then a ramp)."""
+        warm = self.warmup_epochs
+        ramp = (self.adv_ramp_epochs if self.adv_ramp_epochs is not None
+                else max(1, self.epochs // 4))
+        if epoch < warm or self.w_adv <= 0:
+            return 0.0
+        return float(self.w_adv * min(1.0, (epoch - warm + 1) / max(1, ramp)))
+
+    def lr_at(self, epoch):
+        """Learning rate of 0-based ``epoch``."""
+        if not self.cosine_lr or self.epochs <= 1:
+            return float(self.lr)
+        low = self.lr * self.lr_min_factor
+        return float(low + 0.5 * (self.lr - low) * (1 + math.cos(math.pi * epoch / self.epochs)))
+
+    def to_dict(self):
+        """Return the settings as a JSON-able dict.
+
+        Returns
+        -------
+        dict
+        """
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, mapping):
+        """Build a config from a dict, refusing unknown keys.
+
+        Parameters
+        ----------
+        mapping : dict
+            Settings; ``model`` may hold `ModelConfig` settings.
+
+        Returns
+        -------
+        TrainConfig
+
+        Raises
+        ------
+        InvalidInputError
+            If a key is not a setting.
+        """
+        from ..models.config import check_settings
+
+        check_settings(cls, mapping, "training")
+        return cls(**mapping)
+
+
+def _read_config_file(path):
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"config file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"config file {path} must hold a JSON object")
+    return data
+
+
+def _merge_config(base, override):
+    """Return ``base`` updated by ``override`` (the ``model`` dict merged key by key)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if key == "model" and isinstance(value, dict):
+            merged["model"] = {**merged.get("model", {}), **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+@dataclass
+class TrainResult:
+    """What `train` returns.
+
+    Attributes
+    ----------
+    run_dir : `~pathlib.Path`
+        The run folder.
+    history : list of dict
+        One row per epoch (the contents of ``history.csv``).
+    best_epoch : int or None
+        Epoch of the best validation PSNR.
+    best_psnr : float
+        Best validation PSNR (NaN if never measured).
+    checkpoint : `~pathlib.Path`
+        ``checkpoint_best.pt`` (``checkpoint_last.pt`` when there is no best).
+    last_checkpoint : `~pathlib.Path`
+        ``checkpoint_last.pt``.
+    generator_sha256 : str
+        `~astrodeblend._checkpoint.weights_hash` of the final generator.
+    """
+
+    run_dir: Path
+    history: list
+    best_epoch: int | None
+    best_psnr: float
+    checkpoint: Path
+    last_checkpoint: Path
+    generator_sha256: str
+
+
+def prepare_run(out, *, config, overrides, resume):
+    """Return the `TrainConfig` of a run in ``out`` and the checkpoint to resume (or None)."""
+    out = Path(out)
+    last = out / "checkpoint_last.pt"
+    if isinstance(config, TrainConfig):
+        base = config.to_dict()
+    elif isinstance(config, dict):
+        base = dict(config)
+    elif config is None:
+        base = {}
+    else:
+        base = _read_config_file(config)
+    payload = None
+    if resume:
+        if not last.exists():
+            raise CheckpointError(f"cannot resume: {last} does not exist")
+        payload = load_checkpoint(last)
+        if payload.get("format") != CHECKPOINT_FORMAT or "train_config" not in payload:
+            raise CheckpointError(f"checkpoint {last} is not an astrodeblend training checkpoint")
+        settings = _merge_config(payload["train_config"], base)
+    else:
+        if last.exists():
+            raise OutputExistsError(f"run folder {out} already holds {last.name}; use "
+                                    "resume=True (--resume) to continue it or choose another out")
+        settings = _merge_config(TrainConfig().to_dict(), base)
+    settings = _merge_config(settings, {k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(settings), payload

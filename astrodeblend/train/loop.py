@@ -1,0 +1,526 @@
+"""The training loop: one step per network, epochs, validation, checkpoints, DDP and AMP.
+
+`train` sets up ``torch.distributed`` when launched by ``torchrun`` and
+runs a `_Trainer`; see `astrodeblend.train` for the losses, the schedule
+and the run folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io as _stdio
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .._checkpoint import CHECKPOINT_FORMAT, load_state, save_checkpoint, weights_hash
+from ..errors import CheckpointError, DatasetError, DeviceError
+from ..models import ModelConfig, build_models, find_peaks
+from ..utils import resolve_device
+from .batches import TrainingScenes, augment, galaxies
+from .config import TrainResult, prepare_run
+from .losses import center_targets, flux_loss, scaled_l1
+
+__all__ = ["train"]
+
+_HISTORY_KEYS = ["epoch", "step", "lr", "w_adv", "loss_g_l1", "loss_g_adv", "loss_g_flux",
+                 "loss_d", "loss_det", "loss_sg", "loss_sd", "val_l1", "val_psnr", "val_ssim",
+                 "val_psnr_blend", "det_recall", "scenes_per_s", "time_s"]
+_LOSS_KEYS = ("loss_g_l1", "loss_g_adv", "loss_g_flux", "loss_d", "loss_det", "loss_sg",
+              "loss_sd")
+_bce = F.binary_cross_entropy_with_logits
+
+
+def train(data, out, *, config=None, epochs=None, batch_size=None, lr=None, device="auto",
+          seed=None, resume=False, progress=True):
+    """Train the deblending GAN (and detector) on training-set files.
+
+    Launched normally it trains on one device; launched by ``torchrun
+    --nproc_per_node N`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set) it trains
+    with DistributedDataParallel (nccl on CUDA, gloo on the CPU) and only
+    rank 0 writes files.
+
+    Parameters
+    ----------
+    data : str, path or list of them
+        HDF5 training-set file(s) from ``astrodeblend make-dataset``; files
+        of different protocols may be mixed if their scenes have the same
+        bands and size.
+    out : str or path
+        Run folder (created).  It must not hold a checkpoint unless
+        ``resume``.
+    config : `TrainConfig`, dict or path of a JSON file, optional
+        Settings; keys not given keep their defaults (or, when resuming,
+        the values of the run).
+    epochs, batch_size, lr, seed : optional
+        Override the config (``epochs`` may extend a resumed run).
+    device : str, optional
+        ``'auto'``, ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
+    resume : bool, optional
+        Continue from ``out/checkpoint_last.pt`` exactly where it stopped.
+    progress : bool, optional
+        Show a progress bar per epoch.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    DatasetError
+        If a data file is missing, not HDF5 or malformed, or a split is
+        empty.
+    DeviceError
+        If CUDA is requested but unavailable.
+    CheckpointError
+        If resuming fails: no checkpoint, or one of another architecture.
+    OutputExistsError
+        If ``out`` already holds a run and ``resume`` is False.
+
+    Examples
+    --------
+    >>> train("missing.h5", "runs/x")  # doctest: +SKIP
+    """
+    dev = resolve_device(device)
+    rank, world, dev, created_group = _init_distributed(dev)
+    try:
+        out = Path(out)
+        cfg, payload = prepare_run(out, config=config, resume=resume,
+                                   overrides={"epochs": epochs, "batch_size": batch_size,
+                                              "lr": lr, "seed": seed})
+        if rank == 0:
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                from ..errors import WriteError
+
+                raise WriteError(f"cannot create run folder {out}: {exc.strerror or exc}") \
+                    from None
+        train_set = TrainingScenes(data, "train", max_memory_gb=cfg.max_memory_gb)
+        val_set = TrainingScenes(data, "validation", max_scenes=cfg.val_max_scenes)
+        try:
+            trainer = _Trainer(cfg, train_set, device=dev, rank=rank, world=world,
+                               payload=payload, out=out)
+            return trainer.run(val_set, progress=progress)
+        finally:
+            train_set.close()
+            val_set.close()
+    finally:
+        if created_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+class _Trainer:
+    """The networks, optimisers and state of one run, and its steps."""
+
+    def __init__(self, cfg, train_set, *, device, rank, world, payload, out):
+        if len(train_set) == 0:
+            raise DatasetError(f"the 'train' split of {', '.join(map(str, train_set.paths))} "
+                               "is empty")
+        self.cfg, self.train_set, self.device = cfg, train_set, device
+        self.rank, self.world, self.out, self.main = rank, world, out, rank == 0
+        mcfg = ModelConfig.from_dict(cfg.model)
+        n_bands, size = train_set.shape[0], train_set.shape[1]
+        if n_bands != mcfg.n_bands:
+            if payload is not None or mcfg.n_bands != ModelConfig().n_bands:
+                raise DatasetError(f"the data have {n_bands} bands but the model "
+                                   f"expects {mcfg.n_bands}")
+            mcfg.n_bands = n_bands   # a new run adopts the bands of the data
+        mcfg.image_size = size
+        cfg.model = mcfg.to_dict()
+        self.mcfg, self.sigma = mcfg, mcfg.heatmap_sigma
+
+        torch.manual_seed(cfg.seed)
+        self.models = {k: m.to(device) for k, m in build_models(mcfg).items()}
+        groups = ["generator", "discriminator", "detector"]
+        if mcfg.with_sampler:
+            groups += ["sample_generator", "sample_discriminator"]
+        self.optims = {name: torch.optim.Adam(self.models[name].parameters(), lr=cfg.lr,
+                                              betas=tuple(cfg.betas)) for name in groups}
+        self.amp_dtype = None
+        if device.type == "cuda" and cfg.amp:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
+        self.epoch, self.step, self.history = 0, 0, []
+        self.best_psnr, self.best_epoch = -math.inf, None
+        if payload is not None:
+            self._restore(payload, out / "checkpoint_last.pt")
+        self.wrapped = {k: _ddp(m, device, world) for k, m in self.models.items()}
+
+    def _restore(self, payload, where):
+        stored = payload.get("models", {})
+        for name, module in self.models.items():
+            if name not in stored:
+                raise CheckpointError(f"checkpoint {where} does not match the model: it has "
+                                      f"no {name} weights")
+            load_state(module, stored[name], where=where, name=name)
+        for name, opt in self.optims.items():
+            try:
+                opt.load_state_dict(payload["optimizers"][name])
+            except (KeyError, ValueError, RuntimeError) as exc:
+                raise CheckpointError(f"checkpoint {where} does not match the model: "
+                                      f"optimiser {name}: {exc}") from None
+        if payload.get("scaler"):
+            self.scaler.load_state_dict(payload["scaler"])
+        self.epoch = int(payload["epoch"])
+        self.step = int(payload.get("step", 0))
+        self.history = list(payload.get("history", []))
+        self.best_psnr = float(payload.get("best_psnr", -math.inf))
+        self.best_epoch = payload.get("best_epoch")
+        _set_rng_state(payload["rng"])
+
+    def autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype,
+                              enabled=self.amp_dtype is not None)
+
+    # ------------------------------------------------------------------ run
+    def run(self, val_set, *, progress):
+        from torch.utils.data import DistributedSampler
+
+        cfg, out = self.cfg, self.out
+        if self.main:
+            _write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+        sampler = DistributedSampler(range(len(self.train_set)), num_replicas=self.world,
+                                     rank=self.rank, shuffle=True, seed=cfg.seed,
+                                     drop_last=False)
+        loader = self.train_set.loader(batch_size=cfg.batch_size, sampler=sampler,
+                                       num_workers=cfg.num_workers,
+                                       pin_memory=self.device.type == "cuda")
+        for epoch in range(self.epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            sampler.set_epoch(epoch)
+            row = self._train_epoch(epoch, loader, progress=progress and self.main)
+            elapsed = time.perf_counter() - t0
+            row["scenes_per_s"] = len(sampler) * self.world / elapsed if elapsed > 0 else math.nan
+            if self.main:
+                row.update(_validate(self.models, val_set, self.device, self.sigma, cfg))
+                row["time_s"] = time.perf_counter() - t0
+                self._end_epoch(epoch, row, val_set)
+            if self.world > 1:
+                import torch.distributed as dist
+
+                dist.barrier()
+        best = out / "checkpoint_best.pt"
+        return TrainResult(run_dir=out, history=self.history, best_epoch=self.best_epoch,
+                           best_psnr=self.best_psnr if math.isfinite(self.best_psnr)
+                           else math.nan,
+                           checkpoint=best if best.exists() else out / "checkpoint_last.pt",
+                           last_checkpoint=out / "checkpoint_last.pt",
+                           generator_sha256=weights_hash(self.models["generator"].state_dict()))
+
+    def _train_epoch(self, epoch, loader, *, progress):
+        from ..utils import progress as progress_bar
+
+        cfg = self.cfg
+        lr = cfg.lr_at(epoch)
+        for opt in self.optims.values():
+            for group in opt.param_groups:
+                group["lr"] = lr
+        w_adv = cfg.adv_weight(epoch)
+        aug_gen = _epoch_generator(cfg.seed, epoch, self.rank, 1)
+        noise_gen = _epoch_generator(cfg.seed, epoch, self.rank, 2)
+        sums = dict.fromkeys(_LOSS_KEYS, 0.0)
+        for m in self.models.values():
+            m.train()
+        bar = progress_bar(loader, enable=progress, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                           unit="batch")
+        for batch in bar:
+            if cfg.augment:
+                batch = augment(batch, aug_gen)
+            gal = galaxies(batch, self.device, self.sigma)
+            if not cfg.sampler_only:
+                losses = self._deblender_steps(batch, gal, w_adv)
+                for key, value in losses.items():
+                    sums[key] += value
+            if self.mcfg.with_sampler and (cfg.train_sampler or cfg.sampler_only):
+                loss_sg, loss_sd = self._sampler_step(gal["truth"], noise_gen)
+                sums["loss_sg"] += loss_sg
+                sums["loss_sd"] += loss_sd
+            self.scaler.update()
+            self.step += 1
+            if hasattr(bar, "set_postfix") and progress and not cfg.sampler_only:
+                bar.set_postfix(l1=f"{losses['loss_g_l1']:.3f}")
+        n_batches = max(1, len(loader))
+        means = _all_reduce_mean({k: v / n_batches for k, v in sums.items()}, self.device,
+                                 self.world)
+        return {"epoch": epoch + 1, "step": self.step, "lr": lr, "w_adv": w_adv, **means}
+
+    # ---------------------------------------------------------------- steps
+    def _deblender_steps(self, batch, gal, w_adv):
+        """Discriminator, generator and detector steps on one batch; their losses."""
+        cfg, losses = self.cfg, dict.fromkeys(("loss_g_adv", "loss_d", "loss_det"), 0.0)
+        with self.autocast():
+            fake = self.wrapped["generator"](gal["blend"], gal["heat"])
+        if w_adv > 0:
+            self.optims["discriminator"].zero_grad(set_to_none=True)
+            with self.autocast():
+                logits = self.wrapped["discriminator"](
+                    torch.cat([gal["blend"], gal["blend"]]), torch.cat([gal["heat"], gal["heat"]]),
+                    torch.cat([gal["truth"], fake.detach()]))
+                loss_d = _bce(logits.float(), _targets(logits, gal["blend"].shape[0],
+                                                       cfg.real_label))
+            self._backward_step(loss_d, "discriminator")
+            losses["loss_d"] = float(loss_d.detach())
+        self.optims["generator"].zero_grad(set_to_none=True)
+        with self.autocast():
+            loss_l1 = scaled_l1(fake.float(), gal["truth"], cfg.l1_eps)
+            loss_flux = flux_loss(fake, gal["truth"], gal["physical"])
+            loss_g = cfg.w_l1 * loss_l1 + cfg.w_flux * loss_flux
+            if w_adv > 0:
+                # the discriminator only judges here: no gradients of its own, and no
+                # DDP all-reduce (its weights are the same on every rank)
+                with _frozen(self.models["discriminator"]) as disc:
+                    adv_logits = disc(gal["blend"], gal["heat"], fake).float()
+                loss_adv = _bce(adv_logits, torch.ones_like(adv_logits))
+                loss_g = loss_g + w_adv * loss_adv
+                losses["loss_g_adv"] = float(loss_adv.detach())
+        self._backward_step(loss_g, "generator")
+        losses["loss_g_l1"] = float(loss_l1.detach())
+        losses["loss_g_flux"] = float(loss_flux.detach())
+        if cfg.train_detector:
+            self.optims["detector"].zero_grad(set_to_none=True)
+            target = center_targets(batch, self.device, self.sigma)
+            with self.autocast():
+                det_logits = self.wrapped["detector"](batch["blend"].to(self.device))
+                # centre pixels are rare: weight them up so that the
+                # heatmap's peaks rise above the detection threshold
+                loss_det = cfg.w_det * _bce(det_logits.float(), target,
+                                            weight=1 + cfg.det_pos_weight * target)
+            self._backward_step(loss_det, "detector")
+            losses["loss_det"] = float(loss_det.detach())
+        return losses
+
+    def _sampler_step(self, truths, generator):
+        """One step of the unconditional GAN on isolated truth galaxies; its two losses."""
+        size, real_label = self.mcfg.sampler_size, self.cfg.real_label
+        real = truths.float().clamp(0, 1)
+        if real.shape[-1] != size or real.shape[-2] != size:
+            real = F.interpolate(real, size=(size, size), mode="area")
+        z = torch.randn(real.shape[0], self.mcfg.latent_dim, generator=generator).to(self.device)
+        with self.autocast():
+            fake = self.wrapped["sample_generator"](z)
+        self.optims["sample_discriminator"].zero_grad(set_to_none=True)
+        with self.autocast():
+            logits = self.wrapped["sample_discriminator"](torch.cat([real, fake.detach()])).float()
+            loss_d = _bce(logits, _targets(logits, real.shape[0], real_label))
+        self._backward_step(loss_d, "sample_discriminator")
+        self.optims["sample_generator"].zero_grad(set_to_none=True)
+        with self.autocast(), _frozen(self.models["sample_discriminator"]) as disc:
+            logits = disc(fake).float()
+            loss_g = _bce(logits, torch.ones_like(logits))
+        self._backward_step(loss_g, "sample_generator")
+        return float(loss_g.detach()), float(loss_d.detach())
+
+    def _backward_step(self, loss, name):
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optims[name])
+
+    # ------------------------------------------------------------ end of epoch
+    def _end_epoch(self, epoch, row, val_set):
+        cfg, out, models = self.cfg, self.out, self.models
+        self.history.append(row)
+        psnr = row.get("val_psnr", math.nan)
+        is_best = math.isfinite(psnr) and psnr > self.best_psnr
+        if is_best:
+            self.best_psnr, self.best_epoch = psnr, epoch + 1
+        _write_epoch_outputs(out, cfg, models, val_set, self.device, self.sigma, self.history,
+                             epoch)
+        ck = {
+            "format": CHECKPOINT_FORMAT, "version": 1,
+            "model_config": self.mcfg.to_dict(), "train_config": cfg.to_dict(),
+            "models": {k: m.state_dict() for k, m in models.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optims.items()},
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "epoch": epoch + 1, "step": self.step, "history": self.history,
+            "best_psnr": self.best_psnr, "best_epoch": self.best_epoch, "rng": _rng_state(),
+            "generator_sha256": weights_hash(models["generator"].state_dict()),
+        }
+        save_checkpoint(out / "checkpoint_last.pt", ck)
+        _write_text(out / "checkpoint_last.sha256", f"{ck['generator_sha256']}  generator\n")
+        if is_best:
+            save_checkpoint(out / "checkpoint_best.pt", ck)
+
+
+def _targets(logits, n_real, real_label):
+    """Discriminator targets: ``real_label`` for the first ``n_real`` rows, 0 for the rest."""
+    return torch.cat([torch.full_like(logits[:n_real], real_label),
+                      torch.zeros_like(logits[n_real:])]).float()
+
+
+@contextlib.contextmanager
+def _frozen(module):
+    """Yield ``module`` with its parameters out of autograd (the other network's step)."""
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        module.requires_grad_(True)
+
+
+# ------------------------------------------------------------------- validation
+@torch.no_grad()
+def _validate(models, val_set, device, sigma, cfg, *, batch_size=32, radius=3.0):
+    """L1, PSNR and SSIM of the generator and the detector's recall on the validation split."""
+    from ..metrics import PSNR_CAP, psnr, ssim
+
+    n = min(len(val_set), cfg.val_max_scenes)
+    if n == 0 or cfg.sampler_only:
+        return {}
+    gen, det = models["generator"], models["detector"]
+    gen.eval()
+    det.eval()
+    l1, psnrs, psnrs_blend, ssims = [], [], [], []
+    found = total = 0
+    for start in range(0, n, batch_size):
+        batch = val_set.batch(range(start, min(n, start + batch_size)))
+        gal = galaxies(batch, device, sigma)
+        out = gen(gal["blend"], gal["heat"]).float()
+        truth = gal["truth"].float()
+        l1.extend((out - truth).abs().flatten(1).mean(1).tolist())
+        o, b, t = (x.clamp(0, 1).cpu().numpy() for x in (out, gal["blend"].float(), truth))
+        for pred, blend, true in zip(o, b, t, strict=True):
+            psnrs.append(min(psnr(pred, true, data_range=1.0), PSNR_CAP))
+            psnrs_blend.append(min(psnr(blend, true, data_range=1.0), PSNR_CAP))
+            ssims.append(ssim(pred, true, data_range=1.0))
+        if cfg.train_detector:
+            peaks = find_peaks(det(batch["blend"].to(device)), min_distance=2)
+            for i, p in enumerate(peaks):
+                true = batch["centers"][i, : int(batch["n_sources"][i])]
+                total += len(true)
+                if len(p) and len(true):
+                    d = torch.cdist(true.float(), p.float().cpu())
+                    found += int((d.min(dim=1).values <= radius).sum())
+    gen.train()
+    det.train()
+    row = {"val_l1": float(np.mean(l1)), "val_psnr": float(np.mean(psnrs)),
+           "val_ssim": float(np.mean(ssims)), "val_psnr_blend": float(np.mean(psnrs_blend))}
+    if cfg.train_detector and total:
+        row["det_recall"] = found / total
+    return row
+
+
+@torch.no_grad()
+def _write_epoch_outputs(out, cfg, models, val_set, device, sigma, history, epoch):
+    from ..plotting import plot_sample_grid, plot_training_history
+
+    _write_history(out / "history.csv", history)
+    plot_training_history(history, out / "loss.png", overwrite=True)
+    if (cfg.sample_every and (epoch + 1) % cfg.sample_every == 0 and len(val_set)
+            and not cfg.sampler_only):
+        n = min(cfg.n_sample_scenes, len(val_set))
+        gal = galaxies(val_set.batch(range(n)), device, sigma)
+        gen = models["generator"]
+        gen.eval()
+        output = gen(gal["blend"], gal["heat"]).float().cpu().numpy()
+        gen.train()
+        plot_sample_grid(gal["blend"].cpu().numpy(), output, gal["truth"].cpu().numpy(),
+                         out / f"samples_epoch{epoch + 1:03d}.png",
+                         title=f"epoch {epoch + 1}", overwrite=True)
+
+
+def _write_text(path, text):
+    from ..io import atomic_write
+
+    with atomic_write(path, overwrite=True) as tmp:
+        Path(tmp).write_text(text)
+
+
+def _write_history(path, history):
+    keys = list(_HISTORY_KEYS) + sorted({k for row in history for k in row} - set(_HISTORY_KEYS))
+    buf = _stdio.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in keys})
+    _write_text(path, buf.getvalue())
+
+
+# -------------------------------------------------------------------- rng states
+def _rng_state():
+    py = random.getstate()
+    np_state = np.random.get_state()  # noqa: NPY002 - the legacy global state
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [str(np_state[0]), [int(v) for v in np_state[1]], int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "python": [int(py[0]), [int(v) for v in py[1]],
+                   None if py[2] is None else float(py[2])],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [s for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def _set_rng_state(state):
+    torch.set_rng_state(state["torch"].cpu())
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    legacy = (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)
+    np.random.set_state(legacy)  # noqa: NPY002
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _epoch_generator(seed, epoch, rank, salt):
+    state = np.random.SeedSequence([int(seed), int(epoch), int(rank), salt]).generate_state(2)
+    g = torch.Generator()
+    g.manual_seed(int(state[0]) << 32 | int(state[1]))
+    return g
+
+
+# ------------------------------------------------------------------- distributed
+def _init_distributed(device):
+    """Set up torch.distributed from RANK / WORLD_SIZE / LOCAL_RANK (torchrun)."""
+    import torch.distributed as dist
+
+    if not ("RANK" in os.environ and "WORLD_SIZE" in os.environ):
+        return 0, 1, device, False
+    world = int(os.environ["WORLD_SIZE"])
+    rank = int(os.environ["RANK"])
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    if world <= 1:
+        return 0, 1, device, False
+    if device.type == "cuda":
+        if local >= torch.cuda.device_count():
+            raise DeviceError(f"LOCAL_RANK {local} has no GPU: only "
+                              f"{torch.cuda.device_count()} CUDA device(s)")
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                init_method="env://", world_size=world, rank=rank)
+        created = True
+    else:
+        created = False
+    return rank, world, device, created
+
+
+def _ddp(module, device, world):
+    if world <= 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda"
+                                   else None)
+
+
+def _all_reduce_mean(values, device, world):
+    if world <= 1:
+        return values
+    import torch.distributed as dist
+
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return {k: float(v) / world for k, v in zip(keys, t.tolist(), strict=True)}
