@@ -303,6 +303,7 @@ class Deblender:
                 fit_amplitudes(signal, bad, models)
             added = _unexplained(candidates, models, signal, noise, aperture, self.min_snr)
             if added:
+                methods.add("photutils")
                 models += self._models(work, pad, added, plans, mode, bands, groups)
         history.append(f"detect: {' + '.join(sorted(methods)) or 'nothing to search'} "
                        f"(CenterDetector threshold={self.detect_threshold}, agreement of "
@@ -449,9 +450,9 @@ class Deblender:
         group and
         is significant.  Groups where it finds nothing get
         photutils' brightest multi-threshold peak
-        (`~astrodeblend.detect.split_group`).  photutils' other peaks are
-        returned as candidates, kept later only where the models leave
-        their light unexplained.
+        (`~astrodeblend.detect.split_group`) as a candidate; photutils' other
+        peaks are candidates too.  Candidates are kept later only where the
+        models leave their light unexplained.
 
         Returns the centres ``(x, y, group)``, the candidates, the stamp plan
         of each group and the set of detection methods used.
@@ -558,21 +559,22 @@ class Deblender:
                                       confirm=confirm_single if single else None))
             if side > self.size:
                 # at scales it was not trained for, the detector's peaks must be
-                # peaks of the data
-                kept = [(x, y) for x, y in kept if peaked(x, y, tol)]
+                # peaks of the data seen at the stamp's scale
+                kept = [(x, y) for x, y in kept
+                        if _peaked_at_scale(smoothed, x, y, side / self.size, tol)]
             methods.add("detector") if kept else None
-            peaks = significant(split_group(smoothed, groups, label))
+            peaks = significant(split_group(smoothed, groups, label, n_pixels=5))
             peaks = [(x, y) for x, y in peaks if all(np.hypot(x - u, y - v) > 2 * tol
                                                       for u, v in kept)]
             if self.detector is None:
                 kept, peaks = peaks, []  # photutils is the detector
                 methods.add("photutils") if kept else None
             elif not kept and peaks:
-                # the detector saw nothing here (a star, a faint source): the
-                # brightest photutils peak, the others only if the light is unexplained
+                # the detector saw nothing here (a star, a faint source, the
+                # outskirts of a large galaxy): photutils' brightest peak, kept
+                # if no other source's model explains its light
                 peaks.sort(key=lambda p: -aperture[round(p[1]), round(p[0])])
-                kept, peaks = peaks[:1], peaks[1:]
-                methods.add("photutils")
+                peaks = peaks[:1]
             centers += [(x, y, label) for x, y in kept]
             candidates += [(x, y, label) for x, y in peaks]
         return centers, candidates, plans, methods
@@ -643,13 +645,17 @@ class Deblender:
 def _unexplained(candidates, models, signal, noise, aperture, min_snr):
     """The candidate peaks where the models explain less than half of the light.
 
-    At each candidate, the band-combined signal-to-noise of the data and of
-    the residual (data minus every model) are compared in a 3x3 aperture; a
+    At each candidate, the band-combined signal of the data and of the
+    residual (data minus every model) are compared in a 3x3 aperture; a
     star or a faint companion next to a galaxy leaves its light in the
-    residual, a bright knot of a galaxy does not (the galaxy's model holds it).
+    residual, a bright knot of a galaxy does not (the galaxy's model holds
+    it).  The residual light must reach ``min_snr`` on its own.  A
+    significant candidate farther than 2.5 half-light radii from every
+    source is kept in any case.
     """
     if not candidates:
         return []
+    sizes = [_half_light_radius(m) for m in models]
     h, w = signal.shape[1:]
     weights = (1.0 / np.asarray(noise, dtype=np.float32))[:, None, None]
     added = []
@@ -664,9 +670,46 @@ def _unexplained(candidates, models, signal, noise, aperture, min_snr):
                 sub = m.model[:, max(row - 1, y0) - y0:min(row + 2, y1) - y0,
                               max(col - 1, x0) - x0:min(col + 2, x1) - x0]
                 explained += float((sub * weights).sum())
-        if light > 0 and (light - explained) / light > 0.5 and aperture[row, col] >= min_snr:
+        left = (light - explained) / light if light > 0 else 0.0
+        # a peak well outside every source's half-light radius is a source of
+        # its own (a star by a galaxy), whatever the models say
+        apart = all(np.hypot(x - m.center[0], y - m.center[1]) > 2.5 * r
+                    for m, r in zip(models, sizes, strict=True))
+        if apart and aperture[row, col] >= min_snr:
+            added.append((x, y, label))
+        # the light left over must itself be significant (not only the
+        # light of a galaxy's wing that the candidate sits on)
+        elif left > 0.5 and left * aperture[row, col] >= min_snr:
             added.append((x, y, label))
     return added
+
+
+def _half_light_radius(model):
+    """Radius (pixels) around the model's centre holding half of its positive light."""
+    plane = np.clip(model.model.sum(axis=0), 0, None)
+    total = plane.sum()
+    if not total > 0:
+        return 1.0
+    yy, xx = np.mgrid[model.box[0]:model.box[1], model.box[2]:model.box[3]]
+    r = np.hypot(xx - model.center[0], yy - model.center[1]).ravel()
+    order = np.argsort(r)
+    cumulative = np.cumsum(plane.ravel()[order])
+    return max(float(r[order][np.searchsorted(cumulative, 0.5 * total)]), 1.0)
+
+
+def _peaked_at_scale(image, x, y, scale, tol):
+    """True where ``image``, smoothed to ``scale`` pixels, has a local maximum within ``tol``."""
+    from scipy.ndimage import gaussian_filter, maximum_filter
+
+    h, w = image.shape
+    r = int(np.ceil(tol + 4 * scale))
+    row, col = int(round(y)), int(round(x))
+    y0, x0 = max(row - r, 0), max(col - r, 0)
+    crop = gaussian_filter(image[y0:row + r + 1, x0:col + r + 1], scale)
+    local = crop == maximum_filter(crop, size=2 * int(np.ceil(scale)) + 1)
+    yy, xx = np.nonzero(local)
+    near = np.hypot(xx + x0 - x, yy + y0 - y) <= tol
+    return bool(near.any())
 
 
 def _check_flux(flux):

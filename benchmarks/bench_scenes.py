@@ -8,6 +8,7 @@ model against photutils segmentation (``--method segmentation``):
 - isolated galaxies anywhere in the frame: exactly one source, flux error
   (also at peak S/N 40);
 - pairs 6-24 px apart: both found (within 4 px), flux errors;
+- a galaxy and a star 6-24 px apart: both found (within 3 px);
 - a blue and a red galaxy 10 px apart in 3 and 5 bands: per-band flux errors;
 - a 10x20 NaN block on a galaxy: totals, finite and zero masked pixels;
 - a smooth 500 px Sersic galaxy with noise: source count, largest jump of
@@ -123,6 +124,28 @@ def pairs(methods, n, *, size=96):
     return stats
 
 
+def stars(methods, n, *, size=96):
+    """A galaxy and a star (Gaussian PSF) 6-24 px apart, the star 0.1-1 times as bright."""
+    rng = np.random.default_rng(6)
+    stats = {name: {"both": 0} for name in methods}
+    yy, xx = np.mgrid[:size, :size]
+    for _ in range(n):
+        sep, angle = rng.uniform(6, 24), rng.uniform(0, 2 * np.pi)
+        x, y = rng.uniform(20, size - 20, 2)
+        sx, sy = x + sep * np.cos(angle), y + sep * np.sin(angle)
+        peak = rng.uniform(20, 200)
+        fwhm = rng.uniform(1.5, 3.0)
+        star = np.exp(-((xx - sx) ** 2 + (yy - sy) ** 2) / (2 * (fwhm / 2.355) ** 2))
+        comps = np.stack([random_galaxy(rng, (size, size), x, y, 3) * peak,
+                          rng.uniform(0.1, 1.0) * peak * rng.uniform(0.5, 1.5, 3)[:, None, None]
+                          * star[None]]).astype(np.float32)
+        blend = observe(rng, comps)
+        for name, method in methods.items():
+            found = match(method(blend), [(x, y), (sx, sy)], max_distance=3.0)
+            stats[name]["both"] += min(found) >= 0 and found[0] != found[1]
+    return stats
+
+
 def colours(deblender, n_bands):
     rng = np.random.default_rng(3)
     blue = np.linspace(1.5, 0.5, n_bands)
@@ -221,6 +244,8 @@ def main(argv=None):
         e = np.asarray(s["err"])
         print(f"{'pairs 6-24 px':22s} {name:12s}: both found {s['both'] / args.n:6.1%}, "
               f"median |flux err| {np.median(np.abs(e)):.2%}")
+    for name, s in stars(methods, args.n).items():
+        print(f"{'galaxy + star 6-24 px':22s} {name:12s}: both found {s['both'] / args.n:6.1%}")
     for n_bands in (3, 5):
         e = colours(gan, n_bands)
         print(f"blue + red 10 px, {n_bands} bands: worst band |flux err| median "
