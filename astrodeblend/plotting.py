@@ -17,7 +17,8 @@ import math
 import numpy as np
 
 __all__ = ["save_figure", "plot_training_history", "plot_sample_grid", "plot_image_grid",
-           "plot_evaluation_gallery", "plot_metric_histogram", "plot_deblend_result"]
+           "plot_evaluation_gallery", "plot_metric_histogram", "plot_deblend_result",
+           "MAX_PANEL_PIXELS", "MASKED_COLOR"]
 
 
 def _new_figure(figsize):

@@ -39,7 +39,6 @@ version = ".".join(release.split(".")[:2])
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.intersphinx",
-    "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_automodapi.automodapi",
@@ -49,6 +48,8 @@ extensions = [
     "astrodeblend_cli",
     "astrodeblend_api",
     "md_changelog",
+    "mathtext_math",
+    "astrodeblend_refs",
 ]
 
 templates_path = ["_templates"]
@@ -73,8 +74,20 @@ automodsumm_inherited_members = False
 automodsumm_writereprocessed = False
 graphviz_output_format = "svg"
 
-# MathJax is loaded by the browser when a page is read; the build itself
-# needs no network.
+# Formulas are drawn at build time by matplotlib's mathtext (docs/_ext/
+# mathtext_math.py) and embedded as SVG: pages show maths offline, with no
+# MathJax from a CDN and no LaTeX installation.
+html_math_renderer = "mathtext"
+
+# -- Nitpicky builds (``sphinx-build -n``) ------------------------------------
+# Every reference to astrodeblend's own objects must resolve (docs/_ext/
+# astrodeblend_refs.py maps the names docstrings use to the documented
+# ones).  Third-party objects cannot resolve offline, where intersphinx is
+# off: only those are ignored here.
+THIRD_PARTY = ("pathlib", "os", "argparse", "concurrent", "numpy", "scipy", "torch", "astropy",
+               "photutils", "matplotlib", "skimage", "distributed", "dask", "h5py", "PIL",
+               "tqdm")
+nitpick_ignore_regex = [(r"py:.*", rf"~?({'|'.join(THIRD_PARTY)})(\..+)?")]
 
 # -- Intersphinx: off by default (the build must work offline) ----------------
 if os.environ.get("ASTRODEBLEND_INTERSPHINX") == "1":
@@ -129,6 +142,15 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
     "secondary_sidebar_items": ["page-toc", "sourcelink"],
 }
-html_sidebars = {"changelog": [], "model_card": [], "fits_format": []}
+# The primary sidebar ("Section Navigation") lists the pages below the
+# current top-level page.  Top-level pages without sub-pages (no toctree,
+# no automodapi) get none, rather than an empty box; their own sections are
+# in the right-hand "On this page".
+html_sidebars = {
+    source.stem: [] for source in sorted(DOCS.glob("*.rst"))
+    if source.stem != root_doc
+    and not any(d in source.read_text(encoding="utf-8")
+                for d in (".. toctree::", ".. automodapi::"))
+}
 html_last_updated_fmt = None
 html_show_sourcelink = True
