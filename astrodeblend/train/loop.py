@@ -21,7 +21,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checkpoint import CHECKPOINT_FORMAT, load_state, save_checkpoint, weights_hash
+from .._checkpoint import (
+    CHECKPOINT_FORMAT,
+    load_state,
+    save_checkpoint,
+    set_cuda_rng_states,
+    weights_hash,
+)
 from ..errors import CheckpointError, DatasetError, DeviceError
 from ..models import ModelConfig, build_models, find_peaks
 from ..utils import resolve_device
@@ -468,8 +474,8 @@ def _set_rng_state(state):
     np.random.set_state(legacy)  # noqa: NPY002
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    if "cuda" in state:  # the GPUs visible now; a resumed run may see fewer
+        set_cuda_rng_states(state["cuda"])
 
 
 def _epoch_generator(seed, epoch, rank, salt):
