@@ -457,6 +457,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("astrodeblend: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader of our output went away (``astrodeblend info x.fits | head``):
+        # stop quietly, as Unix tools do
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

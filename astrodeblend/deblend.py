@@ -44,7 +44,7 @@ from ._version import __version__
 from .errors import CheckpointError, InvalidInputError
 from .image import GalaxyImage, as_galaxy_image
 from .result import DeblendResult
-from .utils import resolve_device
+from .utils import plural, resolve_device
 from .weights import default_model_path
 
 __all__ = ["Deblender", "deblend", "get_deblender", "default_model_path", "run_demo",
@@ -273,7 +273,7 @@ class Deblender:
         if not isinstance(self.background, str):
             if self.background.size not in (1, c):
                 raise InvalidInputError(f"background has {self.background.size} values for "
-                                        f"{c} bands")
+                                        f"{plural(c, 'band')}")
             given = np.broadcast_to(self.background, (c,)).astype(np.float32)
             level = np.broadcast_to(given[:, None, None], image.shape)
             history.append(f"background: given by the caller ({', '.join(f'{b:.4g}' for b in given)})")
@@ -309,7 +309,7 @@ class Deblender:
                        f"(CenterDetector threshold={self.detect_threshold}, agreement of "
                        f"shifted stamps, min S/N {self.min_snr}; photutils peaks where it "
                        f"finds nothing, and {len(added)} more whose light the models leave "
-                       f"unexplained) found {len(models)} sources")
+                       f"unexplained) found {plural(len(models), 'source')}")
         for model in models:
             grow_footprint(model, groups, noise)
         if mode == "linear":
@@ -632,10 +632,11 @@ class Deblender:
                     est = est[:, ys - y0:ye - y0, xs - x0:xe - x0]
                     window_part = window[ys - y0:ye - y0, xs - x0:xe - x0]
                     sky = groups[ys:ye, xs:xe] == 0
-                    if sky.sum() > 50:
+                    if mode == "linear" and sky.sum() > 50:
                         # the generator leaves a faint pedestal over the sky: remove it
                         est = est - np.median(est[:, sky], axis=1)[:, None, None]
-                    est = est * window_part
+                    if not single:  # a stamp inside a larger image ends smoothly
+                        est = est * window_part
                     models.append(SourceModel((float(x), float(y)), (ys, ye, xs, xe),
                                               np.ascontiguousarray(est, dtype=np.float32),
                                               group=int(label)))
@@ -983,19 +984,20 @@ def run_demo(output_dir="astrodeblend-demo", *, device="auto", overwrite=False):
     result_path = write_deblended(result, out / "demo_blend_deblended.fits",
                                   overwrite=overwrite)
     png_path = out / "demo_blend_deblended.png"
-    save_figure(plot_deblend_result(result, truth=scene.components), png_path,
-                overwrite=overwrite)
+    save_figure(plot_deblend_result(result, truth=scene.components,
+                                    truth_centers=scene.centers),
+                png_path, overwrite=overwrite)
     found = np.column_stack([result.catalog["x_centroid"], result.catalog["y_centroid"]])
     pairs = match_sources(scene.centers, found).pairs
     print(f"astrodeblend {__version__} demo: two generated galaxies blended "
           f"({scene.protocol} protocol), deblended with the {deblender.name} model")
-    print(f"  found {result.n_sources} sources; true galaxies matched: {len(pairs)} of "
-          f"{len(scene.centers)}")
+    print(f"  found {plural(result.n_sources, 'source')}; true galaxies matched: "
+          f"{len(pairs)} of {len(scene.centers)}")
     for t, f in pairs:
-        err = flux_error(result.sources[f], scene.components[t])
+        err = flux_error(result.source_image(f, full_frame=True).data, scene.components[t])
         x, y = found[f]
-        print(f"  galaxy {'AB'[t] if t < 2 else t}: x={x:.1f} y={y:.1f} "
-              f"flux error {100 * err:+.1f} %")
+        print(f"  source {int(result.catalog['id'][f])} (truth galaxy {t + 1}): "
+              f"x={x:.1f} y={y:.1f} flux error {100 * err:+.1f} %")
     print(f"  input:  {blend_path}")
     print(f"  result: {result_path}")
     print(f"  figure: {png_path}")

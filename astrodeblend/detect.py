@@ -19,8 +19,8 @@ import numpy as np
 from .errors import InvalidInputError
 from .image import as_galaxy_image
 
-__all__ = ["Detections", "background_and_noise", "detection_image", "find_centers",
-           "CATALOG_COLUMNS"]
+__all__ = ["Detections", "Sky", "background_and_noise", "detection_image", "estimate_sky",
+           "find_centers", "find_groups", "split_group", "CATALOG_COLUMNS"]
 
 #: Columns of the catalog that `find_centers` returns, in order.
 CATALOG_COLUMNS = ("id", "x_centroid", "y_centroid", "ra", "dec", "flux", "bbox_xmin",
