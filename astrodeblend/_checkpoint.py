@@ -115,7 +115,7 @@ def load_checkpoint(path, *, map_location="cpu"):
         and plain data (for example a pickle that would run code: it is never
         loaded with ``weights_only=False``), or holds a model config that
         is invalid or describes networks of more than
-        `~astrodeblend.models.config.MAX_PARAMETERS` parameters.
+        ``astrodeblend.models.config.MAX_PARAMETERS`` parameters.
 
     Examples
     --------

@@ -7,7 +7,7 @@ every HDU of a FITS file (read by hand from the headers, also inside
 ``ZTILEn``) and the size of a JPG/PNG (from its header) must stay within
 ``max_pixels`` values (`MAX_PIXELS` by default, 512 MiB as float32); the
 image must be a 2-D image or a 3-D cube (bands first), and the data must be
-present in full.  Pixel values must lie within +-`MAX_ABS_VALUE`, so that
+present in full.  Pixel values must lie within +-``MAX_ABS_VALUE``, so that
 float32 arithmetic cannot overflow.  Whatever astropy or Pillow say about a
 bad file is turned into a one-line `~astrodeblend.ReadError` that names the
 file; their warnings are caught here and never reach the caller.
@@ -469,7 +469,7 @@ def _largest_finite(data, *, chunk=1 << 22):
 def _load_pixels(path, label, hdu, shape, *, check_range=True):
     """Read the data of an image HDU as a new float32 array of ``shape``.
 
-    With ``check_range``, values beyond +-`MAX_ABS_VALUE` (among them float64
+    With ``check_range``, values beyond +-``MAX_ABS_VALUE`` (among them float64
     values that do not fit in float32 at all) are refused before the cast.
     """
     try:
@@ -736,7 +736,7 @@ def read_image(path, *, hdu=None, bands=None, max_pixels=None):
     (tile-compressed ones and those inside ``.gz``/``.bz2`` files included)
     declares more than ``max_pixels`` values, 1-D data, 4-D data (unless the
     extra axes have length 1), and files shorter than their headers say are
-    refused, and so are pixel values beyond +-`MAX_ABS_VALUE`.
+    refused, and so are pixel values beyond +-``MAX_ABS_VALUE``.
 
     **JPG/PNG** (read with Pillow): RGB gives bands ``('R', 'G', 'B')``,
     greyscale one band ``('grey',)``; values are scaled to [0, 1] and rows
@@ -746,7 +746,7 @@ def read_image(path, *, hdu=None, bands=None, max_pixels=None):
     size is checked against ``max_pixels`` before it is decoded.
 
     The file's name is kept in the ``ORIGFILE`` card as printable ASCII
-    (`astrodeblend.utils.header_name`: ``café.jpg`` becomes
+    (``astrodeblend.utils.header_name``: ``café.jpg`` becomes
     ``caf%C3%A9.jpg``).  The file is never modified.
 
     Parameters
@@ -761,8 +761,10 @@ def read_image(path, *, hdu=None, bands=None, max_pixels=None):
         Band names, overriding those found in the file.
     max_pixels : int, optional
         Largest number of pixel values (bands x rows x columns) to read;
-        `MAX_PIXELS` (2**27, 512 MiB as float32) by default.  Memory use
-        while reading is at most about 3.5 times ``4 * max_pixels`` bytes.
+        `MAX_PIXELS` (2**27, 512 MiB as float32) by default.  Reading an
+        image of ``max_pixels`` values takes at most about 3 times its
+        float32 size (float64 files; 2 times for float32 files): 1.5 GiB at
+        the default.
 
     Returns
     -------
@@ -776,7 +778,7 @@ def read_image(path, *, hdu=None, bands=None, max_pixels=None):
         If the file is missing, a folder, unreadable, empty, truncated or
         corrupt, of an unsupported type, holds no image (or only tables),
         has the wrong number of axes, is too large (more than ``max_pixels``
-        values in any HDU), has values beyond +-`MAX_ABS_VALUE` or no finite
+        values in any HDU), has values beyond +-``MAX_ABS_VALUE`` or no finite
         pixel, an invalid WCS, or the HDU asked for does not exist.  The message is one
         line that names the file.
 

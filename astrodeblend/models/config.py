@@ -71,8 +71,8 @@ class ModelConfig:
     ------
     InvalidInputError
         If a setting has the wrong type, is not finite, is outside its range
-        (`SETTING_RANGES`), or the networks would have more than
-        `MAX_PARAMETERS` parameters (`count_parameters`).  Nothing is built.
+        (``SETTING_RANGES``), or the networks would have more than
+        ``MAX_PARAMETERS`` parameters (``count_parameters``).  Nothing is built.
 
     Examples
     --------
