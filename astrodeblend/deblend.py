@@ -297,8 +297,13 @@ class Deblender:
             centers, candidates, plans, methods = self._detect(
                 work, pad, groups, smoothed, aperture, mode, bands)
             models = self._models(work, pad, centers, plans, mode, bands, groups)
+            n_found = len(models)
+            if self.detector is not None:  # the learned detector may split one galaxy
+                models = _merge_duplicates(models)
+            merged = n_found - len(models)
+            sky_in_model = None if mode == "linear" else pad
             for model in models:
-                grow_footprint(model, groups, noise)
+                grow_footprint(model, groups, noise, sky=sky_in_model)
             if mode == "linear":
                 fit_amplitudes(signal, bad, models)
             added = _unexplained(candidates, models, signal, noise, aperture, self.min_snr)
@@ -309,9 +314,10 @@ class Deblender:
                        f"(CenterDetector threshold={self.detect_threshold}, agreement of "
                        f"shifted stamps, min S/N {self.min_snr}; photutils peaks where it "
                        f"finds nothing, and {len(added)} more whose light the models leave "
-                       f"unexplained) found {plural(len(models), 'source')}")
+                       f"unexplained; {merged} merged whose model repeats a brighter "
+                       f"neighbour's) found {plural(len(models), 'source')}")
         for model in models:
-            grow_footprint(model, groups, noise)
+            grow_footprint(model, groups, noise, sky=sky_in_model)
         if mode == "linear":
             fit_amplitudes(signal, bad, models)
             history.append("models: amplitude per band fitted to the data in the footprints "
@@ -683,6 +689,42 @@ def _unexplained(candidates, models, signal, noise, aperture, min_snr):
         elif left > 0.5 and left * aperture[row, col] >= min_snr:
             added.append((x, y, label))
     return added
+
+
+def _merge_duplicates(models, *, similarity=0.8):
+    """Drop sources whose model is the same galaxy as a brighter neighbour's.
+
+    Where the generator, asked for two nearby centres, returns nearly the
+    same image (cosine similarity of the band-summed positive models above
+    ``similarity``), the two centres are knots of one galaxy: the fainter
+    model is dropped.
+    """
+    order = sorted(range(len(models)), key=lambda i: -float(models[i].model.sum()))
+    kept = []
+    for i in order:
+        m = models[i]
+        duplicate = False
+        for j in kept:
+            k = models[j]
+            if k.group != m.group:
+                continue
+            y0, y1 = max(m.box[0], k.box[0]), min(m.box[1], k.box[1])
+            x0, x1 = max(m.box[2], k.box[2]), min(m.box[3], k.box[3])
+            if y1 <= y0 or x1 <= x0:
+                continue
+            a = np.clip(m.model.sum(axis=0), 0, None)
+            b = np.clip(k.model.sum(axis=0), 0, None)
+            na, nb = np.sqrt((a ** 2).sum()), np.sqrt((b ** 2).sum())
+            if not (na > 0 and nb > 0):
+                continue
+            a = a[y0 - m.box[0]:y1 - m.box[0], x0 - m.box[2]:x1 - m.box[2]]
+            b = b[y0 - k.box[0]:y1 - k.box[0], x0 - k.box[2]:x1 - k.box[2]]
+            if float((a * b).sum()) / (na * nb) > similarity:
+                duplicate = True
+                break
+        if not duplicate:
+            kept.append(i)
+    return [models[i] for i in sorted(kept)]
 
 
 def _half_light_radius(model):

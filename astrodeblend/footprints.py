@@ -147,7 +147,7 @@ def taper(side, width):
     return np.outer(ramp, ramp).astype(np.float32)
 
 
-def grow_footprint(source, groups, noise, *, n_sigma=2.0, smooth=1.5, grow=2):
+def grow_footprint(source, groups, noise, *, n_sigma=2.0, smooth=1.5, grow=2, sky=None):
     """Set ``source.footprint``: its group's pixels and where its model exceeds the noise.
 
     The footprint is the union of the source's detection group (inside its
@@ -173,6 +173,8 @@ def grow_footprint(source, groups, noise, *, n_sigma=2.0, smooth=1.5, grow=2):
         Gaussian sigma of the smoothing, pixels.
     grow : int, optional
         Dilation, pixels.
+    sky : array-like, optional
+        ``(C,)`` level the model includes (display images), subtracted first.
 
     Returns
     -------
@@ -183,7 +185,9 @@ def grow_footprint(source, groups, noise, *, n_sigma=2.0, smooth=1.5, grow=2):
 
     sy, sx = source.slices
     noise = np.asarray(noise, dtype=np.float32).reshape(-1)
-    plane = (source.model / noise[:, None, None]).sum(axis=0) / np.sqrt(len(noise))
+    model = source.model if sky is None else source.model - np.asarray(
+        sky, dtype=np.float32).reshape(-1, 1, 1)
+    plane = (model / noise[:, None, None]).sum(axis=0) / np.sqrt(len(noise))
     # a Gaussian of sigma s averages white noise down by 2 sqrt(pi) s
     snr = gaussian_filter(plane, smooth) * (2 * np.sqrt(np.pi) * smooth)
     group = (groups[sy, sx] == source.group) if source.group else np.zeros(snr.shape, bool)

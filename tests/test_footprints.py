@@ -1,0 +1,99 @@
+"""Footprints and flux sharing (pure numpy, no torch)."""
+
+import numpy as np
+import pytest
+
+from astrodeblend.errors import InvalidInputError
+from astrodeblend.footprints import (
+    SourceModel,
+    fill_masked,
+    fit_amplitudes,
+    grow_footprint,
+    share_flux,
+    taper,
+)
+
+
+def gaussian(shape, x, y, sigma, amp=1.0):
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    return amp * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
+
+
+def two_sources(colours=((1.0, 0.5), (0.3, 1.2)), shape=(40, 60)):
+    """Two Gaussians of different colours and their models over boxes of the frame."""
+    comps = np.stack([np.asarray(c)[:, None, None] * gaussian(shape, x, 20, 3, 10)[None]
+                      for c, x in zip(colours, (22, 34), strict=True)]).astype(np.float32)
+    models = []
+    for comp, x in zip(comps, (22, 34), strict=True):
+        box = (0, shape[0], x - 18, x + 18)
+        # the models have the right shapes but wrong colours (grey, unit amplitude)
+        grey = np.stack([comp.sum(0)] * 2)[:, box[0]:box[1], box[2]:box[3]] / 2
+        models.append(SourceModel((float(x), 20.0), box, grey.astype(np.float32), group=1))
+    return comps, models
+
+
+def test_fill_masked_interpolates_from_neighbours():
+    plane = gaussian((30, 30), 15, 15, 5, 10)[None].astype(np.float32)
+    bad = np.zeros((30, 30), bool)
+    bad[13:17, 13:17] = True
+    data = np.where(bad, np.nan, plane)
+    filled = fill_masked(data, bad)
+    assert np.isfinite(filled).all()
+    np.testing.assert_array_equal(filled[:, ~bad], plane[:, ~bad])
+    # the hole is filled close to the smooth profile, not with zeros
+    assert filled[0, 15, 15] > 0.7 * plane[0, 15, 15]
+
+
+def test_taper_is_smooth_and_one_inside():
+    w = taper(40, 8)
+    assert w[20, 20] == 1.0 and w[0, 0] < 0.01
+    assert np.abs(np.diff(w, axis=0)).max() < 0.25
+
+
+def test_footprint_holds_group_and_model_light():
+    comps, models = two_sources()
+    groups = np.zeros((40, 60), int)
+    groups[15:25, 18:40] = 1
+    fp = grow_footprint(models[0], groups, [0.1, 0.1])
+    sy, sx = models[0].slices
+    assert fp[groups[sy, sx] == 1].all()
+    # the model's wing far beyond the group is in the footprint, the far sky is not
+    assert fp[20 - 0, 22 - 4 - 8 + 8 - 4] and not fp[0, 0]
+
+
+def test_amplitudes_restore_colours_and_conserve_split_them():
+    comps, models = two_sources()
+    groups = np.ones((40, 60), int)
+    data = comps.sum(0)
+    bad = np.zeros(data.shape, bool)
+    for m in models:
+        grow_footprint(m, groups, [0.01, 0.01])
+    fit_amplitudes(data, bad, models)
+    cutouts, origins, segmap = share_flux(data, bad, models, [0.01, 0.01])
+    for comp, cutout in zip(comps, cutouts, strict=True):
+        np.testing.assert_allclose(cutout.sum(axis=(1, 2)), comp.sum(axis=(1, 2)), rtol=0.02)
+    assert set(np.unique(segmap)) == {0, 1, 2} or set(np.unique(segmap)) == {1, 2}
+    assert origins.shape == (2, 2)
+
+
+def test_model_mode_and_masked_pixels():
+    comps, models = two_sources()
+    groups = np.ones((40, 60), int)
+    rng = np.random.default_rng(0)
+    data = (comps.sum(0) + rng.normal(0, 0.05, comps.shape[1:])).astype(np.float32)
+    bad = np.zeros(data.shape, bool)
+    bad[:, 18:22, 20:24] = True
+    for m in models:
+        grow_footprint(m, groups, [0.05, 0.05])
+    fit_amplitudes(data, bad, models)
+    cutouts, origins, _ = share_flux(data, bad, models, [0.05, 0.05], flux="model")
+    for comp, cutout, (x0, y0) in zip(comps, cutouts, origins, strict=True):
+        full = np.zeros(data.shape, np.float32)
+        full[:, y0:y0 + cutout.shape[1], x0:x0 + cutout.shape[2]] = cutout
+        assert (full[bad] == 0).all()
+        assert np.isfinite(cutout).all()
+        # noise stays out of model-mode sources: each is its (noiseless) truth
+        inside = (full != 0) & ~bad
+        np.testing.assert_allclose(full[inside], comp[inside], atol=0.05 * comp.max())
+    with pytest.raises(InvalidInputError, match="flux"):
+        share_flux(data, bad, models, [0.05, 0.05], flux="share")
