@@ -34,6 +34,7 @@ _LAZY = {
     "blend_paper": "blend",
     "blend_reiman": "blend",
     "blend_physical": "blend",
+    "blend_survey": "blend",
     "find_centers": "detect",
     "partial_images": "segment",
     "build_dataset": "data",

@@ -155,8 +155,8 @@ def _add_make_dataset(sub):
                           "\\",
                           "    --n 5000 --n-galaxies 3 --seed 1 --out physical.h5"])
     p.add_argument("--images", required=True, help="folder of galaxy images (JPG/FITS)")
-    p.add_argument("--protocol", default="reiman", choices=["paper", "reiman", "physical"],
-                   help="blending protocol")
+    p.add_argument("--protocol", default="reiman",
+                   choices=["paper", "reiman", "physical", "survey"], help="blending protocol")
     p.add_argument("--n", type=_positive_int, required=True,
                    help="number of scenes to make (over all splits)")
     p.add_argument("--seed", type=_int_seed, default=0,
@@ -164,8 +164,9 @@ def _add_make_dataset(sub):
     p.add_argument("--out", required=True, help="output HDF5 file")
     p.add_argument("--split", default="0.8,0.1,0.1",
                    help="train,validation,test fractions of the galaxies")
-    p.add_argument("--n-galaxies", type=_positive_int, default=2,
-                   help="galaxies per scene (physical protocol)")
+    p.add_argument("--n-galaxies", type=_positive_int, default=None,
+                   help="galaxies per scene (physical: default 2; survey: default 0-4 "
+                        "drawn per scene)")
     p.add_argument("--psf-fwhm", type=float, default=None,
                    help="Gaussian PSF FWHM in pixels (physical protocol; default: the "
                         "protocol's own)")
@@ -179,7 +180,7 @@ def _cmd_make_dataset(args):
     from .data import build_dataset
 
     fractions = _parse_split(args.split)
-    kwargs = {"n_galaxies": args.n_galaxies}
+    kwargs = {} if args.n_galaxies is None else {"n_galaxies": args.n_galaxies}
     if args.psf_fwhm is not None:
         kwargs["psf_fwhm"] = args.psf_fwhm
     summary = build_dataset(args.images, args.out, protocol=args.protocol, n=args.n,
@@ -359,7 +360,8 @@ def _add_evaluate(sub):
                           "\\",
                           "    --split validation --n 50 --output-dir tune/"])
     p.add_argument("--images", required=True, help="folder of isolated galaxy images")
-    p.add_argument("--protocol", default="reiman", choices=["paper", "reiman", "physical"],
+    p.add_argument("--protocol", default="reiman",
+                   choices=["paper", "reiman", "physical", "survey"],
                    help="blending protocol of the scenes")
     p.add_argument("--n", type=_positive_int, default=200, help="number of scenes")
     p.add_argument("--seed", type=_int_seed, default=0,

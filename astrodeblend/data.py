@@ -18,7 +18,11 @@ scenes were made from, for information).  One group per split, ``train``,
 - attribute ``n_complete``: the number of scenes that are completely written
 
 ``K`` is the number of galaxies per scene (2, or ``n_galaxies`` for
-``physical``).  Datasets are chunked one scene per chunk and resizable.
+``physical``); for ``survey`` it is the most sources of a scene (4 galaxies
++ ``max_stars`` stars by default), ``n_sources`` varies from scene to scene,
+stars and profile galaxies have id -1, the images' own band count is the
+scenes' (``n_bands``) and the defects' mask is not stored (the blend keeps
+the defective values).  Datasets are chunked one scene per chunk and resizable.
 Images may be stored as float16 (``dtype='float16'``) to halve the file;
 `open_split` always returns float32.
 
@@ -244,8 +248,25 @@ def _jsonable(options):
     return out
 
 
+def _survey_sizes(options):
+    """``(K, images per scene)`` of a ``survey`` file: most galaxies + most stars, most galaxies."""
+    from .blend import SURVEY_GALAXY_PROBABILITIES
+
+    n = options.get("n_galaxies")
+    stars = options.get("max_stars", 2)
+    for value, name in ((n, "n_galaxies"), (stars, "max_stars")):
+        if value is not None and (not isinstance(value, numbers.Integral)
+                                  or isinstance(value, bool) or value < 0):
+            raise InvalidInputError(f"{name} must be a non-negative integer, not {value!r}")
+    most = (len(options.get("galaxy_probabilities", SURVEY_GALAXY_PROBABILITIES)) - 1
+            if n is None else int(n))
+    return most + int(stars), max(most, 1)
+
+
 def _n_per_scene(protocol, options):
     n = options.get("n_galaxies")
+    if protocol == "survey":
+        return _survey_sizes(options)[0]
     if protocol != "physical":
         if n not in (None, 2):
             raise InvalidInputError(f"protocol {protocol!r} blends 2 galaxies, not "
@@ -278,11 +299,16 @@ def _draw_scene(seed, k, i, pool, n_per_scene, load, protocol, options):
         pick, scene_seed = _scene_inputs(seed, k, i, pool, n_per_scene, attempt)
         scene_ids = [int(pool[p]) for p in pick]
         try:
-            return _make(protocol, [load(g) for g in scene_ids], scene_seed, options), scene_ids
+            scene = _make(protocol, [load(g) for g in scene_ids], scene_seed, options)
         except InvalidInputError as exc:
             if "no positive flux" not in str(exc):
                 raise
             last = exc
+            continue
+        if protocol == "survey":  # ids of the components: -1 for profiles and stars
+            scene_ids = [scene_ids[c["image"]] if c.get("source") == "image" else -1
+                         for c in scene.params["components"]]
+        return scene, scene_ids
     raise InvalidInputError(f"scene {i} of split {SPLITS[k]}: no usable galaxies in "
                             f"{_MAX_ATTEMPTS} draws ({last})")
 
@@ -411,7 +437,7 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
         `~astrodeblend.io.list_galaxy_images`, shared with ``evaluate``).
     out : str or `~pathlib.Path`
         The HDF5 file to write or extend.
-    protocol : {'reiman', 'paper', 'physical'}, optional
+    protocol : {'reiman', 'paper', 'physical', 'survey'}, optional
         Blending protocol (`astrodeblend.blend`).
     n : int, optional
         Total number of scenes over the three splits.
@@ -481,6 +507,7 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
     fractions = _check_fractions(split)
     options = dict(protocol_kwargs)
     k_max = _n_per_scene(protocol, options)
+    n_pick = _survey_sizes(options)[1] if protocol == "survey" else k_max
     options = _jsonable(options)
     out = Path(out)
     if out.is_dir():
@@ -490,14 +517,16 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
 
     ids, paths = list_galaxy_images(images)
     shape = _check_shapes(paths)
+    if protocol == "survey" and options.get("n_bands") is None:
+        options["n_bands"] = int(shape[0])  # one band count per file
     by_id = {int(i): p for i, p in zip(ids, paths, strict=True)}
     parts = split_galaxies(ids, fractions)
     pools = [np.sort(parts[name]) for name in SPLITS]
     targets = _allocate(n, fractions)
     for name, pool, target in zip(SPLITS, pools, targets, strict=True):
-        if target and len(pool) < k_max:
+        if target and len(pool) < n_pick:
             raise DatasetError(f"split {name!r} has {len(pool)} galaxies of {images} but a "
-                               f"{protocol} scene needs {k_max}")
+                               f"{protocol} scene needs {n_pick}")
     params = {"options": options, "split": list(fractions), "n_per_scene": k_max,
               "image_shape": [int(v) for v in shape], "dtype": dtype,
               "galaxies": {name: len(pool) for name, pool in zip(SPLITS, pools, strict=True)},
@@ -506,7 +535,7 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
 
     # make one scene before touching the output: bad options fail here
     first = next(k for k, t in enumerate(targets) if t)
-    scene_shape = _draw_scene(seed, first, 0, pools[first], k_max,
+    scene_shape = _draw_scene(seed, first, 0, pools[first], n_pick,
                               lambda g: read_image(by_id[g]), protocol,
                               options)[0].blend.shape
 
@@ -534,7 +563,7 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
                 try:
                     _fill(h5, todo, added, k_max, progress=progress and bool(todo),
                           desc=f"{protocol} scenes",
-                          draw=lambda k, i: _draw_scene(seed, k, i, pools[k], k_max,
+                          draw=lambda k, i: _draw_scene(seed, k, i, pools[k], n_pick,
                                                         lambda g: read_image(by_id[g]),
                                                         protocol, options))
                 except BaseException as exc:

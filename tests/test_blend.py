@@ -212,6 +212,8 @@ def test_psf_from_fits_file(tmp_path):
 def test_any_band_count(protocol, n_bands):
     a, b = sersic(96, n_bands=n_bands), sersic(96, r_eff=3, n_bands=n_bands)
     kwargs = {"working_size": 48, "shift": 20} if protocol == "paper" else {}
+    if protocol == "survey":  # draws 1-5 bands unless told
+        kwargs = {"n_bands": n_bands, "n_galaxies": 2}
     scene = make_scene([a, b], protocol=protocol, seed=2, **kwargs)
     assert isinstance(scene, Scene)
     assert scene.blend.n_bands == n_bands and scene.components.shape[1] == n_bands
