@@ -13,6 +13,12 @@ training set ever uses), ``'all'`` is every image.  Scene ``i`` draws its
 galaxies and its own seed from ``numpy.random.default_rng([seed, i])``, so
 a scene does not depend on ``n`` or on the methods compared.
 
+``survey`` scenes (`astrodeblend.blend.blend_survey`) get up to four
+galaxies of the pool each and hold 0 to 4 galaxies and maybe stars: every
+galaxy and every star is a true source to find (column ``kind``), and a
+scene of one galaxy and no star (``isolated``) is answered right only by
+exactly one source.
+
 Matching
 --------
 Returned sources are paired with the true centres by
@@ -29,6 +35,9 @@ Metric space
   SSIM use them as they are with ``data_range=1``.
 - ``physical`` scenes are linear: PSNR and SSIM are computed after dividing
   prediction and truth by the peak of the blend (``data_range=1``).
+- ``survey`` scenes are linear too, divided by the peak of the noiseless
+  blend (the sum of the components), since cosmic rays and hot columns can
+  be the brightest pixels of the blend.
 - Flux errors, centroids and ellipticities always use linear values: the
   raw values of ``physical`` scenes, ``value ** 2.2`` for display scenes
   (``spec/protocols.md``), so that the faint sky of a display image does
@@ -83,6 +92,11 @@ _COLUMN_TEXT = {
     "detection_rate": "fraction of true galaxies matched to a returned source",
     "both_found": "fraction of scenes where every galaxy was matched",
     "n_sources_mean": "mean number of sources returned per scene",
+    "n_true_mean": "mean number of true sources (galaxies and stars) per scene",
+    "spurious_mean": "mean number of returned sources matched to no true source, per scene",
+    "star_detection_rate": "fraction of true stars matched (survey; NaN without stars)",
+    "isolated_single": "fraction of scenes of one galaxy and no star answered by exactly one "
+                       "source (survey; NaN without such scenes)",
     "seconds_per_scene": "mean wall-clock seconds of one deblender call",
 }
 
@@ -90,6 +104,8 @@ _COLUMN_TEXT = {
 _DISPLAY_PROTOCOLS = ("reiman", "paper")
 _GAMMA = 2.2
 _SPLITS = ("test", "validation", "train", "all")
+#: Images offered to each ``survey`` scene (it uses 0 to 4 of them).
+_SURVEY_PICK = 4
 #: Matching radius (pixels) for an 80 px scene; scaled with the scene side.
 _MAX_DISTANCE_80 = 5.0
 #: Smallest default matching radius (pixels), for very small scenes.
@@ -163,7 +179,10 @@ def _scene_space(scene):
     """Return ``(metric_scale, linearise)`` for a scene's protocol."""
     if scene.protocol in _DISPLAY_PROTOCOLS:
         return 1.0, lambda a: np.clip(a, 0, None) ** _GAMMA
-    peak = float(np.max(scene.blend.filled(0.0)))
+    if scene.protocol == "survey":  # defects may be the brightest pixels of the blend
+        peak = float(scene.components.sum(axis=0).max()) if scene.n_sources else 0.0
+    else:
+        peak = float(np.max(scene.blend.filled(0.0)))
     return (peak if peak > 0 else 1.0), lambda a: a
 
 
@@ -192,15 +211,22 @@ def _stat(values, how):
     return float(np.mean(values) if how == "mean" else np.median(values))
 
 
-def _summary_row(rows, name, n_scenes, seconds, n_returned):
-    """One summary row (dict) of a method from its per-galaxy rows."""
+def _summary_row(rows, name, n_scenes, seconds, n_returned, scenes):
+    """One summary row (dict) of a method from its per-galaxy rows and per-scene counts."""
     out = {"method": name, "n_scenes": n_scenes, "n_galaxies": len(rows)}
     found = np.array([r["found"] for r in rows], dtype=bool)
     scene = np.array([r["scene"] for r in rows])
+    star = np.array([r["kind"] == "star" for r in rows], dtype=bool)
     out["detection_rate"] = float(found.mean()) if len(found) else np.nan
     out["both_found"] = (float(np.mean([found[scene == s].all() for s in np.unique(scene)]))
                          if len(found) else np.nan)
     out["n_sources_mean"] = float(np.mean(n_returned)) if n_returned else np.nan
+    out["n_true_mean"] = float(np.mean([s["n_true"] for s in scenes])) if scenes else np.nan
+    out["spurious_mean"] = (float(np.mean([s["n_returned"] - s["n_matched"] for s in scenes]))
+                            if scenes else np.nan)
+    out["star_detection_rate"] = float(found[star].mean()) if star.any() else np.nan
+    single = [s["n_returned"] == 1 for s in scenes if s["isolated"]]
+    out["isolated_single"] = float(np.mean(single)) if single else np.nan
     out["seconds_per_scene"] = float(np.mean(seconds)) if seconds else np.nan
     galaxy = np.array([r["galaxy"] for r in rows])
     for metric in METRICS:
@@ -228,8 +254,9 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
         Folder of isolated galaxy images (read with
         `astrodeblend.io.read_galaxy_zoo`), or a sequence of images
         (`~astrodeblend.image.GalaxyImage` or arrays) used as they are.
-    protocol : {'reiman', 'physical', 'paper'}, optional
-        Blending protocol (``spec/protocols.md``).
+    protocol : {'reiman', 'physical', 'paper', 'survey'}, optional
+        Blending protocol (``spec/protocols.md``; ``survey``:
+        `astrodeblend.blend.blend_survey`, 96 px scenes of 1-5 bands).
     n : int, optional
         Number of scenes.
     seed : int, optional
@@ -266,7 +293,10 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
         One row per method: ``method``, ``n_scenes``, ``n_galaxies``,
         ``detection_rate`` (fraction of true galaxies matched),
         ``both_found`` (fraction of scenes where every galaxy was matched),
-        ``n_sources_mean``, ``seconds_per_scene`` (each method is called
+        ``n_sources_mean``, ``n_true_mean``, ``spurious_mean`` (returned
+        sources matched to nothing), ``star_detection_rate``,
+        ``isolated_single`` (one galaxy, no star: exactly one source
+        returned), ``seconds_per_scene`` (each method is called
         once on the first scene untimed before timing starts), and for
         every metric of
         `METRICS` the columns ``{metric}_{mean|median}_{a|b|all}`` (galaxy
@@ -304,10 +334,11 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
     paths = _output_paths(output_dir, overwrite)
     deblenders = _resolve_methods(methods, model, device)
     dataset, ids, pool = _galaxy_pool(images, split)
-    n_pick = 2
+    n_pick = min(_SURVEY_PICK, len(pool)) if protocol == "survey" else 2
     rows = []
     seconds = {name: [] for name, _ in deblenders}
     returned = {name: [] for name, _ in deblenders}
+    per_scene = {name: [] for name, _ in deblenders}
     gallery = []
     used_distance = None
     for i in progress_bar(range(n), enable=progress, desc=f"evaluate {protocol}", unit="scene"):
@@ -317,7 +348,8 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
         galaxies = [dataset[int(k)] for k in picks]
         scene = make_scene(galaxies, protocol=protocol, seed=scene_seed)
         truth = np.asarray(scene.components, dtype=np.float64)
-        centers = np.asarray(scene.centers, dtype=float)
+        centers = np.asarray(scene.centers, dtype=float).reshape(-1, 2)
+        kinds, source_ids = _source_kinds(scene, ids, picks)
         side = min(scene.blend.shape[1:])
         distance = (max(_MAX_DISTANCE_80 * side / 80, _MIN_DISTANCE) if max_distance is None
                     else float(max_distance))
@@ -336,17 +368,20 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
                                          np.asarray(result.catalog["y_centroid"], float)])
                         if result.n_sources else np.zeros((0, 2)))
             usable = np.flatnonzero(np.isfinite(found_xy).all(axis=1))
+            per_scene[name].append({"n_true": len(truth), "n_returned": int(result.n_sources),
+                                    "isolated": bool(scene.params.get("isolated", False))})
             matches = match_sources(centers, found_xy[usable], max_distance=distance)
             partner = dict(zip(matches.pairs[:, 0].tolist(),
                                usable[matches.pairs[:, 1]].tolist(), strict=True))
             gap = dict(zip(matches.pairs[:, 0].tolist(), matches.distances.tolist(),
                            strict=True))
+            per_scene[name][-1]["n_matched"] = len(partner)
             preds = np.zeros_like(truth)
             for j in range(len(truth)):
                 if j in partner:
                     preds[j] = result.sources[partner[j]]
-                row = {"scene": i, "galaxy": _galaxy_name(j),
-                       "galaxy_id": int(ids[picks[j]]) if j < len(picks) else -1,
+                row = {"scene": i, "galaxy": _galaxy_name(j), "kind": kinds[j],
+                       "galaxy_id": source_ids[j],
                        "method": name, "found": j in partner,
                        "match_distance": gap.get(j, np.nan),
                        "n_sources": result.n_sources, "seconds": seconds[name][-1]}
@@ -360,7 +395,7 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
 
     per_galaxy = Table(rows=rows, names=list(rows[0])) if rows else Table()
     summary = Table(rows=[_summary_row([r for r in rows if r["method"] == name], name, n,
-                                       seconds[name], returned[name])
+                                       seconds[name], returned[name], per_scene[name])
                           for name, _ in deblenders])
     for column, text in _COLUMN_TEXT.items():
         summary[column].description = text
@@ -373,6 +408,8 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
         "protocol": protocol, "n": n, "seed": int(seed), "split": split,
         "max_distance": used_distance, "psnr_cap": PSNR_CAP,
         "metric_space": ("display values, data_range 1" if protocol in _DISPLAY_PROTOCOLS
+                         else "linear values divided by the noiseless blend peak, data_range 1"
+                         if protocol == "survey"
                          else "linear values divided by the blend peak, data_range 1"),
         "models": {name: str(getattr(d, "model_hash", "") or "") for name, d in deblenders},
         "scenes": per_galaxy,
@@ -381,6 +418,18 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
         _write_outputs(summary, per_galaxy, gallery, paths, overwrite=overwrite)
         summary.meta["files"] = [str(p) for p in paths.values()]
     return summary
+
+
+def _source_kinds(scene, ids, picks):
+    """Return the kind (``'galaxy'``/``'star'``) and the galaxy id (-1: none) of each source."""
+    records = scene.params.get("components") if scene.protocol == "survey" else None
+    if records is None:
+        return (["galaxy"] * scene.n_sources,
+                [int(ids[picks[j]]) if j < len(picks) else -1 for j in range(scene.n_sources)])
+    kinds = [str(r["kind"]) for r in records]
+    source_ids = [int(ids[picks[r["image"]]]) if r.get("source") == "image" else -1
+                  for r in records]
+    return kinds, source_ids
 
 
 def _galaxy_name(j):
@@ -441,7 +490,8 @@ def _write_outputs(summary, per_galaxy, gallery, paths, *, overwrite):
         save_figure(figure, paths[name], overwrite=overwrite)
 
 
-_SHOWN_COLUMNS = ("method", "detection_rate", "both_found", "psnr_mean_all",
+_SHOWN_COLUMNS = ("method", "detection_rate", "both_found", "star_detection_rate",
+                  "isolated_single", "spurious_mean", "psnr_mean_all",
                   "psnr_median_all", "ssim_mean_all", "psnr_norm_mean_all",
                   "abs_flux_error_median_all", "centroid_error_median_all",
                   "ellipticity_error_median_all", "seconds_per_scene")
@@ -472,7 +522,8 @@ def format_summary(table):
     --------- -------------- -------------
     fluxshare          0.750         23.46
     """
-    shown = table[[c for c in _SHOWN_COLUMNS if c in table.colnames]]
+    shown = table[[c for c in _SHOWN_COLUMNS if c in table.colnames
+                   and (c == "method" or not np.all(np.isnan(np.asarray(table[c], float))))]]
     shown = shown.copy(copy_data=True)
     shown.meta.clear()
     for column in shown.colnames[1:]:

@@ -12,10 +12,11 @@ from astrodeblend.evaluate import METRICS, OUTPUT_FILES, evaluate, evaluate_from
 
 BASELINES = ("segmentation", "fluxshare")
 SUMMARY_COLUMNS = ["method", "n_scenes", "n_galaxies", "detection_rate", "both_found",
-                   "n_sources_mean", "seconds_per_scene"]
+                   "n_sources_mean", "n_true_mean", "spurious_mean", "star_detection_rate",
+                   "isolated_single", "seconds_per_scene"]
 SUMMARY_COLUMNS += [f"{metric}_{how}_{who}" for metric in METRICS
                     for who in ("a", "b", "all") for how in ("mean", "median")]
-SCENE_COLUMNS = ["scene", "galaxy", "galaxy_id", "method", "found", "match_distance",
+SCENE_COLUMNS = ["scene", "galaxy", "kind", "galaxy_id", "method", "found", "match_distance",
                  "n_sources", "seconds", "psnr", "ssim", "psnr_norm", "ssim_norm",
                  "flux_error", "centroid_error", "ellipticity_error"]
 
@@ -189,3 +190,23 @@ def test_real_galaxy_zoo_baselines(galaxy_zoo_dir):
                      progress=False)
     assert np.all(table["detection_rate"] > 0.3)
     assert np.all(table["psnr_mean_all"] > 15)
+
+
+def test_survey_protocol_counts_stars_and_variable_sources(jpg_folder):
+    table = evaluate(jpg_folder, protocol="survey", n=12, seed=3, methods=BASELINES,
+                     split="all", progress=False)
+    assert sorted(table.colnames) == sorted(SUMMARY_COLUMNS)
+    scenes = table.meta["scenes"]
+    assert set(scenes["kind"]) <= {"galaxy", "star"}
+    rows = scenes[scenes["method"] == "segmentation"]
+    per_scene = np.bincount(np.asarray(rows["scene"]), minlength=12)
+    assert per_scene.max() <= 6 and len(set(per_scene.tolist())) > 1  # 0-4 galaxies + stars
+    assert table["n_true_mean"][0] == pytest.approx(per_scene.mean())
+    # image galaxies carry their id, profiles and stars -1
+    from astrodeblend.io import read_galaxy_zoo
+
+    ids = set(int(i) for i in read_galaxy_zoo(jpg_folder).ids)
+    assert set(int(i) for i in rows["galaxy_id"]) <= ids | {-1}
+    assert np.all(rows["galaxy_id"][rows["kind"] == "star"] == -1)
+    assert np.all(np.isfinite(table["spurious_mean"]))
+    assert "survey" in table.meta["metric_space"] or "noiseless" in table.meta["metric_space"]
