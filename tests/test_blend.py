@@ -14,8 +14,11 @@ from astrodeblend.blend import (
     blend_paper,
     blend_physical,
     blend_reiman,
+    blend_survey,
+    clean_stamp,
     linear_flux,
     make_scene,
+    read_clean_stamps,
 )
 
 
@@ -258,3 +261,178 @@ def test_errors_name_the_bad_input():
         blend_paper(a, a, shift=2.5)
     with pytest.raises(InvalidInputError, match="protocol 'reiman'"):
         make_scene([a, a], protocol="reiman", bogus=1)
+
+
+# --------------------------------------------------------------------- survey
+def survey_sky(scene):
+    """The residual sky of a survey scene, rebuilt from its params."""
+    size = scene.params["size"]
+    c = (size - 1) / 2
+    yy, xx = np.indices((size, size))
+    sky = scene.params["sky"]
+    return np.stack([o + g[0] * (xx - c) / size + g[1] * (yy - c) / size
+                     for o, g in zip(sky["offset"], sky["gradient"], strict=True)])
+
+
+def test_survey_is_deterministic_per_seed():
+    images = [sersic(96), sersic(64, r_eff=3, n_bands=1)]
+    one = blend_survey(images, seed=21)
+    two = make_scene(images, protocol="survey", seed=21)
+    other = blend_survey(images, seed=22)
+    np.testing.assert_array_equal(one.blend.data, two.blend.data)
+    np.testing.assert_array_equal(one.components, two.components)
+    np.testing.assert_array_equal(one.centers, two.centers)
+    assert one.params == two.params
+    assert json.loads(json.dumps(one.params)) == one.params
+    assert one.params != other.params
+    assert one.blend.meta["PROTOCOL"] == "survey" and one.protocol == "survey"
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_survey_components_add_up_to_the_noiseless_blend(seed):
+    images = [sersic(96, r_eff=8), sersic(96, r_eff=3, n=3.0)]
+    noisy = blend_survey(images, seed=seed)
+    clean = blend_survey(images, seed=seed, noise=False)
+    # the noise is drawn last: everything else is the same
+    np.testing.assert_array_equal(noisy.components, clean.components)
+    assert noisy.params["components"] == clean.params["components"]
+    good = ~clean.blend.mask if clean.blend.mask is not None else np.ones(
+        clean.blend.shape, bool)
+    expected = clean.components.sum(axis=0) + survey_sky(clean)
+    np.testing.assert_allclose(clean.blend.data[good], expected[good], rtol=1e-5, atol=1e-6)
+    # the noise has the recorded standard deviation per band
+    noise = (noisy.blend.data - clean.blend.data)[good]
+    sigma = np.mean(clean.params["sigma"])
+    assert 0.7 * sigma < noise.std() < 1.4 * sigma
+    no_sky = blend_survey(images, seed=seed, noise=False, sky=False, mask_fraction=0)
+    np.testing.assert_allclose(no_sky.blend.data, no_sky.components.sum(axis=0), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_survey_counts_positions_bands_stars_and_masks():
+    scenes = [blend_survey(seed=seed, size=48, radius=(1.0, 4.0)) for seed in range(400)]
+    n_galaxies = np.array([s.params["n_galaxies"] for s in scenes])
+    n_stars = np.array([s.params["n_stars"] for s in scenes])
+    assert set(n_galaxies) == {0, 1, 2, 3, 4}
+    assert 0.18 < np.mean(n_galaxies == 1) < 0.32  # isolated galaxies: about a quarter
+    assert np.mean([s.params["isolated"] for s in scenes]) > 0.1
+    assert 0.25 < np.mean(n_stars > 0) < 0.55 and n_stars.max() == 2
+    assert {s.params["n_bands"] for s in scenes} == {1, 2, 3, 4, 5}
+    for s in scenes:
+        assert s.n_sources == s.params["n_galaxies"] + s.params["n_stars"]
+        assert s.components.shape == (s.n_sources, s.params["n_bands"], 48, 48)
+        assert s.centers.shape == (s.n_sources, 2)
+        assert [c["kind"] for c in s.params["components"]] == (
+            ["galaxy"] * s.params["n_galaxies"] + ["star"] * s.params["n_stars"])
+        assert np.all(s.components >= 0) and np.all(np.isfinite(s.blend.data))
+    # positions uniform over the frame, not favouring the centre
+    xy = np.concatenate([s.centers for s in scenes if s.n_sources])
+    assert np.all((xy >= 0) & (xy <= 47))
+    inner = np.mean(np.all(np.abs(xy - 23.5) < 12, axis=1))  # a quarter of the area
+    assert 0.18 < inner < 0.32
+    counts, _ = np.histogram(xy[:, 0], bins=4, range=(0, 47))
+    assert counts.min() > 0.7 * counts.mean()
+    # flux ratios and S/N over the documented ranges
+    ratios = [c["flux_ratio"] for s in scenes for c in s.params["components"][1:]]
+    assert 0.05 <= min(ratios) < 0.1 and 0.7 < max(ratios) <= 1.0
+    snr = [s.params["snr"] for s in scenes]
+    assert 5 <= min(snr) < 8 and 150 < max(snr) <= 200
+    # masked defects in some scenes, recorded in the blend's mask and the params
+    masked = [s for s in scenes if s.params["defects"]]
+    assert 0.2 < len(masked) / len(scenes) < 0.4
+    for s in masked:
+        assert s.blend.mask is not None and int(s.blend.mask.sum()) == s.params["n_masked"]
+    assert {d["kind"] for s in masked for d in s.params["defects"]} == {"block", "column",
+                                                                        "cosmic"}
+    assert all(s.blend.mask is None for s in scenes if not s.params["defects"])
+
+
+def test_survey_stars_are_the_psf_and_galaxies_come_from_every_source():
+    images = [sersic(96, r_eff=6), display(sersic(128, r_eff=10) ** (1 / 2.2))]
+    scenes = [blend_survey(images, seed=seed, n_galaxies=3, star_fraction=1.0, n_bands=2)
+              for seed in range(30)]
+    sources = {c["source"] for s in scenes for c in s.params["components"]}
+    assert sources == {"image", "sersic", "bulge_disk", "psf"}
+    for s in scenes:
+        for j, c in enumerate(s.params["components"]):
+            plane = s.components[j].sum(axis=0)
+            x, y = weighted_center(plane)
+            inside = 12 < c["x"] < 83 and 12 < c["y"] < 83  # whole light in the frame
+            if c["kind"] == "star" and inside:
+                assert abs(x - c["x"]) < 0.3 and abs(y - c["y"]) < 0.3
+                # the colour is the band ratio
+                ratio = s.components[j, 1].sum() / s.components[j, 0].sum()
+                assert ratio == pytest.approx(c["colour"][1] / c["colour"][0], rel=1e-3)
+            elif c["kind"] == "galaxy" and inside and c["radius"] < 3:
+                assert abs(x - c["x"]) < 1.0 and abs(y - c["y"]) < 1.0
+    image_draws = [(s, j, c) for s in scenes for j, c in enumerate(s.params["components"])
+                   if c["source"] == "image"]
+    assert {c["image"] for _, _, c in image_draws} == {0, 1}
+
+
+def test_survey_without_images_and_fixed_options():
+    scene = blend_survey(seed=5, size=32, n_bands=4, n_galaxies=0, star_fraction=0.0)
+    assert scene.n_sources == 0 and scene.components.shape == (0, 4, 32, 32)
+    assert scene.centers.shape == (0, 2)
+    scene = blend_survey(seed=5, n_galaxies=4, psf_fwhm=2.0, snr=50)
+    assert scene.params["psf"]["fwhm"] == 2.0 and scene.params["snr"] == pytest.approx(50)
+    with pytest.raises(InvalidInputError, match="flux_ratio"):
+        blend_survey(flux_ratio=(0, 1))
+    with pytest.raises(InvalidInputError, match="size"):
+        blend_survey(size=8)
+    with pytest.raises(InvalidInputError, match="n_galaxies"):
+        blend_survey(n_galaxies=-1)
+    with pytest.raises(InvalidInputError, match="galaxy_probabilities"):
+        blend_survey(galaxy_probabilities=(0.5, 0.2))
+    with pytest.raises(InvalidInputError, match="star_fraction"):
+        blend_survey(star_fraction=2)
+
+
+def test_clean_stamp_removes_neighbours_and_sky():
+    yy, xx = np.mgrid[:80, :80]
+    central = np.exp(-((xx - 40) ** 2 + (yy - 38) ** 2) / 40.0)
+    neighbour = 0.7 * np.exp(-((xx - 10) ** 2 + (yy - 66) ** 2) / 10.0)
+    data = central + neighbour + 0.3 + np.random.default_rng(1).normal(0, 0.01, xx.shape)
+    clean = clean_stamp(data[None].astype(np.float32), fill="zero")
+    assert np.all(clean.data[0, 63:70, 7:14] == 0)
+    assert abs(np.median(clean.data[0, :10, 60:])) < 0.01  # sky subtracted
+    assert clean.meta["ADBCLEAN"] and clean.meta["ADBNMASK"] > 0
+    assert abs(clean.meta["ADBCX"] - 40) < 0.5 and abs(clean.meta["ADBCY"] - 38) < 0.5
+    noisy = clean_stamp(data, fill="noise", seed=3)
+    assert 0.005 < np.std(noisy.data[0, 63:70, 7:14]) < 0.02
+    with pytest.raises(InvalidInputError, match="fill"):
+        clean_stamp(data, fill="nan")
+
+
+def test_read_clean_stamps_from_a_folder(tmp_path):
+    from astropy.io import fits
+
+    yy, xx = np.mgrid[:64, :64]
+    rng = np.random.default_rng(0)
+    galaxy = (np.exp(-((xx - 32) ** 2 + (yy - 32) ** 2) / 30.0)
+              + rng.normal(0, 0.01, xx.shape)).astype(np.float32)
+    (tmp_path / "sub").mkdir()
+    fits.HDUList([fits.PrimaryHDU(galaxy), fits.ImageHDU(galaxy.T),
+                  fits.BinTableHDU.from_columns([fits.Column("a", "E", array=[1.0])])]
+                 ).writeto(tmp_path / "sub" / "stamps.fits")
+    fits.PrimaryHDU(np.stack([galaxy] * 3)).writeto(tmp_path / "cube.fits")
+    fits.PrimaryHDU(galaxy).writeto(tmp_path / "star_psf.fits")
+    stamps = read_clean_stamps(tmp_path)
+    assert [s.shape for s in stamps] == [(3, 64, 64), (1, 64, 64), (1, 64, 64)]
+    assert all(s.meta["ADBCLEAN"] for s in stamps)
+    scene = blend_survey(stamps, seed=1, n_galaxies=3, image_fraction=1.0, n_bands=3)
+    assert {c["source"] for c in scene.params["components"][:3]} == {"image"}
+    with pytest.raises(InvalidInputError, match="no usable galaxy stamp"):
+        read_clean_stamps(tmp_path / "sub", pattern="*.nope")
+
+
+def test_survey_from_real_stamps(shared_data):
+    folder = shared_data / "fits"
+    if not folder.is_dir():
+        pytest.skip("no FITS stamps in ../shared/data")
+    stamps = read_clean_stamps(folder)
+    assert len(stamps) >= 10
+    for stamp in stamps:
+        assert np.all(np.isfinite(stamp.data))
+    scene = blend_survey(stamps, seed=2, n_galaxies=4, image_fraction=1.0)
+    assert scene.n_sources >= 4 and np.all(np.isfinite(scene.components))

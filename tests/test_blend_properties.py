@@ -72,3 +72,22 @@ def test_same_seed_same_scene(pair):
     two = blend_physical([a, b], seed=seed)
     np.testing.assert_array_equal(one.blend.data, two.blend.data)
     np.testing.assert_array_equal(one.centers, two.centers)
+
+
+@SETTINGS
+@given(st.integers(0, 2**31 - 1), st.integers(16, 80), st.sampled_from([None, 1, 3, 5]))
+def test_survey_scene_invariants(seed, size, n_bands):
+    from astrodeblend.blend import blend_survey
+
+    scene = blend_survey(seed=seed, size=size, n_bands=n_bands, radius=(1.0, size / 8))
+    params = scene.params
+    assert scene.n_sources == params["n_galaxies"] + params["n_stars"]
+    assert 0 <= params["n_galaxies"] <= 4 and 1 <= params["n_bands"] <= 5
+    assert scene.components.shape == (scene.n_sources, params["n_bands"], size, size)
+    assert np.all(scene.components >= 0) and np.all(np.isfinite(scene.blend.data))
+    assert np.all((scene.centers >= 0) & (scene.centers <= size - 1))
+    assert 5 <= params["snr"] <= 200
+    plain = blend_survey(seed=seed, size=size, n_bands=n_bands, radius=(1.0, size / 8),
+                         noise=False, sky=False, mask_fraction=0.0)
+    np.testing.assert_allclose(plain.blend.data, plain.components.sum(axis=0), rtol=1e-5,
+                               atol=1e-6)
