@@ -245,7 +245,8 @@ def _summary_row(rows, name, n_scenes, seconds, n_returned, scenes):
 
 def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segmentation",
              "fluxshare"), model=None, split="test", device="auto", output_dir=None,
-             overwrite=False, progress=True, max_distance=None, n_gallery=4):
+             overwrite=False, progress=True, max_distance=None, n_gallery=4,
+             protocol_options=None):
     """Compare deblenders on ``n`` blended scenes with known truth.
 
     Parameters
@@ -286,6 +287,10 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
         over 80 px (8 px for 128 px ``paper`` scenes), at least 2 px.
     n_gallery : int, optional
         Number of scenes shown in the gallery.
+    protocol_options : dict, optional
+        Options of the protocol function (`astrodeblend.blend.make_scene`),
+        e.g. ``{"image_fraction": 1.0}`` for ``survey`` scenes made of the
+        given galaxies only; recorded in ``meta['protocol_options']``.
 
     Returns
     -------
@@ -328,6 +333,7 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
     from .blend import make_scene
     from .utils import progress as progress_bar
 
+    options = dict(protocol_options or {})
     n = int(n)
     if n < 1:
         raise InvalidInputError(f"n must be a positive number of scenes, not {n}")
@@ -346,7 +352,7 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
         picks = rng.choice(pool, size=n_pick, replace=False)
         scene_seed = int(rng.integers(0, 2**31 - 1))
         galaxies = [dataset[int(k)] for k in picks]
-        scene = make_scene(galaxies, protocol=protocol, seed=scene_seed)
+        scene = make_scene(galaxies, protocol=protocol, seed=scene_seed, **options)
         truth = np.asarray(scene.components, dtype=np.float64)
         centers = np.asarray(scene.centers, dtype=float).reshape(-1, 2)
         kinds, source_ids = _source_kinds(scene, ids, picks)
@@ -405,7 +411,8 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
                     "mean", "median"):
                 summary[column].description = text
     summary.meta.update({
-        "protocol": protocol, "n": n, "seed": int(seed), "split": split,
+        "protocol": protocol, "protocol_options": options, "n": n, "seed": int(seed),
+        "split": split,
         "max_distance": used_distance, "psnr_cap": PSNR_CAP,
         "metric_space": ("display values, data_range 1" if protocol in _DISPLAY_PROTOCOLS
                          else "linear values divided by the noiseless blend peak, data_range 1"

@@ -210,3 +210,14 @@ def test_survey_protocol_counts_stars_and_variable_sources(jpg_folder):
     assert np.all(rows["galaxy_id"][rows["kind"] == "star"] == -1)
     assert np.all(np.isfinite(table["spurious_mean"]))
     assert "survey" in table.meta["metric_space"] or "noiseless" in table.meta["metric_space"]
+
+
+def test_protocol_options_reach_the_scenes(jpg_folder):
+    table = evaluate(jpg_folder, protocol="survey", n=4, seed=5, methods=["segmentation"],
+                     split="all", progress=False,
+                     protocol_options={"image_fraction": 1.0, "n_galaxies": 2,
+                                       "star_fraction": 0.0, "n_bands": 3})
+    scenes = table.meta["scenes"]
+    assert len(scenes) == 8 and set(scenes["kind"]) == {"galaxy"}
+    assert np.all(scenes["galaxy_id"] >= 100000)
+    assert table.meta["protocol_options"]["image_fraction"] == 1.0
