@@ -524,9 +524,10 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
     pools = [np.sort(parts[name]) for name in SPLITS]
     targets = _allocate(n, fractions)
     for name, pool, target in zip(SPLITS, pools, targets, strict=True):
-        if target and len(pool) < n_pick:
+        least = min(n_pick, 1) if protocol == "survey" else n_pick
+        if target and len(pool) < least:
             raise DatasetError(f"split {name!r} has {len(pool)} galaxies of {images} but a "
-                               f"{protocol} scene needs {n_pick}")
+                               f"{protocol} scene needs {least}")
     params = {"options": options, "split": list(fractions), "n_per_scene": k_max,
               "image_shape": [int(v) for v in shape], "dtype": dtype,
               "galaxies": {name: len(pool) for name, pool in zip(SPLITS, pools, strict=True)},
@@ -535,7 +536,8 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
 
     # make one scene before touching the output: bad options fail here
     first = next(k for k, t in enumerate(targets) if t)
-    scene_shape = _draw_scene(seed, first, 0, pools[first], n_pick,
+    picks = [min(n_pick, len(pool)) if protocol == "survey" else n_pick for pool in pools]
+    scene_shape = _draw_scene(seed, first, 0, pools[first], picks[first],
                               lambda g: read_image(by_id[g]), protocol,
                               options)[0].blend.shape
 
@@ -563,7 +565,7 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
                 try:
                     _fill(h5, todo, added, k_max, progress=progress and bool(todo),
                           desc=f"{protocol} scenes",
-                          draw=lambda k, i: _draw_scene(seed, k, i, pools[k], n_pick,
+                          draw=lambda k, i: _draw_scene(seed, k, i, pools[k], picks[k],
                                                         lambda g: read_image(by_id[g]),
                                                         protocol, options))
                 except BaseException as exc:

@@ -1,5 +1,6 @@
 """Tests of the training-set builder and reader (astrodeblend.data)."""
 
+import json
 import pickle
 
 import h5py
@@ -229,3 +230,26 @@ def test_physical_build_redraws_blank_galaxies(jpg_folder, tmp_path):
         assert len(scenes) > 0
         for i in range(len(scenes)):
             assert not ({200000, 200001, 200002} & set(scenes[i]["ids"].tolist()))
+
+
+def test_survey_build_has_variable_sources_and_component_ids(jpg_folder, tmp_path):
+    out = tmp_path / "survey.h5"
+    rc = main(["make-dataset", "--images", str(jpg_folder), "--protocol", "survey", "--n", "12",
+               "--out", str(out), "--no-progress", "--seed", "2", "--split", "0.5,0.25,0.25"])
+    assert rc == 0
+    galaxy_ids = set(range(100000, 100012))
+    counts = []
+    with h5py.File(out, "r") as h5:
+        assert h5.attrs["protocol"] == "survey"
+        params = json.loads(h5.attrs["params"])
+        assert params["options"]["n_bands"] == 3 and params["n_per_scene"] == 6
+    for name in SPLITS:
+        with open_split(out, name) as scenes:
+            for i in range(len(scenes)):
+                item = scenes[i]
+                n = int(item["n_sources"])
+                counts.append(n)
+                assert item["truth"].shape[:2] == (6, 3) and item["blend"].shape == (3, 96, 96)
+                assert set(int(g) for g in item["ids"][:n]) <= galaxy_ids | {-1}
+                assert np.all(item["ids"][n:] == -1) and np.all(item["truth"][n:] == 0)
+    assert len(set(counts)) > 1
