@@ -104,6 +104,10 @@ class Deblender:
         residual = input, each source keeps its share of the noise);
         ``'model'`` writes the model's noiseless estimate (the noise stays
         in the residual).  Display images (JPG) always use ``'model'``.
+    monotonic : bool, optional
+        Make each linear model decrease outwards from its centre
+        (`~astrodeblend.footprints.monotonic`) before the flux is shared, so
+        that light the generator leaked from a neighbour goes back to it.
 
     Examples
     --------
@@ -119,7 +123,7 @@ class Deblender:
 
     def __init__(self, generator, detector, config, *, device, name="custom", model_hash="",
                  mode="auto", detect_threshold=0.3, min_snr=5.0, batch_size=64,
-                 max_pixels=None, background="auto", flux="conserve"):
+                 max_pixels=None, background="auto", flux="conserve", monotonic=True):
         if mode not in ("auto", "display", "linear"):
             raise InvalidInputError(f"mode must be 'auto', 'display' or 'linear', not {mode!r}")
         import torch
@@ -143,6 +147,7 @@ class Deblender:
         self.heatmap_sigma = float(getattr(config, "heatmap_sigma", 1.5))
         self.max_pixels = int(max_pixels) if max_pixels else 2 ** 24
         self.flux = _check_flux(flux)
+        self.monotonic = bool(monotonic)
         if not (isinstance(background, str) and background == "auto"):
             try:
                 background = np.atleast_1d(np.asarray(background, dtype=np.float64))
@@ -243,7 +248,7 @@ class Deblender:
 
         from .detect import estimate_sky, find_groups
         from . import footprints
-        from .footprints import fill_masked, fit_amplitudes, share_flux
+        from .footprints import fill_masked, fit_amplitudes, monotonic, share_flux
         grow_footprint = footprints.grow_footprint
 
         image = as_galaxy_image(image)
@@ -316,6 +321,13 @@ class Deblender:
                        f"finds nothing, and {len(added)} more whose light the models leave "
                        f"unexplained; {merged} merged whose model repeats a brighter "
                        f"neighbour's) found {plural(len(models), 'source')}")
+        if mode == "linear" and self.monotonic:
+            # after the candidates' test (which trusts the generator: a knot
+            # it gives to its galaxy is explained), light leaked from a
+            # neighbour goes back to it
+            for model in models:
+                monotonic(model)
+            history.append("models: made monotonic from each centre (scarlet's constraint)")
         for model in models:
             grow_footprint(model, groups, noise, sky=sky_in_model)
         if mode == "linear":
@@ -643,9 +655,10 @@ class Deblender:
                         est = est - np.median(est[:, sky], axis=1)[:, None, None]
                     if not single:  # a stamp inside a larger image ends smoothly
                         est = est * window_part
-                    models.append(SourceModel((float(x), float(y)), (ys, ye, xs, xe),
-                                              np.ascontiguousarray(est, dtype=np.float32),
-                                              group=int(label)))
+                    model = SourceModel((float(x), float(y)), (ys, ye, xs, xe),
+                                        np.ascontiguousarray(est, dtype=np.float32),
+                                        group=int(label))
+                    models.append(model)
         return models
 
 
