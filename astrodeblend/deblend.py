@@ -304,7 +304,7 @@ class Deblender:
             models = self._models(work, pad, centers, plans, mode, bands, groups)
             n_found = len(models)
             if self.detector is not None:  # the learned detector may split one galaxy
-                models = _merge_duplicates(models)
+                models = _merge_duplicates(models, sky=None if mode == "linear" else pad)
             merged = n_found - len(models)
             sky_in_model = None if mode == "linear" else pad
             for model in models:
@@ -704,29 +704,36 @@ def _unexplained(candidates, models, signal, noise, aperture, min_snr):
     return added
 
 
-def _merge_duplicates(models, *, similarity=0.8):
+def _merge_duplicates(models, *, similarity=0.9, sky=None):
     """Drop sources whose model is the same galaxy as a brighter neighbour's.
 
-    Where the generator, asked for two nearby centres, returns nearly the
-    same image (cosine similarity of the band-summed positive models above
-    ``similarity``), the two centres are knots of one galaxy: the fainter
-    model is dropped.
+    Where the generator, asked for two centres within the brighter one's
+    half-light radius, returns nearly the same image (cosine similarity of
+    the band-summed positive models, less ``sky``, above ``similarity``),
+    the two centres are knots of one galaxy: the fainter model is dropped.
     """
-    order = sorted(range(len(models)), key=lambda i: -float(models[i].model.sum()))
+    if sky is not None:
+        sky = np.asarray(sky, dtype=np.float32).reshape(-1, 1, 1)
+        models_sky = [m.model - sky for m in models]
+    else:
+        models_sky = [m.model for m in models]
+    order = sorted(range(len(models)), key=lambda i: -float(models_sky[i].sum()))
+    radius = {i: _half_light_radius(models[i]) for i in range(len(models))}
     kept = []
     for i in order:
         m = models[i]
         duplicate = False
         for j in kept:
             k = models[j]
-            if k.group != m.group:
+            if k.group != m.group or np.hypot(m.center[0] - k.center[0],
+                                             m.center[1] - k.center[1]) > radius[j]:
                 continue
             y0, y1 = max(m.box[0], k.box[0]), min(m.box[1], k.box[1])
             x0, x1 = max(m.box[2], k.box[2]), min(m.box[3], k.box[3])
             if y1 <= y0 or x1 <= x0:
                 continue
-            a = np.clip(m.model.sum(axis=0), 0, None)
-            b = np.clip(k.model.sum(axis=0), 0, None)
+            a = np.clip(models_sky[i].sum(axis=0), 0, None)
+            b = np.clip(models_sky[j].sum(axis=0), 0, None)
             na, nb = np.sqrt((a ** 2).sum()), np.sqrt((b ** 2).sum())
             if not (na > 0 and nb > 0):
                 continue
