@@ -890,40 +890,62 @@ def _half_light_radius(plane, x, y):
 def _isolate(data, *, n_sigma=2.0, grow=2):
     """Find the central source of a linear, sky-subtracted ``(C, H, W)`` stamp.
 
+    Sources are detected and deblended (`astrodeblend.detect.find_centers`).
+    The central source is the connected group of segments under the centre
+    pixel (or the nearest to the centre), so that the arms and knots of a
+    spiral stay with it, less its deblended parts centred more than 2.5
+    half-light radii of the central part away: touching neighbours.
+
     Returns ``(central, others, x, y)``: boolean ``(H, W)`` maps of the central
-    source's segment and of the other sources' segments (grown by ``grow``
-    pixels), and the flux-weighted centre of the central source; None when no
-    source is detected.
+    source and of every other source (grown by ``grow`` pixels), and the
+    flux-weighted centre of the central source; None when nothing is detected.
     """
-    from scipy.ndimage import binary_dilation
+    from scipy.ndimage import binary_dilation, label
 
     from .detect import find_centers
 
     c, h, w = data.shape
     finite = np.isfinite(data).all(axis=0)
-    detections = find_centers(np.where(np.isfinite(data), data, 0.0), n_sigma=n_sigma,
-                              n_pixels=5, deblend=False, mask=~finite)
+    values = np.where(np.isfinite(data), data, 0.0)
+    detections = find_centers(values, n_sigma=n_sigma, n_pixels=5, deblend=True,
+                              mask=~finite)
     segmap = np.asarray(detections.segmap)
     if not segmap.any():
         return None
+    parents, _ = label(segmap > 0)
     cy, cx = (h - 1) // 2, (w - 1) // 2
-    label = int(segmap[cy, cx])
-    if label == 0:
-        catalog = detections.catalog
-        d = np.hypot(np.asarray(catalog["x_centroid"], float) - (w - 1) / 2,
-                     np.asarray(catalog["y_centroid"], float) - (h - 1) / 2)
+    child = int(segmap[cy, cx])
+    catalog = detections.catalog
+    xs = np.asarray(catalog["x_centroid"], float)
+    ys = np.asarray(catalog["y_centroid"], float)
+    labels = np.asarray(catalog["id"], int)
+    if child == 0:
+        d = np.hypot(xs - (w - 1) / 2, ys - (h - 1) / 2)
         d[~np.isfinite(d)] = np.inf
-        label = int(catalog["id"][int(np.argmin(d))])
-    central = segmap == label
+        child = int(labels[int(np.argmin(d))])
+    plane = np.clip(values.sum(axis=0), 0, None)
+    core = segmap == child
+    yy, xx = np.indices((h, w))
+    flux = float(plane[core].sum())
+    if flux > 0:
+        x0, y0 = float((plane * xx)[core].sum() / flux), float((plane * yy)[core].sum() / flux)
+        radius = _half_light_radius(np.where(core, plane, 0.0), x0, y0)
+    else:
+        x0, y0, radius = (w - 1) / 2, (h - 1) / 2, 1.0
+    central = parents == parents[core][0]
+    for k, label_k in enumerate(labels):
+        if label_k == child or not np.isfinite(xs[k]):
+            continue
+        part = segmap == label_k
+        if central[part].any() and math.hypot(xs[k] - x0, ys[k] - y0) > max(2.5 * radius, 6):
+            central &= ~part
     others = (segmap > 0) & ~central
     if grow > 0 and others.any():
         others = binary_dilation(others, iterations=int(grow)) & ~central
-    plane = np.where(central, np.nan_to_num(data).sum(axis=0), 0.0)
-    plane = np.clip(plane, 0, None)
+    plane = np.where(central, plane, 0.0)
     total = plane.sum()
     if not total > 0:
         return None
-    yy, xx = np.indices((h, w))
     return central, others, float((plane * xx).sum() / total), float((plane * yy).sum() / total)
 
 
@@ -932,11 +954,12 @@ def clean_stamp(image, *, n_sigma=2.0, grow=2, fill="noise", seed=0):
 
     The image is turned into linear flux (`linear_flux`; display images are
     linearised), a sigma-clipped sky level is subtracted per band, sources are
-    detected (`astrodeblend.detect.find_centers`, no deblending, so that the
-    arms of a spiral stay in one segment) and the segments of every source
-    but the central one (the segment under the centre pixel, or the nearest to
-    the centre), grown by ``grow`` pixels, are replaced by noise of the
-    image's sky level or by zero.  Masked and non-finite pixels are treated
+    detected and deblended (`astrodeblend.detect.find_centers`) and every
+    source but the central one, grown by ``grow`` pixels, is replaced by
+    noise of the image's sky level or by zero.  The central source is the
+    group of touching segments under the centre pixel (or the nearest to the
+    centre), so that the arms of a spiral stay with it, less its deblended
+    parts centred more than 2.5 half-light radii away (touching neighbours).  Masked and non-finite pixels are treated
     the same way.
 
     Parameters
@@ -1115,8 +1138,9 @@ def _prepare_image(image, clean):
         grow = max(2, int(round(0.25 * math.sqrt(central.sum() / math.pi))))
         keep = binary_dilation(central, iterations=grow)
         data = np.where(keep[None], data, np.float32(0.0))
-    np.clip(data, 0.0, None, out=data)
-    plane = data.sum(axis=0)
+    # noise is kept (it averages out when the galaxy is shrunk); the centre and
+    # radius are measured on the positive light
+    plane = np.clip(data.sum(axis=0), 0.0, None)
     total = float(plane.sum())
     if not total > 0:
         return None
