@@ -39,16 +39,18 @@ _LAZY = {
     "partial_images": "segment",
     "build_dataset": "data",
     "TrainConfig": "train",
-    "Deblender": "deblend",
+    "Deblender": "pipeline",
+    "deblend": "pipeline",
     "SegmentationDeblender": "baselines",
     "FluxShareDeblender": "baselines",
     "deblend_files": "batch",
 }
 
 # subpackages and modules reachable as attributes (``astrodeblend.train.train``);
-# ``astrodeblend.deblend`` is also callable: ``astrodeblend.deblend("cutout.fits")``
-_SUBMODULES = {"io", "blend", "detect", "segment", "data", "models", "train", "deblend",
-               "baselines", "metrics", "evaluate", "batch", "plotting", "utils", "cli"}
+# ``astrodeblend.deblend`` is the function, defined in ``astrodeblend.pipeline``
+_SUBMODULES = {"io", "blend", "detect", "footprints", "segment", "data", "models", "train",
+               "pipeline", "baselines", "metrics", "evaluate", "batch", "plotting", "utils",
+               "cli"}
 
 __all__ = [
     "__version__",
@@ -63,7 +65,6 @@ __all__ = [
     "GalaxyImage",
     "as_galaxy_image",
     "DeblendResult",
-    "deblend",
     *_LAZY,
 ]
 

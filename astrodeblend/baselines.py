@@ -1,10 +1,10 @@
-"""Classic deblenders with the `~astrodeblend.deblend.Deblender` interface.
+"""Classic deblenders with the `~astrodeblend.pipeline.Deblender` interface.
 
 Two reference methods against which the GAN is measured.  Both detect
 sources with `astrodeblend.detect.find_centers` (photutils: threshold,
 multi-threshold deblending and watershed) and return a
 `~astrodeblend.result.DeblendResult`, so they plug in wherever a
-`~astrodeblend.deblend.Deblender` does (``astrodeblend deblend --method``,
+`~astrodeblend.pipeline.Deblender` does (``astrodeblend deblend --method``,
 ``astrodeblend evaluate --methods``):
 
 - `SegmentationDeblender`: source *i* is the image inside photutils'

@@ -397,14 +397,14 @@ def _cached_deblender(method, model, device, max_pixels, options=()):
     """
     import inspect
 
-    from .deblend import get_deblender
+    from .pipeline import get_deblender
 
     extra = {name: list(value) if isinstance(value, tuple) else value
              for name, value in options}
     takes_options = any(p.kind is p.VAR_KEYWORD
                         for p in inspect.signature(get_deblender).parameters.values())
     if extra and method == "gan" and not takes_options:  # a factory without **options
-        from .deblend import Deblender
+        from .pipeline import Deblender
 
         return Deblender.load(model, device=device, max_pixels=max_pixels, **extra)
     return get_deblender(method, model=model, device=device, max_pixels=max_pixels, **extra)
@@ -979,7 +979,7 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
     output_dir : str or path
         Folder for the results and the run log `LOG_NAME` (created).
     method : {'gan', 'segmentation', 'fluxshare'}, optional
-        Deblending method (`astrodeblend.deblend.get_deblender`).
+        Deblending method (`astrodeblend.pipeline.get_deblender`).
     model : str or path, optional
         Checkpoint for ``'gan'`` (the shipped model by default).
     deblender : callable, optional

@@ -404,7 +404,7 @@ def _add_demo(sub):
 
 
 def _cmd_demo(args):
-    from .deblend import run_demo
+    from .pipeline import run_demo
 
     return run_demo(args.output_dir, device=args.device, overwrite=args.overwrite)
 

@@ -125,7 +125,7 @@ def _resolve_methods(methods, model, device):
             name = str(getattr(method, "name", "") or type(method).__name__)
             resolved.append((name, method))
         else:
-            from .deblend import get_deblender
+            from .pipeline import get_deblender
 
             resolved.append((str(method), get_deblender(method, model=model, device=device)))
     names = [name for name, _ in resolved]
@@ -263,7 +263,7 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
     seed : int, optional
         Seed of the scenes: scene ``i`` uses ``default_rng([seed, i])``.
     methods : sequence of str or deblender, optional
-        Names for `astrodeblend.deblend.get_deblender` (``'gan'``,
+        Names for `astrodeblend.pipeline.get_deblender` (``'gan'``,
         ``'segmentation'``, ``'fluxshare'``) or callables
         ``deblender(image) -> DeblendResult`` with a ``name``.
     model : str or path, optional

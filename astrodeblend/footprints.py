@@ -1,6 +1,6 @@
 """Footprints of sources and flux shared inside them, band by band.
 
-The deblending pipeline (`~astrodeblend.deblend.Deblender`) gives each
+The deblending pipeline (`~astrodeblend.pipeline.Deblender`) gives each
 detected source a *model*: the generator's estimate of that source alone,
 in linear flux, over the box of the stamp it was extracted from.  This
 module turns the models into the sources written to the output, with
@@ -275,7 +275,7 @@ def _local(box, y0, x0):
 
 
 def _overlapping(sources, shape):
-    """Sets of source indices whose footprints touch, directly or through others."""
+    """Return the sets of source indices whose footprints touch, directly or not."""
     parent = list(range(len(sources)))
 
     def find(i):

@@ -1,5 +1,7 @@
 """The deblending pipeline: `Deblender`, `deblend` and the demo.
 
+(``astrodeblend.deblend`` is the function `deblend`; this module is its home.)
+
 A `Deblender` turns an image of any size and band count into a
 `~astrodeblend.result.DeblendResult`:
 
@@ -33,9 +35,7 @@ A `Deblender` turns an image of any size and band count into a
 
 from __future__ import annotations
 
-import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -247,9 +247,13 @@ class Deblender:
         import torch
 
         from .detect import estimate_sky, find_groups
-        from . import footprints
-        from .footprints import fill_masked, fit_amplitudes, monotonic, share_flux
-        grow_footprint = footprints.grow_footprint
+        from .footprints import (
+            fill_masked,
+            fit_amplitudes,
+            grow_footprint,
+            monotonic,
+            share_flux,
+        )
 
         image = as_galaxy_image(image)
         mode = mode or self.mode
@@ -281,7 +285,8 @@ class Deblender:
                                         f"{plural(c, 'band')}")
             given = np.broadcast_to(self.background, (c,)).astype(np.float32)
             level = np.broadcast_to(given[:, None, None], image.shape)
-            history.append(f"background: given by the caller ({', '.join(f'{b:.4g}' for b in given)})")
+            levels = ", ".join(f"{b:.4g}" for b in given)
+            history.append(f"background: given by the caller ({levels})")
         else:
             history.append(f"background: {sky.method}; mean "
                            f"{', '.join(f'{b:.4g}' for b in level.mean(axis=(1, 2)))}")
@@ -356,29 +361,6 @@ class Deblender:
         return DeblendResult(image, cutouts, catalog, segmap, origins=origins, flux_mode=flux,
                              model_name=self.name, model_hash=self.model_hash,
                              history=history)
-
-    def map(self, inputs, output_dir, **kwargs):
-        """Deblend many files into ``output_dir`` with this (already loaded) model.
-
-        A thin wrapper of `astrodeblend.batch.deblend_files` with
-        ``deblender=self``; see there for the options.
-
-        Parameters
-        ----------
-        inputs : list of str or path
-            Files, globs, folders or ``@list.txt`` files.
-        output_dir : str or path
-            Folder for the FITS results and the run log.
-        **kwargs
-            Passed to `~astrodeblend.batch.deblend_files`.
-
-        Returns
-        -------
-        `~astrodeblend.batch.BatchSummary`
-        """
-        from .batch import deblend_files
-
-        return deblend_files(inputs, output_dir, deblender=self, **kwargs)
 
     def __repr__(self):
         return (f"<Deblender {self.name!r} bands={self.n_bands} size={self.size} "
@@ -622,7 +604,7 @@ class Deblender:
             cut = [self._stamp(work, pad, (x, y) if not single else middle, plans[label][0])
                    for x, y, label in chunk]
             by_side = {}
-            for k, (x, y, label) in enumerate(chunk):
+            for k, (_, _, label) in enumerate(chunk):
                 by_side.setdefault(plans[label][0], []).append(k)
             for side, members in by_side.items():
                 batch = [cut[k][0] for k in members]
@@ -663,7 +645,7 @@ class Deblender:
 
 
 def _unexplained(candidates, models, signal, noise, aperture, min_snr):
-    """The candidate peaks where the models explain less than half of the light.
+    """Return the candidate peaks where the models explain less than half of the light.
 
     At each candidate, the band-combined signal of the data and of the
     residual (data minus every model) are compared in a 3x3 aperture; a
@@ -761,7 +743,7 @@ def _half_light_radius(model):
 
 
 def _peaked_at_scale(image, x, y, scale, tol):
-    """True where ``image``, smoothed to ``scale`` pixels, has a local maximum within ``tol``."""
+    """Tell whether ``image``, smoothed to ``scale`` pixels, peaks within ``tol`` of a point."""
     from scipy.ndimage import gaussian_filter, maximum_filter
 
     h, w = image.shape
@@ -1064,18 +1046,3 @@ def run_demo(output_dir="astrodeblend-demo", *, device="auto", overwrite=False):
     print(f"  result: {result_path}")
     print(f"  figure: {png_path}")
     return 0
-
-
-class _CallableModule(types.ModuleType):
-    """The module, made callable: ``astrodeblend.deblend(...)`` is `deblend` (the function).
-
-    The package exposes both the module ``astrodeblend.deblend`` and the
-    function `deblend`; Python binds the package attribute to the module as
-    soon as it is imported, so the module forwards calls to the function.
-    """
-
-    def __call__(self, *args, **kwargs):
-        return deblend(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -39,7 +39,7 @@ def stamps_per_second(model, inputs, *, repeat=5, channels_last=False):
 
 
 def bench_models(device):
-    from astrodeblend.deblend import Deblender
+    from astrodeblend.pipeline import Deblender
     from astrodeblend.models import make_heatmap
 
     deblender = Deblender.load(device=device)

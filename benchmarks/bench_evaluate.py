@@ -21,7 +21,7 @@ IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "galaxyzoo" /
 
 
 def default_methods():
-    from astrodeblend.deblend import default_model_path
+    from astrodeblend.pipeline import default_model_path
 
     methods = ["segmentation", "fluxshare"]
     if default_model_path().exists():

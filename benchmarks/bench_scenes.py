@@ -34,7 +34,7 @@ from astropy.modeling.models import Sersic2D
 from scipy.ndimage import gaussian_filter
 
 from astrodeblend.baselines import SegmentationDeblender
-from astrodeblend.deblend import Deblender
+from astrodeblend.pipeline import Deblender
 from astrodeblend.detect import estimate_sky
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -731,7 +731,7 @@ def test_bombs_stay_within_2_gib(tmp_path):
         "import resource, sys\n"
         "from astrodeblend.errors import AstrodeblendError\n"
         "from astrodeblend.io import read_image\n"
-        "from astrodeblend.deblend import Deblender\n"
+        "from astrodeblend.pipeline import Deblender\n"
         "for p in sys.argv[1:]:\n"
         "    try:\n"
         "        Deblender.load(p, device='cpu') if p.endswith('.pt') else read_image(p)\n"
@@ -776,7 +776,7 @@ def _checkpoint_bomb(path, changes):
 
 @pytest.mark.parametrize("name", list(CHECKPOINT_BOMBS))
 def test_absurd_model_configs_are_refused(name, tmp_path, capsys):
-    from astrodeblend.deblend import Deblender
+    from astrodeblend.pipeline import Deblender
     from astrodeblend.errors import CheckpointError
 
     path = _checkpoint_bomb(tmp_path / "tiny.pt", CHECKPOINT_BOMBS[name])

@@ -137,7 +137,7 @@ def test_options_are_checked_and_recorded():
 
 
 def test_get_deblender_factory_returns_baselines():
-    from astrodeblend.deblend import get_deblender
+    from astrodeblend.pipeline import get_deblender
 
     assert isinstance(get_deblender("segmentation"), SegmentationDeblender)
     assert isinstance(get_deblender("fluxshare"), FluxShareDeblender)

@@ -127,11 +127,11 @@ def test_options_reach_the_deblender_factory_and_the_writer(tmp_path, monkeypatc
         writes.append(kwargs)
         return real_write(result, path, overwrite=overwrite)
 
-    import astrodeblend.deblend
+    import astrodeblend.pipeline
     import astrodeblend.io
 
     real_write = astrodeblend.io.write_deblended
-    monkeypatch.setattr(astrodeblend.deblend, "get_deblender", fake_get_deblender)
+    monkeypatch.setattr(astrodeblend.pipeline, "get_deblender", fake_get_deblender)
     monkeypatch.setattr(astrodeblend.io, "write_deblended", fake_write)
     batch._cached_deblender.cache_clear()
     path = _blend_file(tmp_path / "a.fits")

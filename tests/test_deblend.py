@@ -6,7 +6,7 @@ from astropy.modeling.models import Gaussian2D
 from astropy.wcs import WCS
 
 from astrodeblend import DeblendResult, GalaxyImage
-from astrodeblend.deblend import Deblender, deblend, default_model_path, get_deblender
+from astrodeblend.pipeline import Deblender, deblend, default_model_path, get_deblender
 from astrodeblend.errors import CheckpointError, InvalidInputError
 from astrodeblend.models import ModelConfig, build_models
 

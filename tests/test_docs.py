@@ -138,7 +138,7 @@ def test_rst_doctests(page):
 
 
 def test_default_model_facts(ext):
-    from astrodeblend.deblend import default_model_path
+    from astrodeblend.pipeline import default_model_path
 
     if not default_model_path().is_file():
         pytest.skip("the default model is not installed")

@@ -133,7 +133,7 @@ def default_model_facts(path=None):
     from pathlib import Path
 
     from astrodeblend._checkpoint import load_checkpoint
-    from astrodeblend.deblend import Deblender, default_model_path
+    from astrodeblend.pipeline import Deblender, default_model_path
     from astrodeblend.io import sha256_file
 
     path = Path(path) if path is not None else default_model_path()

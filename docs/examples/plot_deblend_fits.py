@@ -6,7 +6,7 @@ This example writes a small synthetic three-band FITS cutout with a
 celestial WCS (two overlapping galaxies, sky and noise), reads it with
 :func:`astrodeblend.io.read_image`, and deblends it with the default model
 that ships inside the package (:meth:`astrodeblend.Deblender.load
-<astrodeblend.deblend.Deblender.load>`), on the CPU.  FITS data are linear
+<astrodeblend.pipeline.Deblender.load>`), on the CPU.  FITS data are linear
 flux, so the deblender runs in *linear* mode and conserves flux: the sources
 plus the residual add up to the input exactly (:ref:`flux-conservation`).
 """

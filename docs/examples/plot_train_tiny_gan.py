@@ -35,7 +35,7 @@ from astropy.modeling.models import Sersic2D
 from PIL import Image
 
 from astrodeblend.data import build_dataset, open_split
-from astrodeblend.deblend import Deblender
+from astrodeblend.pipeline import Deblender
 from astrodeblend.plotting import plot_training_history
 from astrodeblend.train import TrainConfig, train
 
