@@ -326,6 +326,11 @@ class Deblender:
                        f"finds nothing, and {len(added)} more whose light the models leave "
                        f"unexplained; {merged} merged whose model repeats a brighter "
                        f"neighbour's) found {plural(len(models), 'source')}")
+        for model in models:
+            # footprints from the generator's models (the sources added last
+            # have none yet): they reach into the wings
+            if model.footprint is None:
+                grow_footprint(model, groups, noise, sky=sky_in_model)
         if mode == "linear" and self.monotonic:
             # after the candidates' test (which trusts the generator: a knot
             # it gives to its galaxy is explained), light leaked from a
@@ -333,8 +338,6 @@ class Deblender:
             for model in models:
                 monotonic(model)
             history.append("models: made monotonic from each centre (scarlet's constraint)")
-        for model in models:
-            grow_footprint(model, groups, noise, sky=sky_in_model)
         if mode == "linear":
             fit_amplitudes(signal, bad, models)
             history.append("models: amplitude per band fitted to the data in the footprints "
@@ -645,43 +648,51 @@ class Deblender:
 
 
 def _unexplained(candidates, models, signal, noise, aperture, min_snr):
-    """Return the candidate peaks where the models explain less than half of the light.
+    """Return the candidate peaks whose light the models leave unexplained.
 
-    At each candidate, the band-combined signal of the data and of the
-    residual (data minus every model) are compared in a 3x3 aperture; a
-    star or a faint companion next to a galaxy leaves its light in the
-    residual, a bright knot of a galaxy does not (the galaxy's model holds
-    it).  The residual light must reach ``min_snr`` on its own.  A
-    significant candidate farther than 2.5 half-light radii from every
-    source is kept in any case.
+    Around each candidate the residual (data minus every model, bands
+    weighted by their noise) is measured in a 3x3 aperture and, per pixel,
+    in a ring 4-7 pixels out.  A candidate is kept when the residual in the
+    aperture stands out of the ring's level by ``min_snr`` (the aperture's
+    noise scaled from the data's aperture signal-to-noise ``aperture``) and
+    holds more than half of the aperture's light, or, farther than 2.5
+    half-light radii from every source, when it stands out at all by
+    ``min_snr``.  A star or a faint companion next to a galaxy leaves a
+    peak in the residual; a knot the generator gives to its galaxy does
+    not, nor does the smooth outskirt of a galaxy its model underestimates.
     """
     if not candidates:
         return []
     sizes = [_half_light_radius(m) for m in models]
     h, w = signal.shape[1:]
     weights = (1.0 / np.asarray(noise, dtype=np.float32))[:, None, None]
+    yy, xx = np.mgrid[-7:8, -7:8]
+    rr = np.hypot(xx, yy)
+    core, ring = rr <= 1.5, (rr >= 4) & (rr <= 7)
     added = []
     for x, y, label in candidates:
         col, row = int(round(x)), int(round(y))
-        ys, xs = slice(max(row - 1, 0), row + 2), slice(max(col - 1, 0), col + 2)
-        light = float((signal[:, ys, xs] * weights).sum())
-        explained = 0.0
+        y0, x0 = max(row - 7, 0), max(col - 7, 0)
+        y1, x1 = min(row + 8, h), min(col + 8, w)
+        residual = (signal[:, y0:y1, x0:x1] * weights).sum(axis=0)
+        light = residual.copy()
         for m in models:
-            y0, y1, x0, x1 = m.box
-            if y0 <= row < y1 and x0 <= col < x1:
-                sub = m.model[:, max(row - 1, y0) - y0:min(row + 2, y1) - y0,
-                              max(col - 1, x0) - x0:min(col + 2, x1) - x0]
-                explained += float((sub * weights).sum())
-        left = (light - explained) / light if light > 0 else 0.0
-        # a peak well outside every source's half-light radius is a source of
-        # its own (a star by a galaxy), whatever the models say
+            my0, my1 = max(m.box[0], y0), min(m.box[1], y1)
+            mx0, mx1 = max(m.box[2], x0), min(m.box[3], x1)
+            if my1 > my0 and mx1 > mx0:
+                sub = m.model[:, my0 - m.box[0]:my1 - m.box[0], mx0 - m.box[2]:mx1 - m.box[2]]
+                residual[my0 - y0:my1 - y0, mx0 - x0:mx1 - x0] -= (sub * weights).sum(axis=0)
+        window = (slice(y0 - row + 7, y1 - row + 7), slice(x0 - col + 7, x1 - col + 7))
+        in_core, in_ring = core[window], ring[window]
+        light_core = float(light[in_core].sum())
+        if not (light_core > 0 and in_ring.any()):
+            continue
+        peak = float(residual[in_core].sum() - in_core.sum() * np.median(residual[in_ring]))
+        sigma = light_core / max(float(aperture[row, col]), 1e-6)  # aperture noise
+        standing = peak / sigma >= min_snr
         apart = all(np.hypot(x - m.center[0], y - m.center[1]) > 2.5 * r
                     for m, r in zip(models, sizes, strict=True))
-        if apart and aperture[row, col] >= min_snr:
-            added.append((x, y, label))
-        # the light left over must itself be significant (not only the
-        # light of a galaxy's wing that the candidate sits on)
-        elif left > 0.5 and left * aperture[row, col] >= min_snr:
+        if standing and (apart or residual[in_core].sum() > 0.5 * light_core):
             added.append((x, y, label))
     return added
 
