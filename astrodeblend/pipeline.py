@@ -565,13 +565,15 @@ class Deblender:
                 # peaks of the data seen at the stamp's scale
                 kept = [(x, y) for x, y in kept
                         if _peaked_at_scale(smoothed, x, y, side / self.size, tol)]
-            methods.add("detector") if kept else None
+            if kept:
+                methods.add("detector")
             peaks = significant(split_group(smoothed, groups, label, n_pixels=5))
             peaks = [(x, y) for x, y in peaks if all(np.hypot(x - u, y - v) > 2 * tol
                                                       for u, v in kept)]
             if self.detector is None:
                 kept, peaks = peaks, []  # photutils is the detector
-                methods.add("photutils") if kept else None
+                if kept:
+                    methods.add("photutils")
             elif not kept and peaks:
                 # the detector saw nothing here (a star, a faint source, the
                 # outskirts of a large galaxy): photutils' brightest peak, kept
@@ -912,7 +914,7 @@ def deblend(path_or_image, *, model=None, device="auto", hdu=None, mode="auto"):
     """Deblend a file or an image with the GAN (the default model unless ``model``).
 
     For many images, load a `Deblender` once and call it, or use
-    `Deblender.map`, instead of calling this function in a loop.
+    `astrodeblend.batch.deblend_files`, instead of calling this function in a loop.
 
     Parameters
     ----------
