@@ -14,6 +14,7 @@ from .galaxyzoo import GalaxyZooDataset, list_galaxy_images, read_galaxy_zoo
 from .readers import (
     FITS_SUFFIXES,
     IMAGE_SUFFIXES,
+    MAX_ABS_VALUE,
     MAX_PIXELS,
     describe_image,
     read_bands,
@@ -33,6 +34,7 @@ __all__ = [
     "atomic_write",
     "sha256_file",
     "MAX_PIXELS",
+    "MAX_ABS_VALUE",
     "FITS_SUFFIXES",
     "IMAGE_SUFFIXES",
     "FORMAT_VERSION",

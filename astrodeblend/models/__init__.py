@@ -8,7 +8,13 @@
 - `stretch`, `unstretch`, `robust_peak`: the model's value space.
 """
 
-from .config import ModelConfig, build_models
+from .config import (
+    MAX_PARAMETERS,
+    SETTING_RANGES,
+    ModelConfig,
+    build_models,
+    count_parameters,
+)
 from .discriminator import PatchDiscriminator
 from .sampler import SampleDiscriminator, SampleGenerator
 from .stretch import GAMMA, robust_peak, stretch, unstretch
@@ -22,6 +28,9 @@ __all__ = [
     "SampleDiscriminator",
     "ModelConfig",
     "build_models",
+    "count_parameters",
+    "MAX_PARAMETERS",
+    "SETTING_RANGES",
     "make_heatmap",
     "find_peaks",
     "GAMMA",
