@@ -391,19 +391,25 @@ def _weight(source, noise):
     return (weight * source.footprint).astype(np.float32)
 
 
-def monotonic(source):
+def monotonic(source, others=()):
     """Make a source's model decrease outwards from its centre, in place.
 
     Each pixel of the band-summed model is capped by its neighbour one step
     closer to the centre (rings of growing distance, as scarlet's
     monotonicity constraint), and every band is scaled alike.  Light the
     generator leaked from a neighbour, a second bump away from the centre,
-    is removed, so it is not shared to the wrong source.
+    is removed, so it is not shared to the wrong source.  With ``others``,
+    only pixels nearer to one of those centres than to the source's own
+    are constrained: the source keeps its own structure (arms, knots) and
+    loses what lies in its neighbours' territory.
 
     Parameters
     ----------
     source : SourceModel
         The source; its ``model`` is replaced.
+    others : sequence of (float, float), optional
+        ``(x, y)`` centres of the other sources (frame pixels); empty means
+        every pixel is constrained.
 
     Returns
     -------
@@ -435,6 +441,12 @@ def monotonic(source):
         sel = ring == k
         if sel.any():
             mono[sel] = np.minimum(mono[sel], mono[ry[sel], rx[sel]])
+    if len(others):
+        own = r ** 2
+        nearer = np.zeros((h, w), dtype=bool)
+        for ox, oy in others:
+            nearer |= (xx - (ox - source.box[2])) ** 2 + (yy - (oy - source.box[0])) ** 2 < own
+        mono = np.where(nearer, mono, np.clip(total, 0, None)).astype(np.float32)
     scale = np.divide(mono, total, out=np.zeros_like(mono), where=total > 0)
     source.model = (source.model * scale[None]).astype(np.float32)
     return mono

@@ -105,9 +105,10 @@ class Deblender:
         ``'model'`` writes the model's noiseless estimate (the noise stays
         in the residual).  Display images (JPG) always use ``'model'``.
     monotonic : bool, optional
-        Make each linear model decrease outwards from its centre
-        (`~astrodeblend.footprints.monotonic`) before the flux is shared, so
-        that light the generator leaked from a neighbour goes back to it.
+        Make each linear model decrease outwards from its centre where it is
+        nearer to another source (`~astrodeblend.footprints.monotonic`)
+        before the flux is shared, so that light the generator leaked from a
+        neighbour goes back to it.
 
     Examples
     --------
@@ -336,8 +337,9 @@ class Deblender:
             # it gives to its galaxy is explained), light leaked from a
             # neighbour goes back to it
             for model in models:
-                monotonic(model)
-            history.append("models: made monotonic from each centre (scarlet's constraint)")
+                monotonic(model, [m.center for m in models if m is not model])
+            history.append("models: made monotonic from each centre where nearer to another "
+                           "source (scarlet's constraint, own structure kept)")
         if mode == "linear":
             fit_amplitudes(signal, bad, models)
             history.append("models: amplitude per band fitted to the data in the footprints "
