@@ -147,7 +147,7 @@ def taper(side, width):
     return np.outer(ramp, ramp).astype(np.float32)
 
 
-def grow_footprint(source, groups, noise, *, n_sigma=2.0, smooth=1.5, grow=2, sky=None):
+def grow_footprint(source, groups, noise, *, n_sigma=4.0, smooth=1.5, grow=1, sky=None):
     """Set ``source.footprint``: its group's pixels and where its model exceeds the noise.
 
     The footprint is the union of the source's detection group (inside its
