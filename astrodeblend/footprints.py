@@ -441,6 +441,10 @@ def monotonic(source, others=()):
         sel = ring == k
         if sel.any():
             mono[sel] = np.minimum(mono[sel], mono[ry[sel], rx[sel]])
+    # a ray-by-ray cap leaves streaks: smooth it (never above the model)
+    from scipy.ndimage import gaussian_filter
+
+    mono = np.minimum(gaussian_filter(mono, 1.5), np.clip(total, 0, None)).astype(np.float32)
     if len(others):
         own = r ** 2
         nearer = np.zeros((h, w), dtype=bool)
