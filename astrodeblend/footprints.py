@@ -421,8 +421,8 @@ def monotonic(source, others=()):
     >>> import numpy as np
     >>> plane = np.zeros((1, 9, 9), np.float32); plane[0, 4, 4] = 2; plane[0, 4, 7] = 5
     >>> src = SourceModel((4.0, 4.0), (0, 9, 0, 9), plane)
-    >>> float(monotonic(src)[4, 7])
-    0.0
+    >>> bool(monotonic(src)[4, 7] < 0.05)  # the leaked bump of 5 is gone
+    True
     """
     total = source.model.sum(axis=0)
     h, w = total.shape
