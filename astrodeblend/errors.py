@@ -26,7 +26,7 @@ class InvalidInputError(AstrodeblendError, ValueError):
     """An argument or an array is not what the function needs."""
 
 
-class ReadError(InvalidInputError):
+class ReadError(AstrodeblendError, OSError):
     """A file cannot be read: missing, unreadable, corrupt or of the wrong kind."""
 
 

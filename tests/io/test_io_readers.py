@@ -71,6 +71,16 @@ def test_greyscale_and_16bit_png(tmp_path):
     np.testing.assert_allclose(image.data[0], deep[::-1] / 65535.0, rtol=1e-6)
 
 
+def test_read_error_is_an_os_error(tmp_path):
+    # file errors derive from OSError (errors.py), not ValueError
+    with pytest.raises(OSError, match=r"missing\.fits: no such file") as info:
+        read_image(tmp_path / "missing.fits")
+    assert isinstance(info.value, ReadError) and not isinstance(info.value, ValueError)
+    (tmp_path / "junk.fits").write_bytes(b"not a FITS file at all")
+    with pytest.raises(OSError, match=r"junk\.fits: not a FITS file"):
+        read_image(tmp_path / "junk.fits")
+
+
 def test_bands_override_and_bad_bands(tmp_path):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8) + 9).save(tmp_path / "a.png")
     assert read_image(tmp_path / "a.png", bands=["i", "r", "g"]).bands == ("i", "r", "g")
