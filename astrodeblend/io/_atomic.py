@@ -15,7 +15,7 @@ import os
 import secrets
 from pathlib import Path
 
-from ..errors import OutputExistsError, WriteError
+from ..errors import AstrodeblendError, OutputExistsError, WriteError
 
 __all__ = ["atomic_write", "sha256_file"]
 
@@ -113,7 +113,7 @@ def atomic_write(path, *, overwrite=False):
                              f"{_describe_oserror(exc)}") from None
     except OSError as exc:
         _remove_quietly(tmp)
-        if isinstance(exc, WriteError):
+        if isinstance(exc, AstrodeblendError):  # ours (a ReadError of the writer too): as is
             raise
         raise WriteError(f"cannot write {path} in folder {folder}: "
                          f"{_describe_oserror(exc)}") from None

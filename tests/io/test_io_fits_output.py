@@ -1,9 +1,9 @@
 """Tests of the deblended FITS output (spec/fits-output.md) and atomic writes."""
 
 import os
+import re
 import shutil
 import subprocess
-import re
 import warnings
 
 import numpy as np
@@ -83,6 +83,12 @@ def test_atomic_write_success_and_failure(tmp_path):
         with atomic_write(target, overwrite=True) as tmp:
             tmp.write_text("two")
             raise RuntimeError("boom")
+    assert target.read_text() == "one"
+    # a read failing inside the block (ReadError is an OSError) is not a write error
+    with pytest.raises(ReadError, match="missing.fits: no such file"):
+        with atomic_write(target, overwrite=True) as tmp:
+            tmp.write_text("two")
+            raise ReadError("missing.fits: no such file")
     assert target.read_text() == "one"
     with atomic_write(target, overwrite=True) as tmp:
         tmp.write_text("two")
@@ -436,7 +442,8 @@ def test_cutout_round_trip_keeps_cutouts_origins_and_wcs(tmp_path):
 
     with fits.open(out) as hdul:
         assert hdul[0].header["ADBFLUX"] == "model"
-        for i, (cut, (x0, y0)) in enumerate(zip(result.cutouts, result.origins), start=1):
+        pairs = zip(result.cutouts, result.origins, strict=True)
+        for i, (cut, (x0, y0)) in enumerate(pairs, start=1):
             hdu = hdul["SOURCE", i]
             assert hdu.data.shape == cut.shape
             h = hdu.header
@@ -456,7 +463,7 @@ def test_cutout_round_trip_keeps_cutouts_origins_and_wcs(tmp_path):
     back = read_deblended(out)
     assert back.flux_mode == "model"
     np.testing.assert_array_equal(back.origins, result.origins)
-    for a, b in zip(back.cutouts, result.cutouts):
+    for a, b in zip(back.cutouts, result.cutouts, strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(back.sources, result.sources)
     np.testing.assert_allclose(back.residual.data, result.residual.data)
@@ -482,7 +489,7 @@ def test_full_frame_option(tmp_path):
         np.testing.assert_array_equal(hdul["SOURCE", 2].data, result.sources[1, 0])
     back = read_deblended(out)  # trimmed back to the same cutouts on reading
     np.testing.assert_array_equal(back.origins, result.origins)
-    for a, b in zip(back.cutouts, result.cutouts):
+    for a, b in zip(back.cutouts, result.cutouts, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
