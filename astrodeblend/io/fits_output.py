@@ -98,8 +98,9 @@ def _input_paths(blend):
 
     ``source`` (what the reader read: one path, or one per band from
     `~astrodeblend.io.read_bands`, with an ``ORIGFn`` card each) decides;
-    ``ORIGFn`` cards name the inputs only of an image without a source.  Cards that an input file carries from
-    an earlier step never replace the name of the file itself.
+    ``ORIGFn`` cards name the inputs only of an image without a source.
+    Cards that an input file carries from an earlier step never replace the
+    name of the file itself.
     """
     names = []
     i = 1
@@ -126,7 +127,7 @@ _NO_UNIT = "BUNIT absent: the input image gave no unit for its pixel values"
 
 
 def _unit_text(blend):
-    """The BUNIT text of the blend, or None when the input gave no unit."""
+    """Return the BUNIT text of the blend, or None when the input gave no unit."""
     if blend.unit is not None:
         try:
             return blend.unit.to_string("fits")

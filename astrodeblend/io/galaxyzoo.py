@@ -156,7 +156,8 @@ def read_galaxy_zoo(directory, *, solutions=None):
     ------
     DatasetError
         If the folder is missing or holds no ``<GalaxyID>.jpg`` image (or two
-        files of one galaxy), or the solutions file is missing, unreadable or has no ``GalaxyID`` column.
+        files of one galaxy), or the solutions file is missing, unreadable or
+        has no ``GalaxyID`` column.
 
     Examples
     --------

@@ -134,7 +134,7 @@ def _parse_unit(text):
         warnings.simplefilter("ignore")
         for candidate, fmt in ((text, "fits"), (text, None), (text.lower(), None)):
             try:
-                unit = u.Unit(candidate, format=fmt) if fmt else u.Unit(candidate)
+                unit = u.Unit(candidate, format=fmt)
             except (ValueError, TypeError):
                 continue
             if not isinstance(unit, u.UnrecognizedUnit):
@@ -260,7 +260,7 @@ def _too_many(label, n_values, shape, limit, what="pixels"):
 
 
 def _card_int(cards, key, default=None):
-    """The integer value of a raw header card, ``default`` when absent, None when not an int."""
+    """Return a raw header card's integer value, ``default`` when absent, None if no int."""
     text = cards.get(key)
     if text is None:
         return default
@@ -525,9 +525,7 @@ def _read_wcs(path, label, header):
                     raise ValueError("the image centre has no valid sky position")
         except Exception as exc:  # noqa: BLE001 - wcslib raises many kinds
             raise ReadError(f"{path}: {label} has an invalid WCS ({_one_line(exc)})") from None
-    if not wcs.has_celestial and all(not c for c in wcs.wcs.ctype):
-        # Only CRPIX/CDELT-like keywords: a linear pixel WCS, kept as it is.
-        return wcs
+    # a celestial WCS, or (only CRPIX/CDELT-like keywords) a linear pixel WCS as it is
     return wcs
 
 
@@ -549,7 +547,7 @@ def _side_arrays(path, hdus, image_hdu, index, shape, limit):
         names_mask, names_unc = ("MASK",), ("UNCERT", "ERR", "ERROR", "VAR", "VARIANCE", "IVAR")
     result = []
     for names in (names_mask, names_unc):
-        hdu = _find_side(hdus, names, extver) if names else None
+        hdu = _find_side(hdus, names, extver)
         if hdu is None:
             result.append(None)
             continue
@@ -1082,7 +1080,7 @@ def _describe_hdus(hdus, read_index, *, mark):
 
 
 def _describe_catalog(hdus, max_rows):
-    """The first ``max_rows`` rows of a result's CATALOG, as indented lines."""
+    """Return the first ``max_rows`` rows of a result's CATALOG as indented lines."""
     table = next((h for h in hdus if h.name == "CATALOG"), None)
     if table is None:
         return ["  no CATALOG HDU"]
