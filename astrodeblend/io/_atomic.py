@@ -1,9 +1,10 @@
 """Atomic file writes and file hashes.
 
 Every file that astrodeblend writes goes through `atomic_write`: the data
-are written to a hidden temporary file in the destination folder and renamed
-into place with `os.replace`, so that a reader never sees half a file and a
-crash leaves no partial output behind.
+are written to a hidden temporary file in the destination folder, flushed to
+the disk (`os.fsync`) and renamed into place with `os.replace`, so that a
+reader never sees half a file and a crash (of the process or of the machine)
+leaves no partial output behind.
 """
 
 from __future__ import annotations
@@ -46,9 +47,12 @@ def atomic_write(path, *, overwrite=False):
 
     The caller writes the complete file to the yielded temporary path (a
     hidden file ``.{name}.tmp-XXXXXXXX`` in the same folder as ``path``).
-    When the ``with`` block ends normally the temporary file is renamed to
-    ``path`` with `os.replace`; when it raises, the temporary file is
-    removed and ``path`` is left as it was.
+    When the ``with`` block ends normally the temporary file is flushed to
+    the disk (`os.fsync`) and renamed to ``path`` with `os.replace`, and the
+    folder is flushed too where the system allows it (not on Windows), so
+    that after a power loss ``path`` holds the old file or the new one,
+    never an empty or partial one.  When the block raises, the temporary
+    file is removed and ``path`` is left as it was.
 
     Parameters
     ----------
@@ -68,7 +72,8 @@ def atomic_write(path, *, overwrite=False):
         If ``path`` exists and ``overwrite`` is False (checked before and
         again after writing).
     WriteError
-        If the folder is missing, read-only or full, or ``path`` is a folder.
+        If the folder is missing, read-only or full, ``path`` is a folder, or
+        the data cannot be flushed to the disk.
 
     Examples
     --------
@@ -107,10 +112,12 @@ def atomic_write(path, *, overwrite=False):
             raise OutputExistsError(f"{path} appeared while it was being written "
                                     "(use overwrite=True / --overwrite to replace it)")
         try:
+            _fsync_file(tmp)
             os.replace(tmp, path)
         except OSError as exc:
             raise WriteError(f"cannot write {path} in folder {folder}: "
                              f"{_describe_oserror(exc)}") from None
+        _fsync_folder(folder)
     except OSError as exc:
         _remove_quietly(tmp)
         if isinstance(exc, AstrodeblendError):  # ours (a ReadError of the writer too): as is
@@ -120,6 +127,34 @@ def atomic_write(path, *, overwrite=False):
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+def _fsync_file(path):
+    """Flush a written file's data to the disk, before it is renamed into place."""
+    # Windows flushes only handles open for writing
+    fd = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # a file system without fsync
+            raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder):
+    """Flush a folder's entries (the rename) to the disk, where the system allows it."""
+    if os.name == "nt":  # a folder cannot be opened, nor flushed, on Windows
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):  # not every file system flushes folders
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove_quietly(path):

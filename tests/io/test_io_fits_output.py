@@ -1,5 +1,6 @@
 """Tests of the deblended FITS output (spec/fits-output.md) and atomic writes."""
 
+import errno
 import os
 import re
 import shutil
@@ -93,6 +94,39 @@ def test_atomic_write_success_and_failure(tmp_path):
     with atomic_write(target, overwrite=True) as tmp:
         tmp.write_text("two")
     assert target.read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names open files from /proc")
+def test_atomic_write_flushes_before_the_rename(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.path.basename(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    with atomic_write(tmp_path / "out.txt") as tmp:
+        tmp.write_text("data")
+    # the file's data, then the rename, then the folder's entry
+    assert [e[0] for e in events] == ["fsync", "replace", "fsync"]
+    assert events[0][1].startswith(".out.txt.tmp-") and events[1][1] == "out.txt"
+    assert events[2][1] == tmp_path.name
+
+    def failing_fsync(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(WriteError, match=r"cannot write .*out\.txt .*Input/output error"):
+        with atomic_write(tmp_path / "out.txt", overwrite=True) as tmp:
+            tmp.write_text("new")
+    assert (tmp_path / "out.txt").read_text() == "data"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
 
 
