@@ -15,7 +15,10 @@ Payload keys written by `astrodeblend.train`:
 ``format`` (``'astrodeblend-checkpoint'``), ``version``, ``model_config``
 (`ModelConfig.to_dict`), ``models`` (name -> state dict), and for training
 runs ``train_config``, ``epoch``, ``step``, ``history``, ``optimizers``,
-``scaler``, ``rng``, ``best_psnr``, ``generator_sha256``.
+``scaler``, ``rng``, ``best_psnr``, ``generator_sha256`` and
+``galaxy_split`` (`make_split_record`: which galaxies the model was trained
+on; `training_galaxy_ids` reads it back, None for older checkpoints such as
+the first shipped default model).
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from pathlib import Path
 from .errors import CheckpointError, WriteError
 
 __all__ = ["CHECKPOINT_FORMAT", "MAX_CHECKPOINT_BYTES", "save_checkpoint", "load_checkpoint",
-           "weights_hash", "load_models", "load_state", "set_cuda_rng_states"]
+           "weights_hash", "load_models", "load_state", "set_cuda_rng_states",
+           "make_split_record", "merge_split_records", "training_galaxy_ids", "ids_hash"]
 
 CHECKPOINT_FORMAT = "astrodeblend-checkpoint"
 
@@ -391,3 +395,127 @@ def set_cuda_rng_states(states):
     for index, state in enumerate(states):
         torch.cuda.set_rng_state(state.cpu(), index)
     return len(states)
+
+
+def ids_hash(ids):
+    """Return the sha256 of sorted distinct galaxy ids (little-endian int64 bytes).
+
+    Parameters
+    ----------
+    ids : array-like of int
+        Galaxy ids, in any order, repeats allowed.
+
+    Returns
+    -------
+    str
+        64 hexadecimal characters.
+
+    Examples
+    --------
+    >>> ids_hash([3, 1, 2, 3]) == ids_hash([1, 2, 3])
+    True
+    """
+    import numpy as np
+
+    array = np.unique(np.asarray(ids, dtype=np.int64)).astype("<i8")
+    return hashlib.sha256(array.tobytes()).hexdigest()
+
+
+def make_split_record(ids, *, files=()):
+    """Describe the galaxies a model was trained on, for the checkpoint's ``galaxy_split``.
+
+    Parameters
+    ----------
+    ids : array-like of int
+        Ids of the galaxies of the training scenes (profiles and stars, -1,
+        are left out).
+    files : sequence of dict, optional
+        One dict per training file: ``name``, ``protocol``, ``split`` (the
+        train, validation and test fractions of
+        `astrodeblend.data.split_galaxies`, None when the file does not
+        record them) and ``images_ids_sha256`` (the hash of the image
+        folder's ids that the file records, None without it).
+
+    Returns
+    -------
+    dict
+        ``rule``, ``fractions`` (those of the files when they all agree,
+        else None), ``files``, ``n_train_galaxies``, ``train_ids_sha256``
+        (`ids_hash`) and ``train_ids`` (a sorted ``int64`` tensor, so that
+        ``evaluate`` can refuse exactly those galaxies).
+
+    Examples
+    --------
+    >>> files = [{"name": "a.h5", "split": [0.8, 0.1, 0.1]}]
+    >>> record = make_split_record([5, 3, -1, 3], files=files)
+    >>> record["n_train_galaxies"], record["fractions"], record["train_ids"].tolist()
+    (2, [0.8, 0.1, 0.1], [3, 5])
+    """
+    import numpy as np
+    import torch
+
+    array = np.asarray(ids, dtype=np.int64).ravel()
+    array = np.unique(array[array >= 0])
+    files = [dict(f) for f in files]
+    splits = [f.get("split") for f in files]
+    fractions = (list(splits[0]) if splits and splits[0] is not None
+                 and all(s == splits[0] for s in splits) else None)
+    return {"rule": "astrodeblend.data.split_galaxies", "fractions": fractions, "files": files,
+            "n_train_galaxies": int(array.size), "train_ids_sha256": ids_hash(array),
+            "train_ids": torch.from_numpy(array.copy())}
+
+
+def merge_split_records(old, new):
+    """Return a record of the galaxies of both ``old`` and ``new`` (a resumed run's data)."""
+    import numpy as np
+
+    if not old:
+        return new
+    ids = np.union1d(training_galaxy_ids(old), training_galaxy_ids(new))
+    names = {f.get("name") for f in old.get("files", [])}
+    files = list(old.get("files", [])) + [f for f in new.get("files", [])
+                                           if f.get("name") not in names]
+    return make_split_record(ids, files=files)
+
+
+def training_galaxy_ids(payload_or_record):
+    """Return the training galaxy ids recorded in a checkpoint, or None when it has none.
+
+    Parameters
+    ----------
+    payload_or_record : dict
+        A checkpoint payload (`load_checkpoint`) or its ``galaxy_split``.
+
+    Returns
+    -------
+    `numpy.ndarray` or None
+        Sorted ``int64`` ids; None for a checkpoint without a record (the
+        galaxies it was trained on are unknown).
+
+    Raises
+    ------
+    CheckpointError
+        If the record is malformed.
+
+    Examples
+    --------
+    >>> training_galaxy_ids({"format": "astrodeblend-checkpoint"}) is None
+    True
+    >>> training_galaxy_ids(make_split_record([7, 2])).tolist()
+    [2, 7]
+    """
+    import numpy as np
+    import torch
+
+    record = payload_or_record.get("galaxy_split", payload_or_record) \
+        if "train_ids" not in payload_or_record else payload_or_record
+    if not isinstance(record, dict) or "train_ids" not in record:
+        return None
+    ids = record["train_ids"]
+    try:
+        array = (ids.cpu().numpy() if isinstance(ids, torch.Tensor)
+                 else np.asarray(ids)).astype(np.int64).ravel()
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"the checkpoint's galaxy_split record is malformed: {exc}") \
+            from None
+    return np.unique(array)

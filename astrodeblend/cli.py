@@ -233,6 +233,10 @@ def _add_train(sub):
     p.add_argument("--config", default=None,
                    help="JSON file of TrainConfig settings (explicit options above win)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    p.add_argument("--reschedule", action="store_true",
+                   help="with --resume and a new --epochs: lay the learning-rate cosine and the "
+                        "adversarial warm-up/ramp out again over the new epochs (by default "
+                        "the schedule fixed when the run started is kept)")
     p.add_argument("--no-progress", action="store_true", help=_NO_PROGRESS_HELP)
     p.set_defaults(func=_cmd_train)
 

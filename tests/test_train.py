@@ -146,11 +146,11 @@ def test_resume_after_kill_mid_epoch_is_exact(dataset, run_a, tmp_path, monkeypa
     real_augment = loop.augment
     calls = {"n": 0}
 
-    def dying_augment(batch, generator):
+    def dying_augment(batch, generator, **kwargs):
         calls["n"] += 1
         if calls["n"] == 9:             # third batch of epoch 2 (6 batches per epoch)
             raise _Killed
-        return real_augment(batch, generator)
+        return real_augment(batch, generator, **kwargs)
 
     monkeypatch.setattr(loop, "augment", dying_augment)
     with pytest.raises(_Killed):
@@ -245,7 +245,7 @@ def test_cli_mixed_protocols(dataset, tmp_path, capsys):
     row = load_checkpoint(tmp_path / "run" / "checkpoint_last.pt")["history"][0]
     assert row["loss_g_flux"] > 0 and row["loss_d"] > 0
     scenes = load_scenes(phys, "train", max_scenes=3)
-    assert scenes["physical"].all() and 0.5 < float(scenes["blend"].amax()) < 2
+    assert scenes["linear"].all() and 0.5 < float(scenes["blend"].amax()) < 2
     # errors are one line, exit status 2
     assert main(["train", "--data", str(tmp_path / "nope.h5"), "--out",
                  str(tmp_path / "r2")]) == 2

@@ -20,8 +20,8 @@ def train_from_cli(args):
     ----------
     args : `argparse.Namespace`
         With ``data`` (one path or a list), ``out``, ``epochs``,
-        ``batch_size``, ``lr``, ``device``, ``seed``, ``config``, ``resume``
-        and ``no_progress``.
+        ``batch_size``, ``lr``, ``device``, ``seed``, ``config``, ``resume``,
+        ``reschedule`` (optional) and ``no_progress``.
 
     Returns
     -------
@@ -30,13 +30,21 @@ def train_from_cli(args):
     """
     result = train(args.data, args.out, config=args.config, epochs=args.epochs,
                    batch_size=args.batch_size, lr=args.lr, device=args.device,
-                   seed=args.seed, resume=args.resume, progress=not args.no_progress)
+                   seed=args.seed, resume=args.resume,
+                   reschedule=getattr(args, "reschedule", False),
+                   progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         last = result.history[-1] if result.history else {}
         psnr = last.get("val_psnr", math.nan)
         print(f"trained {len(result.history)} epoch(s) in {result.run_dir}: "
               f"val PSNR {psnr:.2f} dB (best {result.best_psnr:.2f} dB at epoch "
               f"{result.best_epoch}); checkpoint {result.checkpoint}")
+        cfg = result.config
+        if cfg is not None and cfg.schedule_length != cfg.epochs:
+            print(f"note: the learning-rate and adversarial schedule stays laid out over "
+                  f"{cfg.schedule_length} epochs (fixed when the run started); epochs after "
+                  f"it run at the final learning rate. --resume --reschedule lays it out over "
+                  f"{cfg.epochs} epochs")
     return 0
 
 

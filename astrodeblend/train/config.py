@@ -32,7 +32,8 @@ class TrainConfig:
         Adam betas.
     cosine_lr : bool
         Decay the learning rate along a cosine, per epoch, to
-        ``lr * lr_min_factor``.
+        ``lr * lr_min_factor`` at the end of the schedule
+        (``schedule_epochs``), and keep it there after.
     lr_min_factor : float
         Final learning rate as a fraction of ``lr``.
     seed : int
@@ -43,18 +44,34 @@ class TrainConfig:
         Extra weight of the detector's BCE at the centres: pixel weights are
         ``1 + det_pos_weight * target``.
     adv_warmup_epochs : int or None
-        Epochs without adversarial loss (None: half of ``epochs``).
+        Epochs without adversarial loss (None: half of ``schedule_epochs``).
     adv_ramp_epochs : int or None
         Epochs of the linear ramp of the adversarial weight (None: a quarter
-        of ``epochs``, at least 1).
+        of ``schedule_epochs``, at least 1).
+    schedule_epochs : int or None
+        Length of the schedule: the cosine of the learning rate and the
+        default adversarial warm-up and ramp are laid out over this many
+        epochs.  A new run fixes it to ``epochs`` at its start (None) and the
+        checkpoints keep it, so resuming with another ``epochs`` does not
+        reshape the schedule: epochs past it run at the final learning rate
+        and the full adversarial weight.  ``train(..., reschedule=True)``
+        (``--reschedule``) lays it out again over the new ``epochs``.
     l1_eps : float
         Added to each galaxy's mean brightness in ``L1_scaled``.
     real_label : float
         Target of real pairs for the discriminator (one-sided label
         smoothing; 1 switches it off).
     augment : bool
-        Random flips and transposes (all 8 symmetries of the square) of each
-        scene, centres transformed consistently.
+        Random flips and transposes (all 8 symmetries of the square) and
+        random integer shifts (``shift_fraction``) of each scene, centres
+        transformed consistently.
+    shift_fraction : float
+        Largest random shift of a scene, along each axis, as a fraction of
+        the frame side (0.25: up to 20 px of an 80 px frame; 0: no shift),
+        so that no position in the frame is special.  Sources whose centre
+        leaves the frame are no longer targets; the vacated border is filled
+        with the per-band median of the image's outer ring
+        (`astrodeblend.train.batches.shift_scene`).
     train_detector : bool
         Train the centre detector.
     train_sampler : bool
@@ -62,7 +79,9 @@ class TrainConfig:
     sampler_only : bool
         Train only the unconditional sample GAN (on the isolated truths).
     val_max_scenes : int
-        Validation scenes scored per epoch (the first ones of the split).
+        Validation scenes scored per epoch and per training file (the first
+        ones of each file's validation split); the history gets the scores
+        of each protocol and their mean.
     sample_every : int
         Write ``samples_epochNNN.png`` every this many epochs (0: never).
     n_sample_scenes : int
@@ -87,6 +106,12 @@ class TrainConfig:
     (2, 0.0, 0.01, 0.01)
     >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
     True
+
+    A run of 4 epochs extended to 6 keeps its schedule:
+
+    >>> longer = TrainConfig(epochs=6, schedule_epochs=4)
+    >>> longer.warmup_epochs, longer.lr_at(5) == longer.lr_at(4) == cfg.lr * cfg.lr_min_factor
+    (2, True)
     """
 
     epochs: int = 20
@@ -103,13 +128,15 @@ class TrainConfig:
     det_pos_weight: float = 20.0
     adv_warmup_epochs: int | None = None
     adv_ramp_epochs: int | None = None
+    schedule_epochs: int | None = None
     l1_eps: float = 1e-2
     real_label: float = 0.9
     augment: bool = True
+    shift_fraction: float = 0.25
     train_detector: bool = True
     train_sampler: bool = False
     sampler_only: bool = False
-    val_max_scenes: int = 256
+    val_max_scenes: int = 128
     sample_every: int = 1
     n_sample_scenes: int = 4
     amp: bool = True
@@ -127,30 +154,52 @@ class TrainConfig:
                                         f"not {getattr(self, name)!r}")
         if not self.lr > 0:
             raise InvalidInputError(f"lr must be positive, not {self.lr!r}")
+        if self.schedule_epochs is not None and (
+                isinstance(self.schedule_epochs, bool) or int(self.schedule_epochs) < 1
+                or int(self.schedule_epochs) != self.schedule_epochs):
+            raise InvalidInputError(f"schedule_epochs must be a positive integer or None, "
+                                    f"not {self.schedule_epochs!r}")
+        if not 0 <= float(self.shift_fraction) < 0.5:
+            raise InvalidInputError(f"shift_fraction must be in [0, 0.5), not "
+                                    f"{self.shift_fraction!r}")
+        if float(self.w_adv) < 0:
+            raise InvalidInputError(f"w_adv must be >= 0, not {self.w_adv!r}")
         self.betas = [float(b) for b in self.betas]
+
+    @property
+    def schedule_length(self):
+        """Epochs the schedule is laid out over: ``schedule_epochs``, else ``epochs``."""
+        return int(self.schedule_epochs if self.schedule_epochs is not None else self.epochs)
 
     @property
     def warmup_epochs(self):
         """Epochs without adversarial loss."""
         if self.adv_warmup_epochs is not None:
             return int(self.adv_warmup_epochs)
-        return self.epochs // 2
+        return self.schedule_length // 2
+
+    @property
+    def ramp_epochs(self):
+        """Epochs of the ramp of the adversarial weight."""
+        if self.adv_ramp_epochs is not None:
+            return max(1, int(self.adv_ramp_epochs))
+        return max(1, self.schedule_length // 4)
 
     def adv_weight(self, epoch):
         """Adversarial weight of 0-based ``epoch`` (0 during the warm-up, then a ramp)."""
         warm = self.warmup_epochs
-        ramp = (self.adv_ramp_epochs if self.adv_ramp_epochs is not None
-                else max(1, self.epochs // 4))
         if epoch < warm or self.w_adv <= 0:
             return 0.0
-        return float(self.w_adv * min(1.0, (epoch - warm + 1) / max(1, ramp)))
+        return float(self.w_adv * min(1.0, (epoch - warm + 1) / self.ramp_epochs))
 
     def lr_at(self, epoch):
-        """Learning rate of 0-based ``epoch``."""
-        if not self.cosine_lr or self.epochs <= 1:
+        """Learning rate of 0-based ``epoch`` (the final one after the schedule's end)."""
+        length = self.schedule_length
+        if not self.cosine_lr or length <= 1:
             return float(self.lr)
         low = self.lr * self.lr_min_factor
-        return float(low + 0.5 * (self.lr - low) * (1 + math.cos(math.pi * epoch / self.epochs)))
+        t = min(epoch, length) / length
+        return float(low + 0.5 * (self.lr - low) * (1 + math.cos(math.pi * t)))
 
     def to_dict(self):
         """Return the settings as a JSON-able dict.
@@ -231,6 +280,8 @@ class TrainResult:
         ``checkpoint_last.pt``.
     generator_sha256 : str
         `~astrodeblend._checkpoint.weights_hash` of the final generator.
+    config : `TrainConfig` or None
+        The settings of the run (``schedule_epochs`` fixed).
     """
 
     run_dir: Path
@@ -240,10 +291,17 @@ class TrainResult:
     checkpoint: Path
     last_checkpoint: Path
     generator_sha256: str
+    config: TrainConfig | None = None
 
 
-def prepare_run(out, *, config, overrides, resume):
-    """Return the `TrainConfig` of a run in ``out`` and the checkpoint to resume (or None)."""
+def prepare_run(out, *, config, overrides, resume, reschedule=False):
+    """Return the `TrainConfig` of a run in ``out`` and the checkpoint to resume (or None).
+
+    A new run fixes ``schedule_epochs`` to its ``epochs``; a resumed run
+    keeps the schedule of its checkpoint (a checkpoint written before
+    ``schedule_epochs`` existed was laid out over its own ``epochs``), unless
+    ``reschedule`` lays it out over the new ``epochs``.
+    """
     out = Path(out)
     last = out / "checkpoint_last.pt"
     if isinstance(config, TrainConfig):
@@ -261,11 +319,19 @@ def prepare_run(out, *, config, overrides, resume):
         payload = load_checkpoint(last)
         if payload.get("format") != CHECKPOINT_FORMAT or "train_config" not in payload:
             raise CheckpointError(f"checkpoint {last} is not an astrodeblend training checkpoint")
-        settings = _merge_config(payload["train_config"], base)
+        stored = dict(payload["train_config"])
+        if stored.get("schedule_epochs") is None:   # older checkpoints: laid out over epochs
+            stored["schedule_epochs"] = stored.get("epochs")
+        settings = _merge_config(stored, base)
     else:
+        if reschedule:
+            raise InvalidInputError("reschedule applies to a resumed run only (a new run lays "
+                                    "its schedule out over its own epochs)")
         if last.exists():
             raise OutputExistsError(f"run folder {out} already holds {last.name}; use "
                                     "resume=True (--resume) to continue it or choose another out")
         settings = _merge_config(TrainConfig().to_dict(), base)
     settings = _merge_config(settings, {k: v for k, v in overrides.items() if v is not None})
+    if reschedule or settings.get("schedule_epochs") is None:
+        settings["schedule_epochs"] = settings.get("epochs", TrainConfig().epochs)
     return TrainConfig.from_dict(settings), payload

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from .._checkpoint import (
     CHECKPOINT_FORMAT,
     load_state,
+    make_split_record,
+    merge_split_records,
     save_checkpoint,
     set_cuda_rng_states,
     weights_hash,
@@ -39,14 +41,14 @@ __all__ = ["train"]
 
 _HISTORY_KEYS = ["epoch", "step", "lr", "w_adv", "loss_g_l1", "loss_g_adv", "loss_g_flux",
                  "loss_d", "loss_det", "loss_sg", "loss_sd", "val_l1", "val_psnr", "val_ssim",
-                 "val_psnr_blend", "det_recall", "scenes_per_s", "time_s"]
+                 "val_psnr_blend", "det_recall", "det_precision", "scenes_per_s", "time_s"]
 _LOSS_KEYS = ("loss_g_l1", "loss_g_adv", "loss_g_flux", "loss_d", "loss_det", "loss_sg",
               "loss_sd")
 _bce = F.binary_cross_entropy_with_logits
 
 
 def train(data, out, *, config=None, epochs=None, batch_size=None, lr=None, device="auto",
-          seed=None, resume=False, progress=True):
+          seed=None, resume=False, reschedule=False, progress=True):
     """Train the deblending GAN (and detector) on training-set files.
 
     Launched normally it trains on one device; launched by ``torchrun
@@ -67,11 +69,17 @@ def train(data, out, *, config=None, epochs=None, batch_size=None, lr=None, devi
         Settings; keys not given keep their defaults (or, when resuming,
         the values of the run).
     epochs, batch_size, lr, seed : optional
-        Override the config (``epochs`` may extend a resumed run).
+        Override the config (``epochs`` may extend or shorten a resumed
+        run; its schedule stays as the run fixed it, see ``reschedule``).
     device : str, optional
         ``'auto'``, ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
     resume : bool, optional
         Continue from ``out/checkpoint_last.pt`` exactly where it stopped.
+    reschedule : bool, optional
+        With ``resume``: lay the learning-rate cosine and the default
+        adversarial warm-up and ramp out again over the new ``epochs``
+        (`TrainConfig.schedule_epochs`); without it the schedule fixed at the
+        start of the run is kept.
     progress : bool, optional
         Show a progress bar per epoch.
 
@@ -88,6 +96,9 @@ def train(data, out, *, config=None, epochs=None, batch_size=None, lr=None, devi
         If CUDA is requested but unavailable.
     CheckpointError
         If resuming fails: no checkpoint, or one of another architecture.
+    InvalidInputError
+        If ``reschedule`` is given without ``resume``, or a setting is
+        invalid.
     OutputExistsError
         If ``out`` already holds a run and ``resume`` is False.
 
@@ -99,7 +110,7 @@ def train(data, out, *, config=None, epochs=None, batch_size=None, lr=None, devi
     rank, world, dev, created_group = _init_distributed(dev)
     try:
         out = Path(out)
-        cfg, payload = prepare_run(out, config=config, resume=resume,
+        cfg, payload = prepare_run(out, config=config, resume=resume, reschedule=reschedule,
                                    overrides={"epochs": epochs, "batch_size": batch_size,
                                               "lr": lr, "seed": seed})
         if rank == 0:
@@ -111,7 +122,7 @@ def train(data, out, *, config=None, epochs=None, batch_size=None, lr=None, devi
                 raise WriteError(f"cannot create run folder {out}: {exc.strerror or exc}") \
                     from None
         train_set = TrainingScenes(data, "train", max_memory_gb=cfg.max_memory_gb)
-        val_set = TrainingScenes(data, "validation", max_scenes=cfg.val_max_scenes)
+        val_set = TrainingScenes(data, "validation", max_per_file=cfg.val_max_scenes)
         try:
             trainer = _Trainer(cfg, train_set, device=dev, rank=rank, world=world,
                                payload=payload, out=out)
@@ -161,6 +172,12 @@ class _Trainer:
         self.best_psnr, self.best_epoch = -math.inf, None
         if payload is not None:
             self._restore(payload, out / "checkpoint_last.pt")
+        # the galaxies of the training scenes (of every run segment): evaluate refuses them
+        self.split_record = None
+        if self.main:
+            self.split_record = merge_split_records(
+                payload.get("galaxy_split") if payload is not None else None,
+                _split_record(train_set))
         self.wrapped = {k: _ddp(m, device, world) for k, m in self.models.items()}
 
     def _restore(self, payload, where):
@@ -222,7 +239,8 @@ class _Trainer:
                            else math.nan,
                            checkpoint=best if best.exists() else out / "checkpoint_last.pt",
                            last_checkpoint=out / "checkpoint_last.pt",
-                           generator_sha256=weights_hash(self.models["generator"].state_dict()))
+                           generator_sha256=weights_hash(self.models["generator"].state_dict()),
+                           config=cfg)
 
     def _train_epoch(self, epoch, loader, *, progress):
         from ..utils import progress as progress_bar
@@ -233,6 +251,8 @@ class _Trainer:
             for group in opt.param_groups:
                 group["lr"] = lr
         w_adv = cfg.adv_weight(epoch)
+        h, w = self.train_set.shape[1:]
+        max_shift = int(round(cfg.shift_fraction * min(h, w)))
         aug_gen = _epoch_generator(cfg.seed, epoch, self.rank, 1)
         noise_gen = _epoch_generator(cfg.seed, epoch, self.rank, 2)
         sums = dict.fromkeys(_LOSS_KEYS, 0.0)
@@ -240,21 +260,26 @@ class _Trainer:
             m.train()
         bar = progress_bar(loader, enable=progress, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                            unit="batch")
+        losses = {}
         for batch in bar:
             if cfg.augment:
-                batch = augment(batch, aug_gen)
+                batch = augment(batch, aug_gen, max_shift=max_shift)
             gal = galaxies(batch, self.device, self.sigma)
+            # a batch may hold no source at all (survey scenes of 0 sources): then no
+            # generator step, on every rank at once (DDP all-reduces in lockstep)
+            any_source = _on_all_ranks(gal["blend"].shape[0] > 0, self.device, self.world)
             if not cfg.sampler_only:
-                losses = self._deblender_steps(batch, gal, w_adv)
+                losses = self._deblender_steps(batch, gal, w_adv, generator=any_source)
                 for key, value in losses.items():
                     sums[key] += value
-            if self.mcfg.with_sampler and (cfg.train_sampler or cfg.sampler_only):
+            if (self.mcfg.with_sampler and (cfg.train_sampler or cfg.sampler_only)
+                    and any_source):
                 loss_sg, loss_sd = self._sampler_step(gal["truth"], noise_gen)
                 sums["loss_sg"] += loss_sg
                 sums["loss_sd"] += loss_sd
             self.scaler.update()
             self.step += 1
-            if hasattr(bar, "set_postfix") and progress and not cfg.sampler_only:
+            if hasattr(bar, "set_postfix") and progress and "loss_g_l1" in losses:
                 bar.set_postfix(l1=f"{losses['loss_g_l1']:.3f}")
         n_batches = max(1, len(loader))
         means = _all_reduce_mean({k: v / n_batches for k, v in sums.items()}, self.device,
@@ -262,9 +287,32 @@ class _Trainer:
         return {"epoch": epoch + 1, "step": self.step, "lr": lr, "w_adv": w_adv, **means}
 
     # ---------------------------------------------------------------- steps
-    def _deblender_steps(self, batch, gal, w_adv):
-        """Discriminator, generator and detector steps on one batch; their losses."""
-        cfg, losses = self.cfg, dict.fromkeys(("loss_g_adv", "loss_d", "loss_det"), 0.0)
+    def _deblender_steps(self, batch, gal, w_adv, *, generator=True):
+        """Discriminator, generator and detector steps on one batch; their losses.
+
+        ``generator`` False (no source in the batch on some rank): the
+        detector step only.
+        """
+        cfg, losses = self.cfg, dict.fromkeys(("loss_g_adv", "loss_d", "loss_det", "loss_g_l1",
+                                               "loss_g_flux"), 0.0)
+        if generator:
+            self._generator_steps(gal, w_adv, losses)
+        if cfg.train_detector:
+            self.optims["detector"].zero_grad(set_to_none=True)
+            target = center_targets(batch, self.device, self.sigma)
+            with self.autocast():
+                det_logits = self.wrapped["detector"](batch["blend"].to(self.device))
+                # centre pixels are rare: weight them up so that the
+                # heatmap's peaks rise above the detection threshold
+                loss_det = cfg.w_det * _bce(det_logits.float(), target,
+                                            weight=1 + cfg.det_pos_weight * target)
+            self._backward_step(loss_det, "detector")
+            losses["loss_det"] = float(loss_det.detach())
+        return losses
+
+    def _generator_steps(self, gal, w_adv, losses):
+        """Discriminator and generator steps on the sources of a batch (``losses`` updated)."""
+        cfg = self.cfg
         with self.autocast():
             fake = self.wrapped["generator"](gal["blend"], gal["heat"])
         if w_adv > 0:
@@ -280,7 +328,7 @@ class _Trainer:
         self.optims["generator"].zero_grad(set_to_none=True)
         with self.autocast():
             loss_l1 = scaled_l1(fake.float(), gal["truth"], cfg.l1_eps)
-            loss_flux = flux_loss(fake, gal["truth"], gal["physical"])
+            loss_flux = flux_loss(fake, gal["truth"], gal["linear"])
             loss_g = cfg.w_l1 * loss_l1 + cfg.w_flux * loss_flux
             if w_adv > 0:
                 # the discriminator only judges here: no gradients of its own, and no
@@ -293,18 +341,6 @@ class _Trainer:
         self._backward_step(loss_g, "generator")
         losses["loss_g_l1"] = float(loss_l1.detach())
         losses["loss_g_flux"] = float(loss_flux.detach())
-        if cfg.train_detector:
-            self.optims["detector"].zero_grad(set_to_none=True)
-            target = center_targets(batch, self.device, self.sigma)
-            with self.autocast():
-                det_logits = self.wrapped["detector"](batch["blend"].to(self.device))
-                # centre pixels are rare: weight them up so that the
-                # heatmap's peaks rise above the detection threshold
-                loss_det = cfg.w_det * _bce(det_logits.float(), target,
-                                            weight=1 + cfg.det_pos_weight * target)
-            self._backward_step(loss_det, "detector")
-            losses["loss_det"] = float(loss_det.detach())
-        return losses
 
     def _sampler_step(self, truths, generator):
         """One step of the unconditional GAN on isolated truth galaxies; its two losses."""
@@ -350,6 +386,7 @@ class _Trainer:
             "epoch": epoch + 1, "step": self.step, "history": self.history,
             "best_psnr": self.best_psnr, "best_epoch": self.best_epoch, "rng": _rng_state(),
             "generator_sha256": weights_hash(models["generator"].state_dict()),
+            "galaxy_split": self.split_record,
         }
         save_checkpoint(out / "checkpoint_last.pt", ck)
         _write_text(out / "checkpoint_last.sha256", f"{ck['generator_sha256']}  generator\n")
@@ -376,43 +413,94 @@ def _frozen(module):
 # ------------------------------------------------------------------- validation
 @torch.no_grad()
 def _validate(models, val_set, device, sigma, cfg, *, batch_size=32, radius=3.0):
-    """L1, PSNR and SSIM of the generator and the detector's recall on the validation split."""
+    """Return the validation scores of every file of ``val_set``, per protocol and overall.
+
+    Per protocol ``p`` (files of one protocol pooled): ``val_l1_p``,
+    ``val_psnr_p``, ``val_ssim_p``, ``val_psnr_blend_p`` (the generator on
+    every listed source, in model space clipped to [0, 1]),
+    ``val_det_recall_p`` (true centres with a detector peak within
+    ``radius`` px), ``val_det_precision_p`` (peaks with a true centre
+    within ``radius``) and ``val_det_single_p`` (scenes of one source
+    answered by exactly one peak, where there are such scenes).  The
+    overall ``val_l1``, ``val_psnr``, ``val_ssim``, ``val_psnr_blend``,
+    ``det_recall`` and ``det_precision`` are the means over the protocols,
+    each protocol counting once.
+    """
     from ..metrics import PSNR_CAP, psnr, ssim
 
-    n = min(len(val_set), cfg.val_max_scenes)
-    if n == 0 or cfg.sampler_only:
+    if len(val_set) == 0 or cfg.sampler_only:
         return {}
     gen, det = models["generator"], models["detector"]
     gen.eval()
     det.eval()
-    l1, psnrs, psnrs_blend, ssims = [], [], [], []
-    found = total = 0
-    for start in range(0, n, batch_size):
-        batch = val_set.batch(range(start, min(n, start + batch_size)))
-        gal = galaxies(batch, device, sigma)
-        out = gen(gal["blend"], gal["heat"]).float()
-        truth = gal["truth"].float()
-        l1.extend((out - truth).abs().flatten(1).mean(1).tolist())
-        o, b, t = (x.clamp(0, 1).cpu().numpy() for x in (out, gal["blend"].float(), truth))
-        for pred, blend, true in zip(o, b, t, strict=True):
-            psnrs.append(min(psnr(pred, true, data_range=1.0), PSNR_CAP))
-            psnrs_blend.append(min(psnr(blend, true, data_range=1.0), PSNR_CAP))
-            ssims.append(ssim(pred, true, data_range=1.0))
-        if cfg.train_detector:
-            peaks = find_peaks(det(batch["blend"].to(device)), min_distance=2)
-            for i, p in enumerate(peaks):
-                true = batch["centers"][i, : int(batch["n_sources"][i])]
-                total += len(true)
-                if len(p) and len(true):
-                    d = torch.cdist(true.float(), p.float().cpu())
-                    found += int((d.min(dim=1).values <= radius).sum())
+    stats = {}
+    for part, protocol in enumerate(val_set.protocols):
+        st = stats.setdefault(protocol, {"l1": [], "psnr": [], "psnr_blend": [], "ssim": [],
+                                         "found": 0, "total": 0, "peaks": 0, "true_peaks": 0,
+                                         "single": []})
+        scenes = val_set.file_indices(part)
+        for start in range(scenes.start, scenes.stop, batch_size):
+            batch = val_set.batch(range(start, min(scenes.stop, start + batch_size)))
+            gal = galaxies(batch, device, sigma)
+            if gal["blend"].shape[0]:
+                out = gen(gal["blend"], gal["heat"]).float()
+                truth = gal["truth"].float()
+                st["l1"].extend((out - truth).abs().flatten(1).mean(1).tolist())
+                o, b, t = (x.clamp(0, 1).cpu().numpy() for x in (out, gal["blend"].float(),
+                                                                  truth))
+                for pred, blend, true in zip(o, b, t, strict=True):
+                    st["psnr"].append(min(psnr(pred, true, data_range=1.0), PSNR_CAP))
+                    st["psnr_blend"].append(min(psnr(blend, true, data_range=1.0), PSNR_CAP))
+                    st["ssim"].append(ssim(pred, true, data_range=1.0))
+            if cfg.train_detector:
+                peaks = find_peaks(det(batch["blend"].to(device)), min_distance=2)
+                for i, p in enumerate(peaks):
+                    true = batch["centers"][i, : int(batch["n_sources"][i])].float()
+                    p = p.float().cpu()
+                    st["total"] += len(true)
+                    st["peaks"] += len(p)
+                    if len(true) == 1:
+                        st["single"].append(len(p) == 1)
+                    if len(p) and len(true):
+                        d = torch.cdist(true, p)
+                        st["found"] += int((d.min(dim=1).values <= radius).sum())
+                        st["true_peaks"] += int((d.min(dim=0).values <= radius).sum())
     gen.train()
     det.train()
-    row = {"val_l1": float(np.mean(l1)), "val_psnr": float(np.mean(psnrs)),
-           "val_ssim": float(np.mean(ssims)), "val_psnr_blend": float(np.mean(psnrs_blend))}
-    if cfg.train_detector and total:
-        row["det_recall"] = found / total
+    row = {}
+    for protocol, st in stats.items():
+        if st["psnr"]:
+            row[f"val_l1_{protocol}"] = float(np.mean(st["l1"]))
+            row[f"val_psnr_{protocol}"] = float(np.mean(st["psnr"]))
+            row[f"val_ssim_{protocol}"] = float(np.mean(st["ssim"]))
+            row[f"val_psnr_blend_{protocol}"] = float(np.mean(st["psnr_blend"]))
+        if cfg.train_detector:
+            if st["total"]:
+                row[f"val_det_recall_{protocol}"] = st["found"] / st["total"]
+            if st["peaks"]:
+                row[f"val_det_precision_{protocol}"] = st["true_peaks"] / st["peaks"]
+            elif st["total"] == 0:
+                row[f"val_det_precision_{protocol}"] = 1.0   # nothing to find, nothing found
+            if st["single"]:
+                row[f"val_det_single_{protocol}"] = float(np.mean(st["single"]))
+    for key, overall in (("l1", "val_l1"), ("psnr", "val_psnr"), ("ssim", "val_ssim"),
+                         ("psnr_blend", "val_psnr_blend"), ("det_recall", "det_recall"),
+                         ("det_precision", "det_precision")):
+        values = [row[f"val_{key}_{p}"] for p in stats if f"val_{key}_{p}" in row]
+        if values:
+            row[overall] = float(np.mean(values))
     return row
+
+
+def _sample_indices(val_set, n):
+    """Up to ``n`` validation scenes taken from every file in turn (the first of each)."""
+    per_file = [list(val_set.file_indices(part)) for part in range(len(val_set.files))]
+    chosen = []
+    for depth in range(max((len(f) for f in per_file), default=0)):
+        for scenes in per_file:
+            if depth < len(scenes) and len(chosen) < n:
+                chosen.append(scenes[depth])
+    return chosen
 
 
 @torch.no_grad()
@@ -423,8 +511,10 @@ def _write_epoch_outputs(out, cfg, models, val_set, device, sigma, history, epoc
     plot_training_history(history, out / "loss.png", overwrite=True)
     if (cfg.sample_every and (epoch + 1) % cfg.sample_every == 0 and len(val_set)
             and not cfg.sampler_only):
-        n = min(cfg.n_sample_scenes, len(val_set))
-        gal = galaxies(val_set.batch(range(n)), device, sigma)
+        gal = galaxies(val_set.batch(_sample_indices(val_set, cfg.n_sample_scenes)), device,
+                       sigma)
+        if not gal["blend"].shape[0]:
+            return
         gen = models["generator"]
         gen.eval()
         output = gen(gal["blend"], gal["heat"]).float().cpu().numpy()
@@ -432,6 +522,14 @@ def _write_epoch_outputs(out, cfg, models, val_set, device, sigma, history, epoc
         plot_sample_grid(gal["blend"].cpu().numpy(), output, gal["truth"].cpu().numpy(),
                          out / f"samples_epoch{epoch + 1:03d}.png",
                          title=f"epoch {epoch + 1}", overwrite=True)
+
+
+def _split_record(train_set):
+    """Return the ``galaxy_split`` record of the training files (`make_split_record`)."""
+    files = [{"name": Path(scenes.path).name, "protocol": scenes.protocol, "split": split,
+              "images_ids_sha256": scenes.params.get("ids_sha256")}
+             for scenes, split in zip(train_set.files, train_set.split_fractions(), strict=True)]
+    return make_split_record(train_set.galaxy_ids(), files=files)
 
 
 def _write_text(path, text):
@@ -519,6 +617,17 @@ def _ddp(module, device, world):
 
     return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda"
                                    else None)
+
+
+def _on_all_ranks(flag, device, world):
+    """Return True when ``flag`` is true on every rank (one all-reduce under DDP)."""
+    if world <= 1:
+        return bool(flag)
+    import torch.distributed as dist
+
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
 
 
 def _all_reduce_mean(values, device, world):
