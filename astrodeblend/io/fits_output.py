@@ -47,7 +47,10 @@ __all__ = ["write_deblended", "read_deblended", "default_output_path", "FORMAT_V
 FORMAT_VERSION = 2
 
 # Header cards of the input that are not copied into the output HDUs:
-# structure, scaling, checksums, compression and the (replaced) WCS.
+# structure, scaling, checksums, compression and the (replaced) WCS.  Not
+# `astropy.io.fits.Header.strip`: it removes only the first of repeated cards
+# and only the NAXISn/TTYPEn/TFORMn that NAXIS and TFIELDS declare, so a stray
+# NAXIS3/NAXIS4 (a plane cut from a cube) would make the BLEND HDU unwritable.
 _STRUCTURAL = re.compile(
     r"^(SIMPLE|BITPIX|NAXIS\d*|EXTEND|XTENSION|PCOUNT|GCOUNT|EXTNAME|EXTVER|EXTLEVEL|"
     r"BSCALE|BZERO|BLANK|CHECKSUM|DATASUM|Z[A-Z0-9_]*|TFIELDS|TTYPE\d+|TFORM\d+|"

@@ -164,6 +164,30 @@ def test_sha256_file(tmp_path):
         sha256_file(tmp_path / "missing")
 
 
+def test_input_structural_cards_are_not_copied(tmp_path):
+    # what Header.strip() would leave: stray NAXIS4/NAXIS3 (a plane of a cube), a second
+    # BITPIX, TTYPE1 without TFIELDS, BLANK, EXTNAME, CHECKSUM; none may reach BLEND
+    header = fits.Header()
+    header["OBJECT"] = "m51"
+    header["NAXIS4"] = 1
+    header["NAXIS3"] = 3
+    header["TTYPE1"] = "flux"
+    header.append(("BITPIX", 16), bottom=True)
+    header.append(("BITPIX", -32), bottom=True)
+    for key, value in (("BLANK", -99), ("EXTNAME", "SCI"), ("CHECKSUM", "x"), ("ZBITPIX", 16)):
+        header[key] = value
+    blend = GalaxyImage(np.ones((1, 6, 7), np.float32), meta=header, bands=["r"])
+    out = write_deblended(make_result(blend, n=1), tmp_path / "r_deblended.fits")
+    with fits.open(out) as hdul:
+        cards = hdul["BLEND"].header
+        assert cards["OBJECT"] == "m51"
+        assert [c.keyword for c in cards.cards].count("BITPIX") == 1
+        assert cards["BITPIX"] == -32 and cards["NAXIS"] == 2 and "NAXIS3" not in cards
+        assert "NAXIS4" not in cards and "TTYPE1" not in cards
+        assert cards["EXTNAME"] == "BLEND" and "BLANK" not in cards and "ZBITPIX" not in cards
+    assert_checksums_ok(out)
+
+
 def test_default_output_path():
     assert default_output_path("a/b/img.fits", "o") == default_output_path("img.fits.fz", "o")
     assert default_output_path("x.fits.gz", "out").name == "x_deblended.fits"
