@@ -4,17 +4,25 @@
 survey-scale batches (thousands to millions of cutouts) and for runs that
 get interrupted:
 
-- **Streaming.**  Inputs are expanded to a list of *paths* only; images and
-  results live in memory one per worker at a time (serial: one; parallel: a
-  window of at most ``2 * workers`` tasks in flight, new tasks submitted as
-  others finish).  Tasks receive paths and small options, never arrays or
-  models, and each worker loads the model once (a per-process cache).
+- **Streaming.**  Inputs are expanded to a list of *paths* only.  Each
+  worker reads ahead a group of images (at most `GROUP_FILES` files or
+  `GROUP_PIXELS` pixel values), deblends them together so that the
+  networks see the stamps of all of them in large batches
+  (`~astrodeblend.pipeline.Deblender.deblend_many`), then writes their
+  results and reports them in input order.  Memory is bounded by the group,
+  not by the number of files.  Deblenders that cannot batch (the
+  baselines, a plain callable) take one image at a time.  Parallel runs
+  keep a window of ``2 * workers`` groups of `WORKER_GROUP` tasks in
+  flight, new ones submitted as others finish.  Tasks receive paths and
+  small options, never arrays or models, and each worker loads the model
+  once (a per-process cache).
 - **Skip-if-done.**  Every output is written atomically
   (`astrodeblend.io.atomic_write`), so an output that exists is complete,
   unless something else damaged it.  An existing output whose FITS
   checksums verify and whose layout is ours is skipped (status
   ``skipped``); a damaged one is redone.  A run killed at any moment and
-  restarted with the same command carries on where it stopped.
+  restarted with the same command carries on where it stopped (the
+  images of the group in progress are deblended again).
 - **Failures are data.**  An input that cannot be read or deblended is
   reported on one line of standard error and in the run log, and the
   batch goes on.
@@ -49,6 +57,7 @@ import errno
 import functools
 import glob
 import io
+import itertools
 import json
 import os
 import secrets
@@ -434,62 +443,149 @@ def _write_png(result, path):
     plot_deblend_result(result, path, overwrite=True)
 
 
-def _record(status, reason="", n_sources=0, started=None):
-    seconds = time.perf_counter() - started if started is not None else 0.0
-    return {"status": status, "reason": reason, "n_sources": int(n_sources),
-            "seconds": round(seconds, 3)}
+def _record(status, reason="", n_sources=0):
+    return {"status": status, "reason": reason, "n_sources": int(n_sources), "seconds": 0.0}
 
 
-def _process_one(input_path, output_path, key, *, hdu=None, overwrite=False, png=False,
-                 torch_threads=None, expect_model=None, deblender=None, full_frame=False,
-                 max_image_pixels=None):
-    """Deblend one file into ``output_path``; return a small record dict.
+#: Images deblended together at most (their network inputs batched across
+#: images, `astrodeblend.pipeline.Deblender.deblend_many`), and the most pixel
+#: values (bands x rows x columns) read ahead for one such group.
+GROUP_FILES = 32
+GROUP_PIXELS = 2 ** 23
 
-    Runs in the worker.  ``key`` is ``(method, model, device, max_pixels,
-    options)`` of the cached deblender, or None to use ``deblender`` (or the
-    one set by the pool initializer).  Every exception becomes a ``failed``
-    record, so that one bad input never stops a batch; the record's reason
-    does not start with the input's name (the log and the report add it).
+
+def _prepare_one(input_path, output_path, *, hdu=None, overwrite=False, png=False,
+                 expect_model=None, max_image_pixels=None, **_):
+    """Check one task's output and read its input.
+
+    Returns ``(record, None, state)`` when the task is settled here (skipped
+    or failed) and ``(None, image, state)`` when its image is ready.
     """
-    started = time.perf_counter()
-    input_path, output_path = Path(input_path), Path(output_path)
     try:
         state, n_found, detail = _output_state(output_path, input_name=input_path.name,
                                                model=expect_model)
-        png_path = _png_path(output_path)
         if state in ("valid", "foreign") and not overwrite:
             if state == "foreign":
                 return _record("failed", f"{output_path} exists and {detail} "
-                               "(use --overwrite to replace it, or another output folder)",
-                               started=started)
+                               "(use --overwrite to replace it, or another output folder)"), \
+                    None, None
             reason = "output exists and verifies"
+            png_path = _png_path(output_path)
             if png and not png_path.exists():
                 from .io import read_deblended
 
                 _write_png(read_deblended(output_path), png_path)
                 reason += "; quick-look PNG added"
-            return _record("skipped", reason, n_found, started)
-        from .io import read_image, write_deblended
+            return _record("skipped", reason, n_found), None, None
+        from .io import read_image
 
-        image = read_image(input_path, hdu=hdu, max_pixels=max_image_pixels)
-        if deblender is None:
-            deblender = (_cached_deblender(*key) if key is not None
-                         else _WORKER["deblender"])
-        _set_torch_threads(torch_threads)  # one worker, one thread: no oversubscription
-        result = deblender(image)
-        del image
-        if png:  # the PNG first: a FITS output that exists then always has its PNG
-            _write_png(result, png_path)
-        write_options = {"full_frame": True} if full_frame else {}  # format 2 writers only
-        write_deblended(result, output_path, overwrite=overwrite or state == "broken",
-                        **write_options)
-        reason = f"replaced a damaged output ({detail})" if state == "broken" else ""
-        return _record("done", reason, result.n_sources, started)
+        return None, read_image(input_path, hdu=hdu, max_pixels=max_image_pixels), \
+            (state, detail)
     except Exception as exc:  # noqa: BLE001 - reported per input, the batch goes on
-        message = str(exc) if isinstance(exc, AstrodeblendError) else \
-            f"{type(exc).__name__}: {exc}"
-        return _record("failed", _without_name(" ".join(message.split()), input_path),
-                       started=started)
+        return _failure(exc, input_path), None, None
+
+
+def _finish_one(result, output_path, state, *, overwrite=False, png=False, full_frame=False,
+                **_):
+    """Write one result (the PNG first, then the FITS file); return its record."""
+    from .io import write_deblended
+
+    state, detail = state
+    if png:  # the PNG first: a FITS output that exists then always has its PNG
+        _write_png(result, _png_path(output_path))
+    write_options = {"full_frame": True} if full_frame else {}  # format 2 writers only
+    write_deblended(result, output_path, overwrite=overwrite or state == "broken",
+                    **write_options)
+    reason = f"replaced a damaged output ({detail})" if state == "broken" else ""
+    return _record("done", reason, result.n_sources)
+
+
+def _failure(exc, input_path):
+    message = str(exc) if isinstance(exc, AstrodeblendError) else \
+        f"{type(exc).__name__}: {exc}"
+    return _record("failed", _without_name(" ".join(message.split()), input_path))
+
+
+def _deblend_all(deblender, images):
+    """Deblend images together where the deblender can (exceptions in place of failures)."""
+    many = getattr(deblender, "deblend_many", None)
+    if many is not None:
+        return many(images, return_exceptions=True)
+    outcomes = []
+    for image in images:
+        try:
+            outcomes.append(deblender(image))
+        except Exception as exc:  # noqa: BLE001 - reported per input
+            outcomes.append(exc)
+    return outcomes
+
+
+def _process_group(tasks, key, *, torch_threads=None, deblender=None, **options):
+    """Process tasks, deblending their images together; yield ``(task, record)`` in order.
+
+    Runs in the worker.  ``key`` is ``(method, model, device, max_pixels,
+    options)`` of the cached deblender, or None to use ``deblender`` (or the
+    one set by the pool initializer).  Inputs are read ahead until
+    `GROUP_FILES` images or `GROUP_PIXELS` pixel values are in memory; their
+    network inputs are then batched together.  Every exception becomes a
+    ``failed`` record, so that one bad input never stops a batch; the
+    record's reason does not start with the input's name (the log and the
+    report add it).  A record's ``seconds`` is the task's own reading and
+    writing plus its share of the group's deblending.
+    """
+    def images_of(ready):
+        return [item for _, item, state, _ in ready if state is not None]
+
+    tasks = iter(tasks)
+    while True:
+        ready, n_pixels = [], 0  # (task, record or image, state, seconds)
+        for task in tasks:
+            started = time.perf_counter()
+            input_path, output_path = Path(task[0]), Path(task[1])
+            record, image, state = _prepare_one(input_path, output_path, **options)
+            ready.append((task, record if image is None else image, state,
+                          time.perf_counter() - started))
+            if image is not None:
+                n_pixels += image.data.size
+                if deblender is None:  # loaded when first needed: skipped runs need none
+                    deblender = _cached_deblender(*key) if key is not None \
+                        else _WORKER["deblender"]
+                # a deblender that cannot batch across images takes them one by one
+                limit = GROUP_FILES if hasattr(deblender, "deblend_many") else 1
+                if len(images_of(ready)) >= limit or n_pixels >= GROUP_PIXELS:
+                    break
+        if not ready:
+            return
+        images = images_of(ready)
+        outcomes = []
+        if images:
+            _set_torch_threads(torch_threads)  # one worker, one thread: no oversubscription
+            started = time.perf_counter()
+            outcomes = _deblend_all(deblender, images)
+            share = (time.perf_counter() - started) / len(images)
+            del images
+        outcomes = iter(outcomes)
+        for task, item, state, seconds in ready:
+            started = time.perf_counter()
+            if state is None:
+                record = item
+            else:
+                outcome = next(outcomes)
+                try:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                    record = _finish_one(outcome, Path(task[1]), state, **options)
+                except Exception as exc:  # noqa: BLE001 - reported per input
+                    record = _failure(exc, Path(task[0]))
+                seconds += share
+            record["seconds"] = round(seconds + time.perf_counter() - started, 3)
+            yield task, record
+
+
+def _process_list(tasks, key, **options):
+    """`_process_group` for a worker process: the records of ``tasks`` as a list."""
+    tasks = [(Path(a), Path(b)) for a, b in tasks]
+    return [record for _, record in _process_group(tasks, key, **options)]
 
 
 def _without_name(message, path):
@@ -522,6 +618,22 @@ def _oserror_text(exc):
 
 
 # ------------------------------------------------------------------ runners
+#: Tasks sent to a parallel worker at once (deblended together there).
+WORKER_GROUP = 8
+
+
+def _groups(tasks, size=WORKER_GROUP):
+    """Split an iterable of tasks into lists of ``size``."""
+    tasks = iter(tasks)
+    while group := list(itertools.islice(tasks, size)):
+        yield group
+
+
+def _absolute(group):
+    """Make the tasks' paths absolute strings (workers have their own folders)."""
+    return [(os.path.abspath(a), os.path.abspath(b)) for a, b in group]
+
+
 class _SerialRunner:
     """Process tasks one after the other in this process."""
 
@@ -537,9 +649,7 @@ class _SerialRunner:
         return False
 
     def run(self, tasks, options):
-        for task in tasks:
-            yield task, _process_one(task[0], task[1], None, deblender=self.deblender,
-                                     **options)
+        yield from _process_group(tasks, None, deblender=self.deblender, **options)
 
 
 class _DaskRunner:
@@ -608,32 +718,32 @@ class _DaskRunner:
     def run(self, tasks, options):
         from distributed import as_completed
 
-        tasks = iter(tasks)
+        groups = _groups(tasks)
         pending = {}
         finished = as_completed()
 
         def submit():
-            task = next(tasks, None)
-            if task is None:
+            group = next(groups, None)
+            if group is None:
                 return
             future = self.client.submit(  # absolute: workers have their own folders
-                _process_one, os.path.abspath(task[0]), os.path.abspath(task[1]), self.key,
-                pure=False,
+                _process_list, _absolute(group), self.key, pure=False,
                 deblender=self.shipped, torch_threads=1, **options)
-            pending[future] = task
+            pending[future] = group
             finished.add(future)
 
         for _ in range(self.window):
             submit()
         for future in finished:
-            task = pending.pop(future)
+            group = pending.pop(future)
             try:
-                record = future.result()
+                records = future.result()
             except Exception as exc:  # noqa: BLE001 - a dead worker, a lost task
-                record = _record("failed", f"task lost: {type(exc).__name__}: {exc}")
+                records = [_record("failed", f"task lost: {type(exc).__name__}: {exc}")
+                           for _ in group]
             future.release()
             submit()
-            yield task, record
+            yield from zip(group, records, strict=True)
 
 
 class _PoolRunner:
@@ -666,34 +776,34 @@ class _PoolRunner:
     def run(self, tasks, options):
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        tasks = iter(tasks)
+        groups = _groups(tasks)
         pending = {}
 
         def submit():
-            task = next(tasks, None)
-            if task is not None:
-                future = self.executor.submit(_process_one, os.path.abspath(task[0]),
-                                              os.path.abspath(task[1]), self.key,
+            group = next(groups, None)
+            if group is not None:
+                future = self.executor.submit(_process_list, _absolute(group), self.key,
                                               torch_threads=1, **options)
-                pending[future] = task
+                pending[future] = group
 
         for _ in range(self.window):
             submit()
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                task = pending.pop(future)
+                group = pending.pop(future)
                 try:
-                    record = future.result()
+                    records = future.result()
                 except Exception as exc:  # noqa: BLE001 - a worker process died
-                    record = _record("failed", f"worker process failed: "
-                                     f"{type(exc).__name__}: {exc}")
+                    records = [_record("failed", f"worker process failed: "
+                                       f"{type(exc).__name__}: {exc}") for _ in group]
                 try:
                     submit()
                 except Exception:  # noqa: BLE001 - broken pool: report the rest
-                    for rest in tasks:
-                        yield rest, _record("failed", "worker pool is broken")
-                yield task, record
+                    for rest in groups:
+                        for task in rest:
+                            yield task, _record("failed", "worker pool is broken")
+                yield from zip(group, records, strict=True)
 
 
 # ------------------------------------------------------------------ summary
@@ -927,7 +1037,7 @@ class _FolderLock:
                 raise WriteError(
                     f"output folder {self.folder} is in use by another astrodeblend run "
                     f"({who}); wait for it to finish or use another --output-dir (if that "
-                    f"run is gone, remove {self.path})")
+                    f"run is gone, remove {self.path})") from None
             except OSError as exc:
                 raise WriteError(f"cannot write in output folder {self.folder}: "
                                  f"{_oserror_text(exc)}") from None
@@ -1141,7 +1251,7 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
 
 def _run_batch(paths, explicit, reasons, output_dir, *, started, key, local, deblender,
                workers, scheduler, client, options, progress):
-    """The part of `deblend_files` that runs under the output folder's lock."""
+    """Run the part of `deblend_files` that needs the output folder's lock."""
     # plan: paths only; an output named twice is an error of the later input
     tasks, planned_failures, owners, ignored = [], [], {}, 0
     resolved_dir = output_dir.resolve()

@@ -245,8 +245,106 @@ class Deblender:
         >>> result.n_sources
         2
         """
+        return self.deblend_many([image], mode=mode, flux=flux)[0]
+
+    def deblend_many(self, images, *, mode=None, flux=None, return_exceptions=False):
+        """Deblend several images together, their network inputs batched across images.
+
+        The images are processed side by side: the stamps that the centre
+        detector and the generator need for all of them are gathered into
+        batches of up to ``batch_size`` before each network runs, so that
+        small images keep the networks as busy as one large image would.
+        The results are those of calling the deblender on each image alone
+        (up to rounding in the batched convolutions).
+
+        Parameters
+        ----------
+        images : iterable
+            Images as accepted by `Deblender.__call__`.  All are held in
+            memory together: pass a bounded number (a few dozen stamps'
+            worth; `~astrodeblend.batch.deblend_files` does this for files).
+        mode, flux : optional
+            As `Deblender.__call__`, for every image.
+        return_exceptions : bool, optional
+            Put the exception of an image that cannot be deblended in its
+            place of the list instead of raising it (the others are still
+            deblended).
+
+        Returns
+        -------
+        list of `~astrodeblend.result.DeblendResult`
+            In the order of ``images`` (an exception in the place of a failed
+            image with ``return_exceptions``).
+
+        Raises
+        ------
+        InvalidInputError
+            The first image's error, without ``return_exceptions``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from astropy.modeling.models import Gaussian2D
+        >>> yy, xx = np.mgrid[:48, :48]
+        >>> rng = np.random.default_rng(1)
+        >>> scenes = [np.stack([Gaussian2D(1, x, 24, 3, 3)(xx, yy)] * 3)
+        ...           + rng.normal(0, 0.01, (3, 48, 48)) for x in (16, 24, 30)]
+        >>> results = Deblender.load(device="cpu").deblend_many(scenes)
+        >>> [r.n_sources for r in results]
+        [1, 1, 1]
+        """
         import torch
 
+        steps = [self._steps(image, mode, flux) for image in images]
+        with torch.inference_mode():
+            outcomes = self._drive(steps)
+        if not return_exceptions:
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        return outcomes
+
+    def _drive(self, steps):
+        """Run the step generators of several images, batching their network requests.
+
+        Each generator yields requests ``(network name, input tensors)`` and
+        receives the network's output for them; the requests of all images
+        for the same network are concatenated, run in batches of
+        ``batch_size`` and split back.  Returns each generator's return
+        value, or the exception it raised.
+        """
+        import torch
+
+        outcomes, waiting = [None] * len(steps), {}
+
+        def advance(index, value):
+            try:
+                waiting[index] = steps[index].send(value)
+            except StopIteration as stop:
+                waiting.pop(index, None)
+                outcomes[index] = stop.value
+            except Exception as exc:  # noqa: BLE001 - the image's own failure, kept for it
+                waiting.pop(index, None)
+                outcomes[index] = exc
+
+        for index in range(len(steps)):
+            advance(index, None)
+        while waiting:
+            # the detector's requests first: every image detects before it extracts
+            name = "detector" if any(r[0] == "detector" for r in waiting.values()) \
+                else "generator"
+            asking = [(i, r[1]) for i, r in waiting.items() if r[0] == name]
+            inputs = [torch.cat([r[k] for _, r in asking]) for k in range(len(asking[0][1]))]
+            out = self._batched(getattr(self, name), *inputs)
+            start = 0
+            for index, request in asking:
+                n = len(request[0])
+                advance(index, out[start:start + n])
+                start += n
+        return outcomes
+
+    def _steps(self, image, mode, flux):
+        """Deblend one image: a generator that yields its network requests (see `_drive`)."""
         from .detect import estimate_sky, find_groups
         from .footprints import (
             fill_masked,
@@ -304,23 +402,22 @@ class Deblender:
         n_groups = int(groups.max())
         history.append(f"groups: {n_groups} (photutils detect_sources, 3 sigma, 10 px, "
                        "smoothed)")
-        with torch.inference_mode():
-            centers, candidates, plans, methods = self._detect(
-                work, pad, groups, smoothed, aperture, mode, bands)
-            models = self._models(work, pad, centers, plans, mode, bands, groups)
-            n_found = len(models)
-            if self.detector is not None:  # the learned detector may split one galaxy
-                models = _merge_duplicates(models, sky=None if mode == "linear" else pad)
-            merged = n_found - len(models)
-            sky_in_model = None if mode == "linear" else pad
-            for model in models:
-                grow_footprint(model, groups, noise, sky=sky_in_model)
-            if mode == "linear":
-                fit_amplitudes(signal, bad, models)
-            added = _unexplained(candidates, models, signal, noise, aperture, self.min_snr)
-            if added:
-                methods.add("photutils")
-                models += self._models(work, pad, added, plans, mode, bands, groups)
+        centers, candidates, plans, methods = yield from self._detect(
+            work, pad, groups, smoothed, aperture, mode, bands)
+        models = yield from self._models(work, pad, centers, plans, mode, bands, groups)
+        n_found = len(models)
+        if self.detector is not None:  # the learned detector may split one galaxy
+            models = _merge_duplicates(models, sky=None if mode == "linear" else pad)
+        merged = n_found - len(models)
+        sky_in_model = None if mode == "linear" else pad
+        for model in models:
+            grow_footprint(model, groups, noise, sky=sky_in_model)
+        if mode == "linear":
+            fit_amplitudes(signal, bad, models)
+        added = _unexplained(candidates, models, signal, noise, aperture, self.min_snr)
+        if added:
+            methods.add("photutils")
+            models += yield from self._models(work, pad, added, plans, mode, bands, groups)
         history.append(f"detect: {' + '.join(sorted(methods)) or 'nothing to search'} "
                        f"(CenterDetector threshold={self.detect_threshold}, agreement of "
                        f"shifted stamps, min S/N {self.min_snr}; photutils peaks where it "
@@ -511,7 +608,7 @@ class Deblender:
             for start in range(0, len(stamps), 4 * self.batch_size):
                 chunk = stamps[start:start + 4 * self.batch_size]
                 tensor, _ = self._to_model(chunk, mode, bands[0])
-                logits = self._batched(self.detector, tensor)
+                logits = yield ("detector", (tensor,))
                 peaks = find_peaks(logits, threshold=self.detect_threshold)
                 for k, pk in enumerate(peaks):
                     label, side, (y0, x0), run = jobs[start + k]
@@ -623,7 +720,7 @@ class Deblender:
                 heat = torch.cat([make_heatmap(p[None], tensor.shape[-2:],
                                                sigma=self.heatmap_sigma, device=self.device)
                                   for p in xy])
-                out = self._batched(self.generator, tensor, heat)
+                out = yield ("generator", (tensor, heat))
                 if mode == "linear":
                     out = unstretch(out) * peak  # sign kept: the sky's noise averages out
                 if side != self.size:

@@ -725,7 +725,7 @@ def test_bombs_stay_within_2_gib(tmp_path):
         folder = tmp_path / f"b{len(paths)}"
         folder.mkdir()
         paths.append(BAD_INPUTS[name][0](folder)[0])
-    for name, changes in CHECKPOINT_BOMBS.items():
+    for changes in CHECKPOINT_BOMBS.values():
         paths.append(_checkpoint_bomb(tmp_path / f"c{len(paths)}.pt", changes))
     script = (  # VmHWM: peak memory of this process since exec (Linux); else ru_maxrss
         "import resource, sys\n"
@@ -776,8 +776,8 @@ def _checkpoint_bomb(path, changes):
 
 @pytest.mark.parametrize("name", list(CHECKPOINT_BOMBS))
 def test_absurd_model_configs_are_refused(name, tmp_path, capsys):
-    from astrodeblend.pipeline import Deblender
     from astrodeblend.errors import CheckpointError
+    from astrodeblend.pipeline import Deblender
 
     path = _checkpoint_bomb(tmp_path / "tiny.pt", CHECKPOINT_BOMBS[name])
     assert path.stat().st_size < 2000
@@ -1018,7 +1018,7 @@ def test_read_only_output_folder_is_found_before_any_work(tmp_path, capsys, monk
     import errno
 
     calls = []
-    monkeypatch.setattr(batch, "_process_one", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(batch, "_process_group", lambda *a, **k: calls.append(a) or iter(()))
     real_open = os.open
 
     def read_only(path, flags, *args):
