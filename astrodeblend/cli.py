@@ -381,6 +381,9 @@ def _add_evaluate(sub):
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help=_DEVICE_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation")
+    p.add_argument("--allow-training-galaxies", action="store_true",
+                   help="score the gan on galaxies its checkpoint was trained on (refused by "
+                        "default when the checkpoint records its training galaxies)")
     p.add_argument("--no-progress", action="store_true", help=_NO_PROGRESS_HELP)
     p.set_defaults(func=_cmd_evaluate)
 

@@ -13,6 +13,14 @@ training set ever uses), ``'all'`` is every image.  Scene ``i`` draws its
 galaxies and its own seed from ``numpy.random.default_rng([seed, i])``, so
 a scene does not depend on ``n`` or on the methods compared.
 
+Galaxies the model was trained on are refused: when a ``'gan'`` method is
+compared and its checkpoint records the galaxies of its training scenes
+(``galaxy_split``, `astrodeblend._checkpoint.make_split_record`), a pool
+that holds any of them raises `~astrodeblend.errors.DatasetError` before
+any scene is made, unless ``allow_training_galaxies=True``
+(``--allow-training-galaxies``).  A checkpoint without the record (the
+first shipped default model) is not checked.
+
 ``survey`` scenes (`astrodeblend.blend.blend_survey`) get up to four
 galaxies of the pool each and hold 0 to 4 galaxies and maybe stars: every
 galaxy and every star is a true source to find (column ``kind``), and a
@@ -159,6 +167,30 @@ def _galaxy_pool(images, split):
     return dataset, ids, index
 
 
+def _training_overlap(methods, model, ids, pool):
+    """Return ``(overlap ids, checkpoint, record)`` of the pool with the gan's training galaxies.
+
+    Empty when no ``'gan'`` method is compared, the images carry no ids, or
+    the checkpoint has no ``galaxy_split`` record.
+    """
+    none = (np.zeros(0, np.int64), None, None)
+    names = [m for m in ([methods] if isinstance(methods, str) else methods)
+             if isinstance(m, str)]
+    names = [n.strip() for m in names for n in m.split(",")]
+    if "gan" not in names or ids is None:
+        return none
+    from ._checkpoint import load_checkpoint, training_galaxy_ids
+    from .weights import default_model_path
+
+    path = Path(model) if model is not None else default_model_path()
+    payload = load_checkpoint(path)
+    trained = training_galaxy_ids(payload)
+    if trained is None:
+        return none
+    overlap = np.intersect1d(np.asarray(ids)[pool].astype(np.int64), trained)
+    return overlap, path, payload.get("galaxy_split")
+
+
 def _output_paths(output_dir, overwrite):
     """Return the output paths, refusing existing ones before any work is done."""
     if output_dir is None:
@@ -246,7 +278,7 @@ def _summary_row(rows, name, n_scenes, seconds, n_returned, scenes):
 def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segmentation",
              "fluxshare"), model=None, split="test", device="auto", output_dir=None,
              overwrite=False, progress=True, max_distance=None, n_gallery=4,
-             protocol_options=None):
+             protocol_options=None, allow_training_galaxies=False):
     """Compare deblenders on ``n`` blended scenes with known truth.
 
     Parameters
@@ -291,6 +323,10 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
         Options of the protocol function (`astrodeblend.blend.make_scene`),
         e.g. ``{"image_fraction": 1.0}`` for ``survey`` scenes made of the
         given galaxies only; recorded in ``meta['protocol_options']``.
+    allow_training_galaxies : bool, optional
+        Score the ``'gan'`` method on galaxies its checkpoint was trained on
+        (refused by default; the number used is recorded in
+        ``meta['training_galaxies']``).
 
     Returns
     -------
@@ -312,7 +348,10 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
     Raises
     ------
     DatasetError
-        If fewer than two galaxies are available.
+        If fewer than two galaxies are available, or the galaxies of
+        ``split`` include galaxies the ``'gan'`` checkpoint was trained on
+        (its ``galaxy_split`` record) and ``allow_training_galaxies`` is
+        False.
     InvalidInputError
         For an unknown protocol, split or method.
     OutputExistsError
@@ -337,9 +376,21 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
     n = int(n)
     if n < 1:
         raise InvalidInputError(f"n must be a positive number of scenes, not {n}")
+    dataset, ids, pool = _galaxy_pool(images, split)
+    has_ids = isinstance(images, (str, Path)) or hasattr(dataset, "ids")
+    overlap, checkpoint, record = _training_overlap(methods, model, ids if has_ids else None,
+                                                    pool)
+    if overlap.size and not allow_training_galaxies:
+        where = f"folder {images}" if isinstance(images, (str, Path)) else "the images given"
+        fractions = (record or {}).get("fractions")
+        trained = "/".join(f"{f:g}" for f in fractions) if fractions else "unknown"
+        raise DatasetError(
+            f"{overlap.size} of the {len(pool)} galaxies of split {split!r} of {where} were in "
+            f"the training scenes of model {checkpoint} (split fractions {trained}, "
+            f"{(record or {}).get('n_train_galaxies', '?')} training galaxies): use split='test' "
+            f"(--split test) or allow_training_galaxies=True (--allow-training-galaxies)")
     paths = _output_paths(output_dir, overwrite)
     deblenders = _resolve_methods(methods, model, device)
-    dataset, ids, pool = _galaxy_pool(images, split)
     n_pick = min(_SURVEY_PICK, len(pool)) if protocol == "survey" else 2
     rows = []
     seconds = {name: [] for name, _ in deblenders}
@@ -412,7 +463,7 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
                 summary[column].description = text
     summary.meta.update({
         "protocol": protocol, "protocol_options": options, "n": n, "seed": int(seed),
-        "split": split,
+        "split": split, "training_galaxies": int(overlap.size),
         "max_distance": used_distance, "psnr_cap": PSNR_CAP,
         "metric_space": ("display values, data_range 1" if protocol in _DISPLAY_PROTOCOLS
                          else "linear values divided by the noiseless blend peak, data_range 1"
@@ -555,7 +606,8 @@ def evaluate_from_cli(args):
     table = evaluate(args.images, protocol=args.protocol, n=args.n, seed=args.seed,
                      methods=methods, model=args.model, split=args.split,
                      device=args.device, output_dir=args.output_dir,
-                     overwrite=args.overwrite, progress=not args.no_progress)
+                     overwrite=args.overwrite, progress=not args.no_progress,
+                     allow_training_galaxies=getattr(args, "allow_training_galaxies", False))
     print(f"{args.protocol} protocol, {args.n} scenes, seed {args.seed}, split {args.split}, "
           f"matching within {table.meta['max_distance']:.1f} px")
     print(format_summary(table))

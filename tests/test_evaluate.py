@@ -221,3 +221,68 @@ def test_protocol_options_reach_the_scenes(jpg_folder):
     assert len(scenes) == 8 and set(scenes["kind"]) == {"galaxy"}
     assert np.all(scenes["galaxy_id"] >= 100000)
     assert table.meta["protocol_options"]["image_fraction"] == 1.0
+
+
+def _tiny_checkpoint(path, trained_ids=None):
+    """A small untrained gan checkpoint, with a galaxy_split record of ``trained_ids``."""
+    from astrodeblend._checkpoint import make_split_record, save_checkpoint
+    from astrodeblend.models import ModelConfig, build_models
+
+    cfg = ModelConfig(generator_channels=4, generator_depth=2, detector_channels=4,
+                      detector_depth=2, discriminator_channels=4, discriminator_layers=2)
+    nets = build_models(cfg)
+    payload = {"format": "astrodeblend-checkpoint", "version": 1,
+               "model_config": cfg.to_dict(),
+               "models": {k: nets[k].state_dict() for k in ("generator", "detector")}}
+    if trained_ids is not None:
+        payload["galaxy_split"] = make_split_record(
+            trained_ids, files=[{"name": "reiman.h5", "split": [0.8, 0.1, 0.1]}])
+    return save_checkpoint(path, payload)
+
+
+def test_training_galaxies_are_refused(jpg_folder, tmp_path, capsys):
+    from astrodeblend.cli import main
+    from astrodeblend.io import read_galaxy_zoo
+
+    ids = sorted(int(i) for i in read_galaxy_zoo(jpg_folder).ids)
+    model = _tiny_checkpoint(tmp_path / "model.pt", trained_ids=ids[:3] + [-1, 999999])
+    with pytest.raises(DatasetError, match=r"3 of the 12 galaxies of split 'all' .* training "
+                                           r"scenes of model .*model\.pt .*0\.8/0\.1/0\.1"):
+        evaluate(jpg_folder, n=1, methods=["gan"], model=model, split="all", progress=False)
+    # the CLI: one line on stderr, exit status 2, nothing written
+    out = tmp_path / "refused"
+    assert main(["evaluate", "--images", str(jpg_folder), "--model", str(model), "--split",
+                 "all", "--methods", "gan,fluxshare", "--n", "1", "--output-dir", str(out),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--allow-training-galaxies" in err
+    assert not out.exists()
+    # baselines alone are not the model's business
+    evaluate(jpg_folder, n=1, methods=["fluxshare"], model=model, split="all", progress=False)
+    # the explicit override scores them and says how many were training galaxies
+    table = evaluate(jpg_folder, protocol="reiman", n=1, methods=["gan"], model=model,
+                     split="all", device="cpu", progress=False, allow_training_galaxies=True)
+    assert table.meta["training_galaxies"] == 3 and table["n_scenes"][0] == 1
+    assert main(["evaluate", "--images", str(jpg_folder), "--model", str(model), "--split",
+                 "all", "--methods", "gan", "--n", "1", "--output-dir", str(out),
+                 "--device", "cpu", "--no-progress", "--allow-training-galaxies"]) == 0
+
+
+def test_galaxies_outside_the_training_split_and_unknown_splits_pass(jpg_folder, tmp_path):
+    from astrodeblend._checkpoint import load_checkpoint, training_galaxy_ids
+    from astrodeblend.weights import default_model_path
+
+    other = _tiny_checkpoint(tmp_path / "other.pt", trained_ids=[1, 2, 3])
+    table = evaluate(jpg_folder, n=1, methods=["gan"], model=other, split="all", device="cpu",
+                     progress=False)
+    assert table.meta["training_galaxies"] == 0
+    unknown = _tiny_checkpoint(tmp_path / "unknown.pt")
+    assert training_galaxy_ids(load_checkpoint(unknown)) is None
+    table = evaluate(jpg_folder, n=1, methods=["gan"], model=unknown, split="all",
+                     device="cpu", progress=False)
+    assert table.meta["training_galaxies"] == 0
+    # the first shipped default model records no split: it is never refused
+    if training_galaxy_ids(load_checkpoint(default_model_path())) is None:
+        table = evaluate(jpg_folder, n=1, methods=["gan"], split="all", device="cpu",
+                         progress=False)
+        assert table.meta["training_galaxies"] == 0

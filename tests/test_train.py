@@ -322,3 +322,227 @@ def test_real_galaxy_zoo_run(galaxy_zoo_dir, tmp_path):
     assert h2["val_psnr"] > h1["val_psnr"]
     assert h2["val_psnr"] > h2["val_psnr_blend"]
     assert (tmp_path / "run" / "samples_epoch002.png").is_file()
+
+
+# --------------------------------------------------------- survey scenes (issue 13)
+@pytest.fixture(scope="module")
+def survey_file(tmp_path_factory):
+    """A real ``survey`` training-set file of 24 px scenes (0-5 sources, stars, NaN padding)."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("survey_images")
+    yy, xx = np.mgrid[:48, :48]
+    for gid in range(100000, 100040):
+        g = np.exp(-((xx - 23.5) ** 2 + (yy - 23.5) ** 2) / (20 + gid % 7))
+        rgb = np.repeat((255 * g ** 0.45)[..., None], 3, axis=2).astype(np.uint8)
+        Image.fromarray(rgb).save(folder / f"{gid}.jpg")
+    path = folder / "survey.h5"
+    build_dataset(folder, path, protocol="survey", n=30, seed=1, size=24, progress=False)
+    return path
+
+
+def _peaks(target, level=0.5):
+    """Local maxima of a (H, W) map above ``level`` (3x3 neighbourhood)."""
+    padded = torch.nn.functional.pad(target[None, None], (1, 1, 1, 1), value=-1.0)
+    local = torch.nn.functional.max_pool2d(padded, 3, stride=1)[0, 0]
+    return torch.nonzero((target >= local) & (target > level))
+
+
+def test_survey_scenes_in_model_space_and_every_source_a_target(survey_file):
+    from astrodeblend.data import open_split
+    from astrodeblend.models import robust_peak, stretch
+    from astrodeblend.train.batches import TrainingScenes
+    from astrodeblend.train.losses import center_targets
+
+    scenes = load_scenes(survey_file, "train")
+    n = scenes["n_sources"]
+    assert scenes["linear"].all() and bool(torch.isfinite(scenes["centers"]).all())
+    assert {0, 1} <= set(n.tolist()) and int(n.max()) >= 3   # empty, isolated and crowded
+    # linear flux mapped like physical scenes: stretch(x / robust_peak(blend))
+    with open_split(survey_file, "train") as raw:
+        first = raw[0]
+    scale = robust_peak(torch.from_numpy(first["blend"]))
+    np.testing.assert_allclose(scenes["blend"][0], stretch(first["blend"] / float(scale)),
+                               rtol=1e-5, atol=1e-6)
+    target = center_targets(scenes, "cpu", 1.0)
+    assert bool(torch.isfinite(target).all())
+    for i in range(len(n)):
+        k = int(n[i])
+        if k == 0:
+            assert float(target[i].max()) == 0.0            # nothing to find
+            continue
+        # every listed source, galaxy or star, is a peak of height 1 ...
+        for x, y in scenes["centers"][i, :k].tolist():
+            assert float(target[i, 0, round(y), round(x)]) > 0.6
+        if k == 1:                                          # ... an isolated one is one peak
+            assert len(_peaks(target[i, 0])) == 1
+    # a star is a source: the file lists more sources than it has galaxy ids
+    with open_split(survey_file, "train") as raw:
+        listed = sum(raw[i]["n_sources"] for i in range(len(raw)))
+        imaged = sum(int((raw[i]["ids"] >= 0).sum()) for i in range(len(raw)))
+    assert listed == int(n.sum()) > imaged
+    # validation takes the first scenes of every file
+    both = TrainingScenes([survey_file, survey_file], "validation", max_per_file=2)
+    assert len(both) == 4 and both.protocols == ["survey", "survey"]
+    assert [both[i]["file"] for i in range(4)] == [0, 0, 1, 1]
+
+
+def test_mixed_protocols_validated_per_protocol_with_split_record(dataset, survey_file, tmp_path):
+    from astrodeblend._checkpoint import ids_hash, training_galaxy_ids
+    from astrodeblend.data import open_split
+
+    result = train([dataset, survey_file], tmp_path / "mix",
+                   config={**TINY, "val_max_scenes": 3, "adv_warmup_epochs": 0,
+                           "n_sample_scenes": 4},
+                   epochs=1, progress=False)
+    row = result.history[0]
+    for protocol in ("reiman", "survey"):
+        for key in ("val_psnr", "val_ssim", "val_l1", "val_det_recall"):
+            assert np.isfinite(row[f"{key}_{protocol}"]), (key, protocol)
+        precision = row[f"val_det_precision_{protocol}"]    # NaN: no peak found yet
+        assert np.isnan(precision) or 0 <= precision <= 1
+    # the overall scores are the means over the protocols, each counting once
+    assert row["val_psnr"] == pytest.approx((row["val_psnr_reiman"] + row["val_psnr_survey"]) / 2)
+    assert row["loss_g_flux"] > 0 and np.isfinite(row["loss_det"])
+    assert "val_psnr_survey" in (tmp_path / "mix" / "history.csv").read_text().splitlines()[0]
+    # the galaxies of the training scenes, recorded in the checkpoint
+    record = load_checkpoint(result.last_checkpoint)["galaxy_split"]
+    ids = []
+    for path in (dataset, survey_file):
+        with open_split(path, "train") as scenes:
+            ids += [int(i) for s in scenes for i in s["ids"] if i >= 0]
+    assert training_galaxy_ids(record).tolist() == sorted(set(ids))
+    assert record["train_ids_sha256"] == ids_hash(ids)
+    assert record["n_train_galaxies"] == len(set(ids))
+    assert [f["protocol"] for f in record["files"]] == ["reiman", "survey"]
+    assert record["files"][1]["split"] == [0.8, 0.1, 0.1] and record["fractions"] is None
+
+
+def _survey_like(path, n_sources, *, size=16, seed=0):
+    """A ``survey`` file whose train split has scenes of exactly ``n_sources`` sources."""
+    rng = np.random.default_rng(seed)
+    k_max = max(max(n_sources), 1)
+    with h5py.File(path, "w") as f:
+        f.attrs.update(format="astrodeblend-dataset", version=1, protocol="survey", seed=seed,
+                       params='{"split": [0.8, 0.1, 0.1]}')
+        for split, counts in (("train", n_sources), ("validation", n_sources),
+                              ("test", n_sources[:1])):
+            m = len(counts)
+            truth = np.zeros((m, k_max, 3, size, size), np.float32)
+            centers = np.full((m, k_max, 2), np.nan, np.float32)
+            for i, k in enumerate(counts):
+                for j in range(k):
+                    x, y = rng.uniform(3, size - 4, 2)
+                    truth[i, j] = _galaxy(size, x, y, 1.5, 0.2, 0.3, 1.0)
+                    centers[i, j] = x, y
+            group = f.create_group(split)
+            group["blend"] = (truth.sum(1) + rng.normal(0, 0.01, (m, 3, size, size))
+                              ).astype(np.float32)
+            group["truth"] = truth
+            group["centers"] = centers
+            group["n_sources"] = np.asarray(counts, np.int32)
+            group["ids"] = np.full((m, k_max), -1, np.int64)
+    return path
+
+
+def test_batches_without_any_source(tmp_path):
+    data = _survey_like(tmp_path / "empty.h5", [0, 0, 1, 0, 2, 0])
+    cfg = {**TINY, "batch_size": 2, "adv_warmup_epochs": 0, "sample_every": 1,
+           "n_sample_scenes": 1, "train_sampler": True,
+           "model": {**TINY["model"], "sampler_size": 16, "sampler_channels": 4,
+                     "latent_dim": 8}}
+    result = train(data, tmp_path / "run", config=cfg, epochs=1, progress=False)
+    row = result.history[0]
+    assert all(np.isfinite(row[k]) for k in ("loss_g_l1", "loss_det", "val_psnr"))
+    assert "val_det_precision_survey" in row and row["val_det_single_survey"] in (0.0, 1.0)
+    # nothing to record: profiles and stars only
+    assert load_checkpoint(result.last_checkpoint)["galaxy_split"]["n_train_galaxies"] == 0
+
+
+def test_random_shifts_move_everything_together():
+    from astrodeblend.train.batches import augment, shift_scene
+
+    size = 20
+    truth = torch.zeros(3, 2, 1, size, size)
+    centers = torch.zeros(3, 2, 2)
+    for i, (x, y) in enumerate([(5.0, 7.0), (10.0, 10.0), (17.0, 3.0)]):
+        truth[i, 0, :, int(y), int(x)] = 1.0
+        truth[i, 1, :, 2, 15] = 0.5
+        centers[i] = torch.tensor([[x, y], [15.0, 2.0]])
+    blend = truth.sum(1) + 0.1              # a sky level: the vacated border gets it
+
+    def batch():
+        return {"blend": blend.clone(), "truth": truth.clone(), "centers": centers.clone(),
+                "n_sources": torch.tensor([2, 2, 1])}
+
+    a = augment(batch(), torch.Generator().manual_seed(3), max_shift=6)
+    b = augment(batch(), torch.Generator().manual_seed(3), max_shift=6)
+    for key in a:
+        assert torch.equal(a[key], b[key])              # reproducible from the generator
+    moved = False
+    for i in range(3):
+        for k in range(int(a["n_sources"][i])):
+            x, y = a["centers"][i, k].round().long().tolist()
+            assert 0 <= x < size and 0 <= y < size
+            assert float(a["truth"][i, k, 0, y, x]) == float(truth[i, k].max())  # on its centre
+        assert float(a["blend"][i].min()) == pytest.approx(0.1)   # no hole in the sky
+        moved |= not torch.equal(a["blend"][i], batch()["blend"][i])
+    assert moved
+    # no shift: exactly the flips of before (same draws, same result)
+    c = augment(batch(), torch.Generator().manual_seed(3), max_shift=0)
+    d = augment(batch(), torch.Generator().manual_seed(3))
+    assert torch.equal(c["blend"], d["blend"]) and torch.equal(c["centers"], d["centers"])
+    # a source pushed out of the frame is no longer a target; the others move up
+    out = shift_scene(blend[0], truth[0], centers[0], 2, 5, 0)
+    assert out[3] == 1 and out[2][0].tolist() == [10.0, 7.0]
+    assert float(out[1][1].abs().sum()) == 0 and out[2][1].tolist() == [0.0, 0.0]
+    assert float(out[0][0, 7, 10]) == pytest.approx(1.1)
+    assert torch.allclose(out[0][:, :, :5], torch.full((1, size, 5), 0.1))
+
+
+# --------------------------------------------------------- schedule on resume (issue 13)
+def test_resume_keeps_the_schedule_unless_rescheduled(dataset, run_a, tmp_path, capsys):
+    from astrodeblend.errors import InvalidInputError
+
+    first = run_a[1].history
+    kept = tmp_path / "kept"
+    shutil.copytree(run_a[0], kept)
+    assert main(["train", "--data", str(dataset), "--out", str(kept), "--epochs", "3",
+                 "--resume", "--no-progress"]) == 0
+    assert "laid out over 2 epochs" in capsys.readouterr().out
+    payload = load_checkpoint(kept / "checkpoint_last.pt")
+    cfg = TrainConfig.from_dict(payload["train_config"])
+    assert cfg.epochs == 3 and cfg.schedule_epochs == 2
+    history = payload["history"]
+    assert [row["lr"] for row in history[:2]] == [row["lr"] for row in first]
+    assert history[2]["lr"] == pytest.approx(TINY["lr"] * cfg.lr_min_factor)  # stays at the end
+    assert history[2]["w_adv"] == cfg.w_adv
+    again = tmp_path / "again"
+    shutil.copytree(run_a[0], again)
+    result = train(dataset, again, epochs=4, resume=True, reschedule=True, progress=False)
+    assert result.config.schedule_epochs == 4
+    expected = TrainConfig(epochs=4, lr=TINY["lr"])
+    assert result.history[2]["lr"] == pytest.approx(expected.lr_at(2))
+    assert result.history[2]["w_adv"] == expected.adv_weight(2)
+    with pytest.raises(InvalidInputError, match="resumed run only"):
+        train(dataset, tmp_path / "new", epochs=1, reschedule=True, progress=False)
+
+
+def test_checkpoints_before_schedule_epochs_keep_their_epochs(run_a):
+    from astrodeblend.train.config import prepare_run
+
+    payload = load_checkpoint(run_a[0] / "checkpoint_last.pt")
+    assert payload["train_config"]["schedule_epochs"] == 2
+    # a checkpoint of an older version has no schedule_epochs: its own epochs are the schedule
+    old = dict(payload, train_config={k: v for k, v in payload["train_config"].items()
+                                      if k != "schedule_epochs"})
+    import astrodeblend.train.config as config_module
+
+    real = config_module.load_checkpoint
+    config_module.load_checkpoint = lambda path: old
+    try:
+        cfg, _ = prepare_run(run_a[0], config=None, overrides={"epochs": 5}, resume=True)
+    finally:
+        config_module.load_checkpoint = real
+    assert cfg.epochs == 5 and cfg.schedule_epochs == 2
+    assert TrainConfig(w_adv=0.0, epochs=4).adv_weight(3) == 0.0   # the no-adversarial ablation

@@ -420,10 +420,11 @@ def _validate(models, val_set, device, sigma, cfg, *, batch_size=32, radius=3.0)
     every listed source, in model space clipped to [0, 1]),
     ``val_det_recall_p`` (true centres with a detector peak within
     ``radius`` px), ``val_det_precision_p`` (peaks with a true centre
-    within ``radius``) and ``val_det_single_p`` (scenes of one source
-    answered by exactly one peak, where there are such scenes).  The
-    overall ``val_l1``, ``val_psnr``, ``val_ssim``, ``val_psnr_blend``,
-    ``det_recall`` and ``det_precision`` are the means over the protocols,
+    within ``radius``; NaN when the detector found no peak) and
+    ``val_det_single_p`` (scenes of one source answered by exactly one
+    peak, where there are such scenes).  The overall ``val_l1``,
+    ``val_psnr``, ``val_ssim``, ``val_psnr_blend``, ``det_recall`` and
+    ``det_precision`` are the means over the protocols (the finite ones),
     each protocol counting once.
     """
     from ..metrics import PSNR_CAP, psnr, ssim
@@ -477,16 +478,16 @@ def _validate(models, val_set, device, sigma, cfg, *, batch_size=32, radius=3.0)
         if cfg.train_detector:
             if st["total"]:
                 row[f"val_det_recall_{protocol}"] = st["found"] / st["total"]
-            if st["peaks"]:
-                row[f"val_det_precision_{protocol}"] = st["true_peaks"] / st["peaks"]
-            elif st["total"] == 0:
-                row[f"val_det_precision_{protocol}"] = 1.0   # nothing to find, nothing found
+            # no peak at all: precision undefined (NaN), unless there was nothing to find
+            row[f"val_det_precision_{protocol}"] = (st["true_peaks"] / st["peaks"] if st["peaks"]
+                                                    else 1.0 if st["total"] == 0 else math.nan)
             if st["single"]:
                 row[f"val_det_single_{protocol}"] = float(np.mean(st["single"]))
     for key, overall in (("l1", "val_l1"), ("psnr", "val_psnr"), ("ssim", "val_ssim"),
                          ("psnr_blend", "val_psnr_blend"), ("det_recall", "det_recall"),
                          ("det_precision", "det_precision")):
-        values = [row[f"val_{key}_{p}"] for p in stats if f"val_{key}_{p}" in row]
+        values = [row[f"val_{key}_{p}"] for p in stats
+                  if math.isfinite(row.get(f"val_{key}_{p}", math.nan))]
         if values:
             row[overall] = float(np.mean(values))
     return row
