@@ -39,7 +39,8 @@ from ..image import GalaxyImage
 from ..result import CATALOG_COLUMNS, DeblendResult, _trim_frame
 from ..utils import header_name, name_from_header
 from ._atomic import atomic_write
-from .readers import FITS_SUFFIXES, IMAGE_SUFFIXES, _one_line, _parse_unit
+from ._files import FITS_SUFFIXES, IMAGE_SUFFIXES, _check_file, _one_line
+from ._fits_reader import _parse_unit
 
 __all__ = ["write_deblended", "read_deblended", "default_output_path", "FORMAT_VERSION"]
 
@@ -583,8 +584,6 @@ def read_deblended(path):
     >>> back.origins.tolist(), back.flux_mode
     ([[0, 0], [0, 0]], 'conserve')
     """
-    from .readers import _check_file
-
     path, head = _check_file(path)
     if not head.startswith(b"SIMPLE  ="):
         raise ReadError(f"{path}: not a FITS file, so not an astrodeblend output")
