@@ -102,7 +102,7 @@ def test_interrupted_batch_is_truncated_on_resume(jpg_folder, tmp_path):
 
 
 def test_a_killed_build_leaves_the_old_file_whole(jpg_folder, tmp_path, monkeypatch):
-    import astrodeblend.data as data
+    import astrodeblend.data._build as data  # where build_dataset appends its batches
 
     out = tmp_path / "set.h5"
     build(jpg_folder, out, n=4, seed=1)
