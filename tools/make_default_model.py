@@ -1,125 +1,356 @@
-"""Rebuild the default model shipped in ``astrodeblend/weights/``.
+"""Rebuild the default model shipped in ``astrodeblend/weights/`` from its recipe.
 
-The default model was made with exactly these steps (see the model card in
-``docs/model_card.rst``)::
+The recipe is ``tools/default_recipe.json`` (datasets, training settings,
+sampler, ablation, comparison, export); every step reads it, so the
+repository holds the whole configuration.  One command runs it end to end,
+and running it again resumes where it stopped (datasets are extended,
+training runs resumed from ``checkpoint_last.pt``, finished steps skipped)::
 
-    python tools/make_default_model.py datasets --images ../shared/data/galaxyzoo/images --out work/
-    python tools/make_default_model.py train --data work/reiman.h5 work/physical.h5 --out work/run
-    python tools/make_default_model.py sampler --data work/reiman.h5 --out work/sampler
-    python tools/make_default_model.py export work/run/checkpoint_last.pt \
-        --sampler work/sampler/checkpoint_last.pt
+    python tools/make_default_model.py all
 
-The shipped run was interrupted after epoch 2 of a 7-epoch schedule
-(adversarial warm-up 5 epochs) to fit the CPU time available, and resumed
-with ``--epochs 5`` and ``{"adv_warmup_epochs": 3, "adv_ramp_epochs": 1}``
-(``train --resume --config``), then resumed with ``--epochs 7`` for two
-fine-tuning epochs; ``default.json`` and the model card record the settings
-and the validation history of every epoch.
+Steps, each also on its own (same options)::
 
-``export`` keeps only what deblending needs (generator, detector, model
-config, training settings and validation history), as plain data that
-``torch.load(..., weights_only=True)`` accepts, and writes the model card
-data to ``default.json``.
+    python tools/make_default_model.py datasets   # reiman, physical, survey HDF5 files
+    python tools/make_default_model.py train      # the GAN and the detector
+    python tools/make_default_model.py train --no-adversarial   # ablation: w_adv = 0 throughout
+    python tools/make_default_model.py compare    # both runs on the same held-out scenes
+    python tools/make_default_model.py sampler    # the unconditional generator (sample)
+    python tools/make_default_model.py export     # default.pt, default_full.pt, default.json
+
+``all`` runs datasets, train, sampler and export; ``all --with-ablation``
+also trains the ablation and runs ``compare`` before ``export``, so that
+``default.json`` holds the ablation table of the model card.
+
+Data: the Galaxy Zoo images of ``recipe['images']`` (relative to the
+repository root; ``--images`` overrides it).  Scenes of the training split
+only use galaxies of the training split of `astrodeblend.data.split_galaxies`;
+the ``survey`` file places Galaxy Zoo galaxies (linearised) and parametric
+profiles; the cleaned real stamps (``recipe['held_out']``) are never used
+for training: they are the held-out real galaxies of
+``benchmarks/bench_real.py``.
+
+Schedule: the recipe fixes ``epochs`` and ``schedule_epochs`` (and the
+adversarial warm-up and ramp), so a resumed run keeps its learning-rate and
+adversarial schedule; extend a run on purpose with ``astrodeblend train
+--resume --epochs N [--reschedule]``.
+
+Export: ``default.pt`` keeps what deblending needs (generator, detector,
+the sampler's generator, configs, history, the galaxy split record), as
+plain data for ``torch.load(weights_only=True)``; the full checkpoint of the
+run (discriminator, optimiser, scaler and random states: resumable, for
+adversarial fine-tuning) goes to ``default_full.pt`` beside it when it is
+smaller than ``recipe['export']['full_max_mb']`` MiB, else to
+``WORK/default_full.pt`` (the card says where).  ``default.json`` holds the
+model-card data.
+
+Smoke test: ``--smoke`` runs the same steps with the same architecture on a
+few dozen scenes per dataset, one epoch each, in ``work_smoke/`` and exports
+to ``work_smoke/weights/`` (never over the shipped model).  Step timings are
+appended to ``WORK/recipe_log.json``.
+
+Several GPUs: ``torchrun --nproc_per_node 4 tools/make_default_model.py
+train`` (only the ``train`` step runs under torchrun).
 """
 
 import argparse
+import copy
 import json
-import subprocess
+import os
+import shutil
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO / "astrodeblend" / "weights"
+RECIPE = Path(__file__).resolve().with_name("default_recipe.json")
 
-DATASETS = [("reiman", 25000, 11), ("physical", 12000, 12)]  # scenes, seed
+#: What ``--smoke`` changes in the recipe: a few dozen scenes, one epoch, same networks.
+SMOKE = {
+    "work": "work_smoke",
+    "datasets": {"reiman": {"n": 40}, "physical": {"n": 40}, "survey": {"n": 40}},
+    "train": {"config": {"epochs": 1, "schedule_epochs": 1, "adv_warmup_epochs": 0,
+                         "adv_ramp_epochs": 1, "batch_size": 8, "val_max_scenes": 8,
+                         "sample_every": 1}},
+    "sampler": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 16}},
+    "compare": {"n": 4},
+}
+
+#: Summary columns of `astrodeblend.evaluate.evaluate` kept in the ablation table.
+COMPARE_COLUMNS = ("detection_rate", "both_found", "star_detection_rate", "isolated_single",
+                   "spurious_mean", "psnr_mean_all", "ssim_mean_all",
+                   "abs_flux_error_median_all", "seconds_per_scene")
 
 
-def make_datasets(images, out):
+# ------------------------------------------------------------------------ recipe
+def merge(base, override):
+    """Return ``base`` updated by ``override``, dicts merged key by key (deep)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_recipe(path=RECIPE, *, smoke=False):
+    """Read a recipe file (JSON); ``smoke`` applies `SMOKE` on top."""
+    recipe = json.loads(Path(path).read_text())
+    return merge(recipe, SMOKE) if smoke else recipe
+
+
+def _images(recipe, images):
+    path = Path(images) if images else REPO / recipe["images"]
+    if not path.is_dir():
+        raise SystemExit(f"make_default_model: image folder {path} does not exist "
+                         "(--images DIR, or recipe['images'] relative to the repository)")
+    return path
+
+
+def dataset_path(work, name):
+    """Return the HDF5 file of dataset ``name`` in the work folder."""
+    return Path(work) / f"{name}.h5"
+
+
+def _log(work, step, seconds, **extra):
+    """Append a step's wall time to ``WORK/recipe_log.json``."""
+    path = Path(work) / "recipe_log.json"
+    entries = json.loads(path.read_text()) if path.exists() else []
+    entries.append({"step": step, "seconds": round(seconds, 1),
+                    "when": time.strftime("%Y-%m-%d %H:%M:%S"), **extra})
+    path.write_text(json.dumps(entries, indent=2) + "\n")
+    print(f"[{step}] {seconds:.1f} s")
+
+
+def _main_rank():
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# ------------------------------------------------------------------------- steps
+def make_datasets(recipe, work, *, images=None, progress=True):
+    """Build (or resume) every dataset of the recipe; return their paths."""
+    from astrodeblend.data import build_dataset
+
+    folder = _images(recipe, images)
+    Path(work).mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, spec in recipe["datasets"].items():
+        start = time.perf_counter()
+        summary = build_dataset(folder, dataset_path(work, name), protocol=spec["protocol"],
+                                n=int(spec["n"]), seed=int(spec["seed"]),
+                                split=tuple(recipe["split"]), dtype=spec.get("dtype", "float32"),
+                                progress=progress, **spec.get("options", {}))
+        print(summary)
+        _log(work, f"dataset {name}", time.perf_counter() - start, scenes=summary.counts)
+        paths[name] = summary.path
+    return paths
+
+
+def _train_run(data, out, config, *, device, progress, label):
+    """Start or resume one training run; skip it when it has all its epochs."""
+    from astrodeblend._checkpoint import load_checkpoint
+    from astrodeblend.train import train
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for protocol, n, seed in DATASETS:
-        subprocess.run([sys.executable, "-m", "astrodeblend", "make-dataset", "--images",
-                        str(images), "--protocol", protocol, "--n", str(n), "--seed",
-                        str(seed), "--out", str(out / f"{protocol}.h5")], check=True)
+    last = out / "checkpoint_last.pt"
+    resume = last.exists()
+    if resume and int(load_checkpoint(last).get("epoch", 0)) >= int(config["epochs"]):
+        print(f"[{label}] {out} already has its {config['epochs']} epoch(s): skipped")
+        return last
+    start = time.perf_counter()
+    result = train([str(p) for p in data], out, config=config, device=device, resume=resume,
+                   progress=progress)
+    if _main_rank():
+        last_row = result.history[-1] if result.history else {}
+        _log(out.parent, label, time.perf_counter() - start, resumed=resume,
+             epochs=len(result.history), val_psnr=last_row.get("val_psnr"),
+             scenes_per_s=last_row.get("scenes_per_s"))
+    return result.last_checkpoint
 
 
-def train(data, out, epochs, batch_size, lr, config):
-    command = [sys.executable, "-m", "astrodeblend", "train", "--data", *map(str, data),
-               "--out", str(out), "--epochs", str(epochs), "--batch-size", str(batch_size),
-               "--lr", str(lr), "--device", "auto", "--seed", "0"]
-    if config:
-        command += ["--config", str(config)]
-    subprocess.run(command, check=True)
+def train_model(recipe, work, *, no_adversarial=False, device="auto", progress=True):
+    """Train the GAN and the detector (``no_adversarial``: the w_adv = 0 ablation)."""
+    spec = recipe["train"]
+    config, out = spec["config"], spec["out"]
+    if no_adversarial:
+        config = merge(config, recipe["ablation"]["config"])
+        out = recipe["ablation"]["out"]
+    data = [dataset_path(work, name) for name in spec["data"]]
+    return _train_run(data, Path(work) / out, config, device=device,
+                      progress=progress, label="train-no-adversarial" if no_adversarial
+                      else "train")
 
 
-def train_sampler(data, out, epochs):
-    config = Path(out).with_suffix(".json")
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(json.dumps({"sampler_only": True, "sample_every": 1}))
-    subprocess.run([sys.executable, "-m", "astrodeblend", "train", "--data", str(data),
-                    "--out", str(out), "--epochs", str(epochs), "--batch-size", "64",
-                    "--lr", "2e-4", "--device", "auto", "--seed", "0", "--config",
-                    str(config)], check=True)
+def train_sampler(recipe, work, *, device="auto", progress=True):
+    """Train the unconditional sample generator (``sampler_only``)."""
+    spec = recipe["sampler"]
+    return _train_run([dataset_path(work, spec["data"])], Path(work) / spec["out"],
+                      spec["config"], device=device, progress=progress, label="sampler")
 
 
-def export(checkpoint, extra, sampler=None):
+def compare(recipe, work, *, images=None, device="auto", progress=True):
+    """Evaluate the run and its ablation on the same held-out scenes: ``WORK/ablation.json``."""
+    from astrodeblend.evaluate import evaluate
+
+    spec = recipe["compare"]
+    folder = _images(recipe, images)
+    runs = {"adversarial": recipe["train"]["out"], "no_adversarial": recipe["ablation"]["out"]}
+    table = {"protocols": spec["protocols"], "n": spec["n"], "seed": spec["seed"],
+             "split": spec["split"], "runs": {}}
+    start = time.perf_counter()
+    for label, out in runs.items():
+        checkpoint = Path(work) / out / "checkpoint_last.pt"
+        if not checkpoint.exists():
+            print(f"[compare] {checkpoint} does not exist: {label} left out")
+            continue
+        table["runs"][label] = {"checkpoint": str(checkpoint)}
+        for protocol in spec["protocols"]:
+            result = evaluate(folder, protocol=protocol, n=int(spec["n"]), seed=int(spec["seed"]),
+                              methods=["gan"], model=checkpoint, split=spec["split"],
+                              device=device, output_dir=Path(work) / spec["out"] / label / protocol,
+                              overwrite=True, progress=progress,
+                              protocol_options=spec.get("options", {}).get(protocol))
+            row = result[0]
+            table["runs"][label][protocol] = {c: _plain(row[c]) for c in COMPARE_COLUMNS
+                                              if c in result.colnames}
+    path = Path(work) / "ablation.json"
+    path.write_text(json.dumps(table, indent=2) + "\n")
+    _log(work, "compare", time.perf_counter() - start)
+    return path
+
+
+def _plain(value):
+    value = float(value)
+    return value if value == value else None   # NaN -> null
+
+
+def export(recipe, work, *, checkpoint=None, sampler=None, weights=WEIGHTS, card=None):
+    """Write ``default.pt``, the full checkpoint and ``default.json``; return their paths."""
     import torch
 
     from astrodeblend._checkpoint import load_checkpoint, save_checkpoint, weights_hash
+    from astrodeblend.io import sha256_file
 
+    work, weights = Path(work), Path(weights)
+    weights.mkdir(parents=True, exist_ok=True)
+    checkpoint = Path(checkpoint) if checkpoint else (
+        work / recipe["train"]["out"] / "checkpoint_last.pt")
+    sampler = Path(sampler) if sampler else work / recipe["sampler"]["out"] / "checkpoint_last.pt"
     payload = load_checkpoint(checkpoint)
     models = {name: payload["models"][name] for name in ("generator", "detector")}
     slim = {key: payload[key] for key in ("format", "version", "model_config", "train_config",
-                                          "epoch", "history") if key in payload}
-    if sampler:
+                                          "epoch", "history", "galaxy_split") if key in payload}
+    if sampler.exists():
         # the unconditional generator of `astrodeblend sample`, trained separately
-        extra_models = load_checkpoint(sampler)["models"]
-        models["sample_generator"] = extra_models["sample_generator"]
+        models["sample_generator"] = load_checkpoint(sampler)["models"]["sample_generator"]
         slim["model_config"] = dict(slim["model_config"], with_sampler=True)
+    else:
+        print(f"[export] no sampler checkpoint {sampler}: default.pt has no sample generator")
     slim["models"] = models
     slim["generator_sha256"] = weights_hash(models["generator"])
-    save_checkpoint(WEIGHTS / "default.pt", slim, overwrite=True)
-    card = {"name": "default", "generator_sha256": slim["generator_sha256"],
-            "model_config": payload.get("model_config"),
-            "train_config": payload.get("train_config"),
-            "epochs": payload.get("epoch"), "history": payload.get("history"),
-            "torch": torch.__version__}
-    card.update(json.loads(extra) if extra else {})
-    (WEIGHTS / "default.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
-    size = (WEIGHTS / "default.pt").stat().st_size / 2**20
-    print(f"wrote {WEIGHTS / 'default.pt'} ({size:.1f} MiB) and default.json")
+    default = save_checkpoint(weights / "default.pt", slim, overwrite=True)
+
+    # the full checkpoint: the run's own, resumable (copy it to RUN/checkpoint_last.pt)
+    limit = float(recipe.get("export", {}).get("full_max_mb", 30)) * 2**20
+    full = save_checkpoint(work / "default_full.pt", payload, overwrite=True)
+    if full.stat().st_size <= limit:
+        full = Path(shutil.move(str(full), str(weights / "default_full.pt")))
+    else:
+        stale = weights / "default_full.pt"
+        if stale.exists():
+            stale.unlink()
+        print(f"[export] the full checkpoint ({full.stat().st_size / 2**20:.1f} MiB) is over "
+              f"{limit / 2**20:.0f} MiB: kept at {full}, not in the package")
+    record = dict(payload.get("galaxy_split") or {})
+    record.pop("train_ids", None)
+    ablation = work / "ablation.json"
+    document = {"name": recipe.get("name", "default"),
+                "generator_sha256": slim["generator_sha256"],
+                "model_config": slim.get("model_config"),
+                "train_config": payload.get("train_config"),
+                "epochs": payload.get("epoch"), "history": payload.get("history"),
+                "galaxy_split": record or None, "recipe": recipe,
+                "full_checkpoint": {"path": _shown(full), "bytes": full.stat().st_size,
+                                    "sha256": sha256_file(full)},
+                "ablation": json.loads(ablation.read_text()) if ablation.exists() else None,
+                "timings": (json.loads((work / "recipe_log.json").read_text())
+                            if (work / "recipe_log.json").exists() else None),
+                "torch": torch.__version__}
+    document.update(json.loads(card) if card else {})
+    card_path = weights / "default.json"
+    card_path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    print(f"wrote {default} ({default.stat().st_size / 2**20:.1f} MiB), {card_path.name} and "
+          f"the full checkpoint {full} ({full.stat().st_size / 2**20:.1f} MiB)")
+    return default, full, card_path
 
 
+def _shown(path):
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+# ---------------------------------------------------------------------------- CLI
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Run one step of the recipe, or all of them; return the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--recipe", default=str(RECIPE), help="recipe JSON (default: %(default)s)")
+    common.add_argument("--work", default=None, help="work folder (default: recipe['work'])")
+    common.add_argument("--images", default=None, help="Galaxy Zoo image folder "
+                        "(default: recipe['images'], relative to the repository)")
+    common.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    common.add_argument("--smoke", action="store_true",
+                        help="a few dozen scenes and one epoch per step, in work_smoke/")
+    common.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="step", required=True)
-    p = sub.add_parser("datasets")
-    p.add_argument("--images", required=True)
-    p.add_argument("--out", required=True)
-    p = sub.add_parser("train")
-    p.add_argument("--data", nargs="+", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--config", default=None)
-    p = sub.add_parser("sampler")
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--epochs", type=int, default=2)
-    p = sub.add_parser("export")
-    p.add_argument("checkpoint")
+    p = sub.add_parser("all", parents=[common], help="datasets, train, sampler, export")
+    p.add_argument("--with-ablation", action="store_true",
+                   help="also train the no-adversarial ablation and compare both runs")
+    p.add_argument("--weights", default=None, help="export folder (default: the package's, "
+                   "or WORK/weights with --smoke)")
+    sub.add_parser("datasets", parents=[common], help="build or resume the datasets")
+    p = sub.add_parser("train", parents=[common], help="train or resume the GAN and detector")
+    p.add_argument("--no-adversarial", action="store_true",
+                   help="the ablation: w_adv = 0 for the whole run, in recipe['ablation']['out']")
+    sub.add_parser("sampler", parents=[common], help="train the unconditional generator")
+    sub.add_parser("compare", parents=[common], help="run and ablation on the same held-out "
+                   "scenes (WORK/ablation.json)")
+    p = sub.add_parser("export", parents=[common], help="write default.pt, the full checkpoint "
+                       "and default.json")
+    p.add_argument("--checkpoint", default=None, help="run checkpoint (default: the recipe's "
+                   "WORK/run/checkpoint_last.pt)")
     p.add_argument("--sampler", default=None, help="checkpoint with a sample_generator")
     p.add_argument("--card", default=None, help="JSON of extra model-card entries")
+    p.add_argument("--weights", default=None, help="export folder (default: the package's, "
+                   "or WORK/weights with --smoke)")
     args = parser.parse_args(argv)
-    if args.step == "datasets":
-        make_datasets(args.images, args.out)
-    elif args.step == "train":
-        train(args.data, args.out, args.epochs, args.batch_size, args.lr, args.config)
-    elif args.step == "sampler":
-        train_sampler(args.data, args.out, args.epochs)
-    else:
-        export(args.checkpoint, args.card, args.sampler)
+
+    recipe = load_recipe(args.recipe, smoke=args.smoke)
+    work = Path(args.work or recipe["work"])
+    progress = not args.no_progress
+    weights = getattr(args, "weights", None) or (work / "weights" if args.smoke else WEIGHTS)
+    started = time.perf_counter()
+    if args.step in ("datasets", "all"):
+        make_datasets(recipe, work, images=args.images, progress=progress)
+    if args.step in ("train", "all"):
+        train_model(recipe, work, no_adversarial=getattr(args, "no_adversarial", False),
+                    device=args.device, progress=progress)
+    if args.step == "all" and args.with_ablation:
+        train_model(recipe, work, no_adversarial=True, device=args.device, progress=progress)
+    if args.step == "compare" or (args.step == "all" and args.with_ablation):
+        compare(recipe, work, images=args.images, device=args.device, progress=progress)
+    if args.step in ("sampler", "all"):
+        train_sampler(recipe, work, device=args.device, progress=progress)
+    if args.step in ("export", "all") and _main_rank():
+        export(recipe, work, checkpoint=getattr(args, "checkpoint", None),
+               sampler=getattr(args, "sampler", None), weights=weights,
+               card=getattr(args, "card", None))
+    if args.step == "all":
+        _log(work, "all", time.perf_counter() - started, smoke=args.smoke)
     return 0
 
 

@@ -1,0 +1,173 @@
+"""Tests of tools/make_default_model.py: the default model's recipe, end to end on tiny data."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from astrodeblend._checkpoint import load_checkpoint, load_models, training_galaxy_ids
+from astrodeblend.errors import DatasetError
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "make_default_model.py"
+TINY_MODEL = {"generator_channels": 8, "generator_depth": 2, "detector_channels": 4,
+              "detector_depth": 2, "discriminator_channels": 8, "discriminator_layers": 2,
+              "sampler_size": 16, "sampler_channels": 4, "latent_dim": 8}
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("make_default_model", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tool():
+    return _tool()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """40 Galaxy-Zoo-like JPGs of 96 px: reiman and physical scenes of 18 px."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("gz")
+    yy, xx = np.mgrid[:96, :96]
+    for gid in range(100000, 100040):
+        g = np.exp(-((xx - 47.5) ** 2 + (yy - 47.5) ** 2) / (60 + 9 * (gid % 7)))
+        rgb = np.repeat((255 * g ** 0.45)[..., None], 3, axis=2).astype(np.uint8)
+        Image.fromarray(rgb).save(folder / f"{gid}.jpg")
+    return folder
+
+
+def _recipe(tool, path):
+    """The shipped recipe, scaled down: tiny networks, 20 scenes per file, one epoch."""
+    recipe = tool.load_recipe()
+    recipe = tool.merge(recipe, {
+        "datasets": {"reiman": {"n": 20}, "physical": {"n": 20},
+                     "survey": {"n": 20, "options": {"size": 18}}},
+        "train": {"config": {"epochs": 1, "schedule_epochs": 1, "adv_warmup_epochs": 0,
+                             "batch_size": 8, "lr": 2e-3, "val_max_scenes": 3,
+                             "sample_every": 1, "n_sample_scenes": 2, "max_memory_gb": 1.0,
+                             "model": TINY_MODEL}},
+        "sampler": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8,
+                               "model": TINY_MODEL}},
+        "compare": {"protocols": ["reiman"], "n": 2},
+    })
+    path.write_text(json.dumps(recipe))
+    return path
+
+
+def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
+    recipe = _recipe(tool, tmp_path / "recipe.json")
+    work, weights = tmp_path / "work", tmp_path / "weights"
+    argv = ["all", "--recipe", str(recipe), "--work", str(work), "--images", str(images),
+            "--weights", str(weights), "--device", "cpu", "--no-progress", "--with-ablation"]
+    assert tool.main(argv) == 0
+    for name in ("reiman", "physical", "survey"):
+        assert (work / f"{name}.h5").is_file()
+    run = load_checkpoint(work / "run" / "checkpoint_last.pt")
+    ablation = load_checkpoint(work / "run_noadv" / "checkpoint_last.pt")
+    assert run["history"][0]["w_adv"] > 0 and run["history"][0]["loss_d"] > 0
+    # the ablation: no adversarial term at any epoch, the discriminator never trained
+    assert ablation["train_config"]["w_adv"] == 0
+    assert all(row["w_adv"] == 0 and row["loss_d"] == 0 for row in ablation["history"])
+    # the run saw every protocol and validated each
+    for protocol in ("reiman", "physical", "survey"):
+        assert np.isfinite(run["history"][0][f"val_psnr_{protocol}"])
+
+    # export: the stripped default, the full checkpoint beside it, the card
+    default = load_checkpoint(weights / "default.pt")
+    assert sorted(default["models"]) == ["detector", "generator", "sample_generator"]
+    assert "optimizers" not in default and "discriminator" not in default["models"]
+    assert training_galaxy_ids(default).tolist() == training_galaxy_ids(run).tolist()
+    assert default["galaxy_split"]["fractions"] == [0.8, 0.1, 0.1]
+    assert default["galaxy_split"]["n_train_galaxies"] > 0
+    models, _ = load_models(weights / "default.pt")
+    assert {"generator", "detector", "sample_generator"} <= set(models)
+    full = load_checkpoint(weights / "default_full.pt")
+    assert {"generator", "detector", "discriminator"} <= set(full["models"])
+    assert "discriminator" in full["optimizers"] and full["epoch"] == 1
+    card = json.loads((weights / "default.json").read_text())
+    assert card["full_checkpoint"]["path"].endswith("default_full.pt")
+    assert card["recipe"]["datasets"]["survey"]["protocol"] == "survey"
+    assert "train_ids" not in card["galaxy_split"]
+    assert set(card["ablation"]["runs"]) == {"adversarial", "no_adversarial"}
+    assert "psnr_mean_all" in card["ablation"]["runs"]["no_adversarial"]["reiman"]
+    assert {entry["step"] for entry in card["timings"]} >= {"dataset survey", "train",
+                                                             "train-no-adversarial", "compare"}
+
+    # resumable: a second call skips every finished step
+    capsys.readouterr()
+    assert tool.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped") == 3     # run, ablation, sampler
+    again = load_checkpoint(work / "run" / "checkpoint_last.pt")
+    assert again["step"] == run["step"] and len(again["history"]) == 1
+
+    # the exported model refuses its own training galaxies in evaluate
+    from astrodeblend.evaluate import evaluate
+
+    with pytest.raises(DatasetError, match="training scenes of model"):
+        evaluate(images, n=1, methods=["gan"], model=weights / "default.pt", split="train",
+                 progress=False)
+
+    # adversarial fine-tuning starts from the full checkpoint
+    from astrodeblend.train import train
+
+    tune = tmp_path / "tune"
+    tune.mkdir()
+    shutil.copy(weights / "default_full.pt", tune / "checkpoint_last.pt")
+    result = train([work / "reiman.h5"], tune, epochs=2, resume=True, reschedule=True,
+                   progress=False)
+    assert len(result.history) == 2 and result.history[1]["loss_d"] > 0
+
+
+def test_full_checkpoint_over_the_limit_stays_in_work(tool, tmp_path):
+    from astrodeblend._checkpoint import save_checkpoint
+    from astrodeblend.models import ModelConfig, build_models
+
+    cfg = ModelConfig(**TINY_MODEL)
+    nets = build_models(cfg)
+    work, weights = tmp_path / "work", tmp_path / "weights"
+    (work / "run").mkdir(parents=True)
+    weights.mkdir()
+    (weights / "default_full.pt").write_bytes(b"stale")
+    save_checkpoint(work / "run" / "checkpoint_last.pt",
+                    {"format": "astrodeblend-checkpoint", "version": 1,
+                     "model_config": cfg.to_dict(), "epoch": 1, "history": [],
+                     "models": {k: m.state_dict() for k, m in nets.items()},
+                     "optimizers": {"generator": {"state": {}, "param_groups": []}}})
+    recipe = tool.merge(tool.load_recipe(), {"export": {"full_max_mb": 0.001}})
+    default, full, card = tool.export(recipe, work, weights=weights)
+    assert full == work / "default_full.pt" and full.is_file()
+    assert not (weights / "default_full.pt").exists()          # no stale copy left
+    assert json.loads(card.read_text())["full_checkpoint"]["path"] == str(full)
+    assert "sample_generator" not in load_checkpoint(default)["models"]
+    stored = load_checkpoint(full)["models"]["discriminator"]
+    for key, value in nets["discriminator"].state_dict().items():
+        assert torch.equal(stored[key], value)
+
+
+def test_smoke_and_shipped_recipe(tool):
+    shipped = tool.load_recipe()
+    smoke = tool.load_recipe(smoke=True)
+    assert smoke["work"] == "work_smoke"
+    assert all(spec["n"] == 40 for spec in smoke["datasets"].values())
+    assert smoke["train"]["config"]["epochs"] == 1
+    # same networks and protocols, fewer scenes and epochs
+    assert smoke["train"]["config"]["model"] == shipped["train"]["config"]["model"]
+    assert set(shipped["datasets"]) == {"reiman", "physical", "survey"}
+    assert shipped["train"]["data"] == ["reiman", "physical", "survey"]
+    # the shipped schedule is fixed in the recipe, the ablation only drops the adversarial term
+    config = shipped["train"]["config"]
+    assert config["schedule_epochs"] == config["epochs"]
+    assert shipped["ablation"]["config"] == {"w_adv": 0.0}
+    from astrodeblend.train import TrainConfig
+
+    TrainConfig.from_dict(config)
+    TrainConfig.from_dict(shipped["sampler"]["config"])
