@@ -5,9 +5,8 @@ import pytest
 
 from astrodeblend import DeblendResult, GalaxyImage
 from astrodeblend.errors import InvalidInputError
-from astrodeblend.plotting import (MASKED_COLOR, MAX_PANEL_PIXELS, _match_truths,
-                                   plot_deblend_result)
-
+from astrodeblend.plotting import MASKED_COLOR, MAX_PANEL_PIXELS, plot_deblend_result
+from astrodeblend.plotting._deblend import _match_truths
 
 
 def _galaxy(shape, x, y, amplitude, sigma=3.0):
