@@ -126,6 +126,20 @@ def test_toplevel_table_links_every_public_name(ext):
     assert targets["read_image"] == "astrodeblend.io.read_image"
 
 
+def test_reexported_constants_keep_their_comments(ext):
+    # documented where re-exported (a package's __init__), defined in a private module
+    from astrodeblend.blend import PROTOCOLS
+    from astrodeblend.io import MAX_PIXELS
+
+    comment = ext["astrodeblend_api"].defining_comment
+    assert comment("astrodeblend.blend.PROTOCOLS", PROTOCOLS)[0].startswith(
+        "Names of the blending protocols")
+    assert "readers accept" in " ".join(comment("astrodeblend.io.MAX_PIXELS", MAX_PIXELS))
+    from astrodeblend.result import CATALOG_COLUMNS  # its own module's comment: kept
+
+    assert comment("astrodeblend.result.CATALOG_COLUMNS", CATALOG_COLUMNS) is None
+
+
 @pytest.mark.parametrize("page", sorted(
     str(p.relative_to(DOCS)) for p in DOCS.rglob("*.rst")
     if p.parts[len(DOCS.parts)] not in {"_build", "api", "auto_examples", "generated"}

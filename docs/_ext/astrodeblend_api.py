@@ -133,8 +133,8 @@ def default_model_facts(path=None):
     from pathlib import Path
 
     from astrodeblend._checkpoint import load_checkpoint
-    from astrodeblend.pipeline import Deblender, default_model_path
     from astrodeblend.io import sha256_file
+    from astrodeblend.pipeline import Deblender, default_model_path
 
     path = Path(path) if path is not None else default_model_path()
     payload = load_checkpoint(path)
@@ -213,7 +213,62 @@ class AstrodeblendDefaultModel(SphinxDirective):
         return container.children
 
 
+# ------------------------------------------------------- re-exported constants
+def defining_comment(name, obj):
+    """Return the ``#:`` comment lines of a constant documented where it is re-exported.
+
+    autodoc reads the comment of ``astrodeblend.io.MAX_PIXELS`` from
+    ``astrodeblend/io/__init__.py``, which only imports it, and so shows the
+    docstring of ``int``.  This looks in the modules below the documented one
+    for the one that defines the same object with a ``#:`` comment.
+
+    Parameters
+    ----------
+    name : str
+        Full documented name, ``module.attribute``.
+    obj : object
+        The constant.
+
+    Returns
+    -------
+    list of str or None
+        None when the documented module has a comment of its own, or no module
+        below it has one.
+    """
+    import sys
+
+    from sphinx.pycode import ModuleAnalyzer
+
+    modname, _, attr = name.rpartition(".")
+    if not modname.startswith("astrodeblend"):
+        return None
+
+    def comment(module):
+        try:
+            return ModuleAnalyzer.for_module(module).find_attr_docs().get(("", attr))
+        except Exception:  # noqa: BLE001 - no source to analyse
+            return None
+
+    if comment(modname):
+        return None
+    for module in sorted(m for m in list(sys.modules) if m.startswith(modname + ".")):
+        if getattr(sys.modules[module], attr, None) is obj:
+            lines = comment(module)
+            if lines:
+                return list(lines)
+    return None
+
+
+def _constant_docs(app, what, name, obj, options, lines):
+    if what not in ("data", "attribute"):
+        return
+    found = defining_comment(name, obj)
+    if found is not None:
+        lines[:] = found
+
+
 def setup(app):
     app.add_directive("astrodeblend-toplevel", AstrodeblendToplevel)
+    app.connect("autodoc-process-docstring", _constant_docs)
     app.add_directive("astrodeblend-default-model", AstrodeblendDefaultModel)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
