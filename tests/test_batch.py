@@ -342,6 +342,81 @@ def test_process_pool_without_dask(tmp_path, monkeypatch, capsys):
         deblend_files(paths, pooled, method=METHOD, scheduler="tcp://127.0.0.1:1")
 
 
+# ------------------------------------------- the GAN in parallel, a scheduler by address
+# The shipped default model (not a baseline) through each parallel path, on two tiny
+# FITS; each path is held against the same files deblended serially.  Workers run torch
+# on one thread and may batch stamps differently, so pixels agree to float32 rounding.
+
+@pytest.fixture(scope="module")
+def gan_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gan")
+    paths = make_cutouts(folder / "in", 1, size=48) + make_cutouts(folder / "in", 1, size=64,
+                                                                      prefix="big")
+    serial = folder / "serial"
+    summary = deblend_files(paths, serial, device="cpu", progress=False)  # method="gan"
+    assert (summary.n_done, summary.n_failed) == (2, 0)
+    return paths, serial
+
+
+def _assert_same_gan_outputs(reference, out, paths):
+    for path in paths:
+        name = f"{path.stem}_deblended.fits"
+        assert assert_valid_output(out / name) == assert_valid_output(reference / name)
+        first, second = hdu_arrays(reference / name), hdu_arrays(out / name)
+        assert [(n, v) for n, v, _ in first] == [(n, v) for n, v, _ in second]
+        for (hdu, _, a), (_, _, b) in zip(first, second, strict=True):
+            if a is None or a.dtype.names:  # the primary HDU; the CATALOG table
+                continue
+            scale = float(np.nanmax(np.abs(a))) or 1.0
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale, err_msg=hdu)
+    with fits.open(out / f"{paths[0].stem}_deblended.fits") as hdul:
+        assert hdul[0].header["ADBMODEL"] == "default"  # the shipped GAN, not a baseline
+
+
+@pytest.mark.skipif(not batch.HAS_DASK, reason="needs dask.distributed")
+def test_gan_through_a_local_dask_cluster(gan_files, tmp_path):
+    paths, serial = gan_files
+    summary = deblend_files(paths, tmp_path / "dask", device="cpu", workers=2, progress=False)
+    assert (summary.n_done, summary.n_failed) == (2, 0)
+    _assert_same_gan_outputs(serial, tmp_path / "dask", paths)
+
+
+def test_gan_through_the_process_pool(gan_files, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(batch, "HAS_DASK", False)
+    paths, serial = gan_files
+    summary = deblend_files(paths, tmp_path / "pool", device="cpu", workers=2, progress=False)
+    assert (summary.n_done, summary.n_failed) == (2, 0)
+    assert "Dask is not installed" in capsys.readouterr().err
+    _assert_same_gan_outputs(serial, tmp_path / "pool", paths)
+
+
+def test_gan_on_a_dask_scheduler_given_by_address(gan_files, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    import logging
+
+    from distributed import LocalCluster
+
+    paths, serial = gan_files
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://",
+                      host="127.0.0.1", dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://127.0.0.1:")
+        summary = deblend_files(paths, tmp_path / "api", device="cpu", scheduler=address,
+                                progress=False)
+        assert (summary.n_done, summary.n_failed) == (2, 0)
+        ran = cluster.scheduler.transition_counter
+        assert ran > 0  # the work went through that scheduler
+        # the command line: --scheduler ADDRESS
+        status = main(["deblend", *map(str, paths), "--output-dir", str(tmp_path / "cli"),
+                       "--scheduler", address, "--device", "cpu", "--no-progress"])
+        assert status == 0, capsys.readouterr().err
+        assert cluster.scheduler.transition_counter > ran
+    for out in (tmp_path / "api", tmp_path / "cli"):
+        _assert_same_gan_outputs(serial, out, paths)
+        assert sorted(r["status"] for r in read_log(out)) == ["done", "done"]
+
+
 # -------------------------------------------------------------- kill, restart
 def test_killed_run_restarts_and_loses_nothing(tmp_path):
     paths = make_cutouts(tmp_path / "in", 30, size=40)
