@@ -6,9 +6,9 @@ from astropy.modeling.models import Gaussian2D
 from astropy.wcs import WCS
 
 from astrodeblend import DeblendResult, GalaxyImage
-from astrodeblend.pipeline import Deblender, deblend, default_model_path, get_deblender
 from astrodeblend.errors import CheckpointError, InvalidInputError
 from astrodeblend.models import ModelConfig, build_models
+from astrodeblend.pipeline import Deblender, deblend, default_model_path, get_deblender
 
 HAS_DEFAULT = default_model_path().is_file()
 
@@ -315,3 +315,30 @@ def test_all_masked_is_an_error(untrained):
     image = GalaxyImage(np.ones((3, 20, 20), dtype=np.float32), mask=np.ones((20, 20), bool))
     with pytest.raises(InvalidInputError, match="masked"):
         untrained(image)
+
+
+@pytest.mark.skipif(not HAS_DEFAULT, reason="default model not shipped in this checkout")
+def test_deblend_many_matches_one_by_one():
+    """Images deblended together give each image's own result (batched networks)."""
+    deblender = Deblender.load(device="cpu")
+    scenes = [sersic_scene((96, 96), [(30.0 + 8 * k, 40.0), (55.0, 60.0 - 5 * k)],
+                           amplitudes=[40, 25], colours=[[1, 1, 1], [1, 1, 1]], seed=k)[0]
+              for k in range(3)]
+    scenes.append(two_gaussians()[0])
+    together = deblender.deblend_many(scenes)
+    for scene, result in zip(scenes, together, strict=True):
+        alone = deblender(scene)
+        assert result.n_sources == alone.n_sources >= 1
+        for a, b in zip(result.cutouts, alone.cutouts, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+
+
+def test_deblend_many_keeps_each_failure_in_place(untrained):
+    good = two_gaussians()[0]
+    bad = np.full((3, 20, 20), np.nan, dtype=np.float32)
+    results = untrained.deblend_many([good, bad, good], return_exceptions=True)
+    assert isinstance(results[1], InvalidInputError)
+    assert results[0].n_sources == results[2].n_sources == 2
+    with pytest.raises(InvalidInputError, match="finite"):
+        untrained.deblend_many([good, bad])
+    assert untrained.deblend_many([]) == []
