@@ -146,8 +146,8 @@ def parse_background(text):
     return values
 
 
-def _deblender_options(mode, background, flux):
-    """Check ``mode``, ``background`` and ``flux``; return the non-default ones.
+def _deblender_options(mode, background, flux, batch_size=None):
+    """Check ``mode``, ``background``, ``flux`` and ``batch_size``; return those given.
 
     The result is a sorted tuple of ``(name, value)`` pairs with hashable
     values (a per-band background becomes a tuple of floats), so that it
@@ -175,6 +175,12 @@ def _deblender_options(mode, background, flux):
             raise InvalidInputError(f"flux must be one of {', '.join(FLUX_METHODS)}, "
                                     f"not {flux!r}")
         options.append(("flux", flux))
+    if batch_size is not None:
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
+                or batch_size < 1:
+            raise InvalidInputError(f"batch_size must be a positive integer, not "
+                                    f"{batch_size!r}")
+        options.append(("batch_size", int(batch_size)))
     return tuple(sorted(options))
 
 
@@ -1073,7 +1079,7 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
                   device="auto", hdu=None, overwrite=False, png=False, workers=1,
                   scheduler=None, client=None, max_pixels=None, mode="auto",
                   background="auto", flux=None, full_frame=False, progress=True,
-                  max_image_pixels=None):
+                  max_image_pixels=None, batch_size=None):
     """Deblend many image files into one FITS result each, restartably.
 
     Each input ``<stem>.<ext>`` gives ``output_dir/<stem>_deblended.fits``
@@ -1138,6 +1144,9 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
         Inputs of more pixel values than this (bands x rows x columns) fail
         before they are decoded (``max_pixels`` of
         `astrodeblend.io.read_image`; its default, 2**27, when None).
+    batch_size : int, optional
+        Stamps per forward pass of the networks (``'gan'`` only), gathered
+        across a group of images; None: 64 on a CPU, 512 on a GPU.
 
     Returns
     -------
@@ -1147,8 +1156,8 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
     ------
     InvalidInputError
         If the inputs name no file at all, or an option is wrong (unknown
-        method, Dask needed but absent, ``mode``/``background``/``flux``
-        with a baseline method or a ready ``deblender``).
+        method, Dask needed but absent, ``mode``/``background``/``flux``/
+        ``batch_size`` with a baseline method or a ready ``deblender``).
     CheckpointError
         If ``model`` is missing or not a valid checkpoint.
     DeviceError
@@ -1213,7 +1222,7 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
         max_image_pixels = _limit(max_image_pixels)
 
     # options are checked (and the model loaded) before anything is written
-    deblender_options = _deblender_options(mode, background, flux)
+    deblender_options = _deblender_options(mode, background, flux, batch_size)
     if deblender_options and (deblender is not None or method != "gan"):
         names = ", ".join(name for name, _ in deblender_options)
         target = "a ready deblender" if deblender is not None else f"method {method!r}"
@@ -1381,7 +1390,7 @@ def deblend_from_cli(args):
             background=parse_background(background) if isinstance(background, str)
             else background,
             flux=getattr(args, "flux", None), full_frame=getattr(args, "full_frame", False),
-            progress=not args.no_progress)
+            batch_size=getattr(args, "batch_size", None), progress=not args.no_progress)
     except KeyboardInterrupt as exc:
         done = getattr(exc, "summary", None)
         if done is not None:

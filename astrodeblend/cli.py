@@ -282,7 +282,7 @@ Deblend FITS, JPG or PNG images into one FITS result each
 Restartable: outputs are written atomically, and outputs that exist and verify
 are skipped, so an interrupted run resumes when the same command is run again.
 Inputs that fail are reported on one line each and the batch goes on (exit
-status 1).  --mode, --background and --flux apply to the gan method."""
+status 1).  --mode, --background, --flux and --batch-size apply to the gan method."""
 
 
 def _add_deblend(sub):
@@ -333,11 +333,13 @@ def _add_deblend(sub):
                    help="address of an existing Dask scheduler, e.g. tcp://host:8786 "
                         "(default: none, work locally)")
     p.add_argument("--max-pixels", type=_positive_int, default=None,
-                   help="images with more pixels per band than this are deblended stamp by "
-                        "stamp, which bounds memory (default: 4 x the model's working area, "
-                        "80 x 80 for the shipped model)")
+                   help="largest image deblended, in pixels per band; larger ones fail "
+                        "(default: 2**24, a 4096 x 4096 frame)")
     p.add_argument("--max-image-pixels", type=_positive_int, default=None,
                    help=_MAX_IMAGE_PIXELS_HELP)
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="stamps per forward pass of the networks, gathered across images "
+                        "(gan only; default: 64 on a CPU, 512 on a GPU)")
     p.add_argument("--no-progress", action="store_true", help=_NO_PROGRESS_HELP)
     p.set_defaults(func=_cmd_deblend)
 

@@ -86,7 +86,8 @@ class Deblender:
         Minimum signal-to-noise ratio, in a 3x3 aperture summed over bands,
         of the blend at a detected centre.
     batch_size : int, optional
-        Generator inputs per forward pass.
+        Stamps per forward pass of the networks, gathered across the images
+        of `deblend_many`; default 64 on a CPU and 512 on a GPU.
     max_pixels : int, optional
         Largest image accepted, in pixels per band (default ``2**24``, a
         4096 x 4096 frame, about 1.5 GiB of working memory for three
@@ -123,7 +124,7 @@ class Deblender:
     """
 
     def __init__(self, generator, detector, config, *, device, name="custom", model_hash="",
-                 mode="auto", detect_threshold=0.3, min_snr=5.0, batch_size=64,
+                 mode="auto", detect_threshold=0.3, min_snr=5.0, batch_size=None,
                  max_pixels=None, background="auto", flux="conserve", monotonic=True):
         if mode not in ("auto", "display", "linear"):
             raise InvalidInputError(f"mode must be 'auto', 'display' or 'linear', not {mode!r}")
@@ -142,6 +143,11 @@ class Deblender:
         self.mode = mode
         self.detect_threshold = float(detect_threshold)
         self.min_snr = float(min_snr)
+        if batch_size is None:
+            batch_size = 512 if torch.device(device).type == "cuda" else 64
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
+                or batch_size < 1:
+            raise InvalidInputError(f"batch_size must be a positive integer, not {batch_size!r}")
         self.batch_size = int(batch_size)
         self.size = int(getattr(config, "image_size", 80) or 80)
         self.n_bands = int(config.n_bands)
@@ -513,11 +519,17 @@ class Deblender:
         return tensor, peak
 
     def _batched(self, net, *inputs):
-        """Run ``net`` over equal-length tensors in batches of ``batch_size``."""
+        """Run ``net`` over equal-length tensors in batches of ``batch_size``.
+
+        On a GPU the networks run under float16 autocast (mixed precision);
+        outputs are float32.
+        """
         import torch
 
-        out = [net(*(t[i:i + self.batch_size] for t in inputs))
-               for i in range(0, len(inputs[0]), self.batch_size)]
+        cuda = torch.device(self.device).type == "cuda"
+        with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
+            out = [net(*(t[i:i + self.batch_size] for t in inputs)).float()
+                   for i in range(0, len(inputs[0]), self.batch_size)]
         return torch.cat(out) if out else None
 
     def _plan(self, groups, shape):

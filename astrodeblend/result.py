@@ -124,7 +124,7 @@ class DeblendResult:
                                     "sources")
         self.blend = blend
         self.cutouts = [_zero_bad(blend, cut, x0, y0)
-                        for cut, (x0, y0) in zip(cutouts, origins)]
+                        for cut, (x0, y0) in zip(cutouts, origins, strict=True)]
         self.origins = origins
         self.flux_mode = flux_mode
         self.catalog = catalog
@@ -292,7 +292,7 @@ class DeblendResult:
         ra, dec = blend.pixel_to_radec(x, y) if len(x) else (np.zeros(0), np.zeros(0))
         flux = np.zeros((len(cutouts), blend.n_bands))
         boxes = []
-        for i, (cut, (x0, y0)) in enumerate(zip(cutouts, origins)):
+        for i, (cut, (x0, y0)) in enumerate(zip(cutouts, origins, strict=True)):
             cut = _zero_bad(blend, np.asarray(cut, dtype=np.float32), x0, y0)
             flux[i] = cut.sum(axis=(1, 2), dtype=np.float64)
             if bboxes is None:
@@ -330,7 +330,7 @@ def _check_cutouts(blend, sources, origins):
     if len(sources) != len(origins):
         raise InvalidInputError(f"{len(sources)} cutouts given with {len(origins)} origins")
     cutouts = []
-    for i, (cut, (x0, y0)) in enumerate(zip(sources, origins)):
+    for i, (cut, (x0, y0)) in enumerate(zip(sources, origins, strict=True)):
         cut = np.asarray(cut, dtype=np.float32)
         if cut.ndim == 2 and n_bands == 1:
             cut = cut[np.newaxis]

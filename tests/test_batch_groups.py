@@ -64,3 +64,24 @@ def test_a_deblender_that_cannot_batch_takes_one_image_at_a_time(tmp_path):
     summary = deblend_files(tmp_path / "q*.fits", tmp_path / "out", deblender=plain,
                             progress=False)
     assert summary.n_done == 3 and seen == [0, 1, 2]
+
+
+def test_batch_size_option(tmp_path):
+    import pytest
+
+    from astrodeblend.cli import main
+    from astrodeblend.errors import InvalidInputError
+
+    path = _pair(tmp_path / "r.fits", 14)
+    assert main(["deblend", str(path), "--output-dir", str(tmp_path / "a"), "--batch-size", "2",
+                 "--no-progress"]) == 0
+    assert main(["deblend", str(path), "--output-dir", str(tmp_path / "b"), "--no-progress"]) == 0
+    with fits.open(tmp_path / "a" / "r_deblended.fits") as a, \
+            fits.open(tmp_path / "b" / "r_deblended.fits") as b:
+        assert a[0].header["NSOURCE"] == b[0].header["NSOURCE"] == 2
+        np.testing.assert_allclose(a["SOURCE", 1].data, b["SOURCE", 1].data, rtol=1e-4,
+                                   atol=1e-5)
+    with pytest.raises(InvalidInputError, match="gan only|apply to method 'gan'"):
+        deblend_files(path, tmp_path / "c", method="segmentation", batch_size=8, progress=False)
+    with pytest.raises(InvalidInputError, match="batch_size must be a positive integer"):
+        Deblender.load(device="cpu", batch_size=0)

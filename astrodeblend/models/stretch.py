@@ -124,7 +124,6 @@ def robust_peak(x, *, percentile=99.5, floor=1e-12):
         raise InvalidInputError(f"robust_peak needs a (C, H, W) or (B, C, H, W) array, "
                                 f"not shape {tuple(x.shape)}")
     if _is_torch(x):
-        import torch
 
         flat = x.float().mean(dim=-3).flatten(start_dim=-2)
         # torch.quantile's linear interpolation between two order statistics,
