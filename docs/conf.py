@@ -47,6 +47,7 @@ extensions = [
     # local extensions in docs/_ext
     "astrodeblend_cli",
     "astrodeblend_api",
+    "astrodeblend_arch",
     "md_changelog",
     "mathtext_math",
     "astrodeblend_refs",

@@ -126,6 +126,24 @@ def test_toplevel_table_links_every_public_name(ext):
     assert targets["read_image"] == "astrodeblend.io.read_image"
 
 
+def test_architecture_table_is_read_from_the_code():
+    sys.path.insert(0, str(EXT))
+    try:
+        arch = importlib.import_module("astrodeblend_arch")
+    finally:
+        sys.path.remove(str(EXT))
+    table = arch.import_table()
+    assert arch.circles(table) == []  # imports run one way
+    assert arch.circles({"a": {"b"}, "b": {"a"}}) == [["a", "b", "a"]]
+    rows = arch.rows()
+    assert rows[0][1] == "cli" and {"blend/", "data/", "io/", "errors"} <= set(table)
+    assert table["errors"] == set() and "io/" in table["blend/"]
+    assert "blend/" not in table["io/"] and "batch" not in table["pipeline"]
+    inside = arch.inside()
+    blend = {module: siblings for module, _, siblings in inside["blend/"]}
+    assert blend["_scene"] == [] and "_scene" in blend["_survey"]
+
+
 def test_reexported_constants_keep_their_comments(ext):
     # documented where re-exported (a package's __init__), defined in a private module
     from astrodeblend.blend import PROTOCOLS

@@ -1,4 +1,4 @@
-"""Blended scenes with ground truth: the three protocols of ``spec/protocols.md``.
+"""Blended scenes with ground truth: the protocols of ``spec/protocols.md``.
 
 Each function takes isolated galaxy images (`~astrodeblend.GalaxyImage` or
 arrays ``(C, H, W)`` / ``(H, W)``, all of one shape and band count), galaxy A

@@ -19,6 +19,14 @@ from sphinx.util.nodes import nested_parse_with_titles
 logger = logging.getLogger(__name__)
 
 
+def parse_rst(directive, lines, source):
+    """Return the nodes of the RST ``lines`` that a local directive made."""
+    container = __import__("docutils.nodes", fromlist=["section"]).section()
+    container.document = directive.state.document
+    nested_parse_with_titles(directive.state, StringList(lines, source=source), container)
+    return container.children
+
+
 def public_home(name, obj):
     """Return the public module that documents ``obj`` (exported as ``name``).
 
@@ -103,13 +111,7 @@ class AstrodeblendToplevel(SphinxDirective):
         for name, role, target, summary in toplevel_rows():
             lines += [f"   * - :{role}:`{name} <{target}>`", f"     - {summary or ' '}"]
         lines.append("")
-        container = __import__("docutils.nodes", fromlist=["section"]).section()
-        container.document = self.state.document
-        nested_parse_with_titles(self.state, StringList(lines, source="astrodeblend-toplevel"),
-                                 container)
-        return container.children
-
-
+        return parse_rst(self, lines, "astrodeblend-toplevel")
 
 
 # ------------------------------------------------------------ the default model
@@ -206,11 +208,7 @@ class AstrodeblendDefaultModel(SphinxDirective):
         for label, value in facts:
             lines += [f"   * - {label}", f"     - {value}"]
         lines.append("")
-        container = __import__("docutils.nodes", fromlist=["section"]).section()
-        container.document = self.state.document
-        nested_parse_with_titles(self.state, StringList(lines, source="astrodeblend-default-model"),
-                                 container)
-        return container.children
+        return parse_rst(self, lines, "astrodeblend-default-model")
 
 
 # ------------------------------------------------------- re-exported constants

@@ -12,10 +12,8 @@ block, so the reference can never drift from the code.
 import os
 from contextlib import contextmanager
 
-from docutils import nodes
-from docutils.statemachine import StringList
+from astrodeblend_api import parse_rst
 from sphinx.util.docutils import SphinxDirective
-from sphinx.util.nodes import nested_parse_with_titles
 
 WIDTH = 88
 
@@ -103,11 +101,7 @@ class AstrodeblendCLI(SphinxDirective):
         from astrodeblend.cli import build_parser
 
         lines = render_cli_rst(build_parser())
-        container = nodes.section()
-        container.document = self.state.document
-        nested_parse_with_titles(self.state, StringList(lines, source="astrodeblend-cli"),
-                                 container)
-        return container.children
+        return parse_rst(self, lines, "astrodeblend-cli")
 
 
 def setup(app):
