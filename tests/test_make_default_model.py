@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ TINY_MODEL = {"generator_channels": 8, "generator_depth": 2, "detector_channels"
 def _tool():
     spec = importlib.util.spec_from_file_location("make_default_model", TOOL)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module      # --jobs pickles its functions by module name
     spec.loader.exec_module(module)
     return module
 
@@ -66,10 +68,20 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
     recipe = _recipe(tool, tmp_path / "recipe.json")
     work, weights = tmp_path / "work", tmp_path / "weights"
     argv = ["all", "--recipe", str(recipe), "--work", str(work), "--images", str(images),
-            "--weights", str(weights), "--device", "cpu", "--no-progress", "--with-ablation"]
+            "--weights", str(weights), "--device", "cpu", "--no-progress", "--with-ablation",
+            "--jobs", "2"]
     assert tool.main(argv) == 0
     for name in ("reiman", "physical", "survey"):
         assert (work / f"{name}.h5").is_file()
+    # survey scenes come from the 2x2-binned copies: same ids, so the same split
+    assert sorted(p.name for p in (work / "gz_bin2").iterdir()) == sorted(
+        f"{p.stem}.png" for p in images.glob("*.jpg"))
+    import h5py
+
+    with h5py.File(work / "survey.h5") as f:
+        assert Path(f.attrs["images"]) == work / "gz_bin2"
+    with h5py.File(work / "reiman.h5") as f:
+        assert Path(f.attrs["images"]) == images
     run = load_checkpoint(work / "run" / "checkpoint_last.pt")
     ablation = load_checkpoint(work / "run_noadv" / "checkpoint_last.pt")
     assert run["history"][0]["w_adv"] > 0 and run["history"][0]["loss_d"] > 0
@@ -156,7 +168,7 @@ def test_full_checkpoint_over_the_limit_stays_in_work(tool, tmp_path):
 def test_smoke_and_shipped_recipe(tool):
     shipped = tool.load_recipe()
     smoke = tool.load_recipe(smoke=True)
-    assert smoke["work"] == "work_smoke"
+    assert smoke["work"] == "work/smoke" and smoke["survey_images"]["limit"] == 500
     assert all(spec["n"] == 40 for spec in smoke["datasets"].values())
     assert smoke["train"]["config"]["epochs"] == 1
     # same networks and protocols, fewer scenes and epochs
@@ -171,3 +183,20 @@ def test_smoke_and_shipped_recipe(tool):
 
     TrainConfig.from_dict(config)
     TrainConfig.from_dict(shipped["sampler"]["config"])
+
+
+def test_binned_copies_average_linear_flux(tool, tmp_path):
+    from PIL import Image
+
+    source = tmp_path / "src"
+    source.mkdir()
+    pixels = np.zeros((4, 6, 3), np.uint8)
+    pixels[:, ::2] = 255                  # columns 0, 2, 4 white
+    Image.fromarray(pixels).save(source / "123.png")
+    Image.fromarray(pixels).save(source / "notes.png")    # not a galaxy id: ignored
+    assert tool.bin_images(source, tmp_path / "out", factor=2) == 1
+    binned = np.asarray(Image.open(tmp_path / "out" / "123.png"))
+    assert binned.shape == (2, 3, 3)
+    # half the light of a white pixel, stretched back: 0.5 ** (1 / 2.2) * 255
+    assert np.all(binned == round(0.5 ** (1 / 2.2) * 255))
+    assert tool.bin_images(source, tmp_path / "out", factor=2) == 0   # resumed: nothing to do

@@ -10,7 +10,7 @@ training runs resumed from ``checkpoint_last.pt``, finished steps skipped)::
 
 Steps, each also on its own (same options)::
 
-    python tools/make_default_model.py datasets   # reiman, physical, survey HDF5 files
+    python tools/make_default_model.py datasets --jobs 2   # reiman, physical, survey files
     python tools/make_default_model.py train      # the GAN and the detector
     python tools/make_default_model.py train --no-adversarial   # ablation: w_adv = 0 throughout
     python tools/make_default_model.py compare    # both runs on the same held-out scenes
@@ -24,10 +24,15 @@ also trains the ablation and runs ``compare`` before ``export``, so that
 Data: the Galaxy Zoo images of ``recipe['images']`` (relative to the
 repository root; ``--images`` overrides it).  Scenes of the training split
 only use galaxies of the training split of `astrodeblend.data.split_galaxies`;
-the ``survey`` file places Galaxy Zoo galaxies (linearised) and parametric
-profiles; the cleaned real stamps (``recipe['held_out']``) are never used
-for training: they are the held-out real galaxies of
-``benchmarks/bench_real.py``.
+the ``survey`` file places Galaxy Zoo galaxies (linearised, each cleaned of
+its neighbours by `astrodeblend.blend.blend_survey`) and parametric
+profiles.  Cleaning a 424 px Galaxy Zoo image takes 1-4 s (photutils
+deblending), so the survey scenes are made from copies binned 2x2 in linear
+flux (``recipe['survey_images']``: 8-bit PNGs under the same file names,
+hence the same galaxy ids and split; 5-8 times faster, and ``blend_survey``
+shrinks the galaxies anyway).  The cleaned real stamps
+(``recipe['held_out']``) are never used for training: they are the
+held-out real galaxies of ``benchmarks/bench_real.py``.
 
 Schedule: the recipe fixes ``epochs`` and ``schedule_epochs`` (and the
 adversarial warm-up and ramp), so a resumed run keeps its learning-rate and
@@ -44,8 +49,9 @@ smaller than ``recipe['export']['full_max_mb']`` MiB, else to
 model-card data.
 
 Smoke test: ``--smoke`` runs the same steps with the same architecture on a
-few dozen scenes per dataset, one epoch each, in ``work_smoke/`` and exports
-to ``work_smoke/weights/`` (never over the shipped model).  Step timings are
+few dozen scenes per dataset (the survey ones from the first 500 images),
+one epoch each, in ``work/smoke/`` and exports to ``work/smoke/weights/``
+(never over the shipped model).  Step timings are
 appended to ``WORK/recipe_log.json``.
 
 Several GPUs: ``torchrun --nproc_per_node 4 tools/make_default_model.py
@@ -67,7 +73,8 @@ RECIPE = Path(__file__).resolve().with_name("default_recipe.json")
 
 #: What ``--smoke`` changes in the recipe: a few dozen scenes, one epoch, same networks.
 SMOKE = {
-    "work": "work_smoke",
+    "work": "work/smoke",
+    "survey_images": {"limit": 500},
     "datasets": {"reiman": {"n": 40}, "physical": {"n": 40}, "survey": {"n": 40}},
     "train": {"config": {"epochs": 1, "schedule_epochs": 1, "adv_warmup_epochs": 0,
                          "adv_ramp_epochs": 1, "batch_size": 8, "val_max_scenes": 8,
@@ -128,21 +135,82 @@ def _main_rank():
 
 
 # ------------------------------------------------------------------------- steps
-def make_datasets(recipe, work, *, images=None, progress=True):
-    """Build (or resume) every dataset of the recipe; return their paths."""
+def bin_images(source, out, *, factor=2, limit=None):
+    """Write ``factor`` x ``factor`` binned copies of display images as 8-bit PNGs.
+
+    Pixels are averaged in linear flux (``value ** 2.2``) and stretched back,
+    so the copies are what a camera with ``factor`` times larger pixels would
+    show; file names (galaxy ids) are kept.  Existing copies are kept, so a
+    rerun resumes.  Returns the number of images written.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from astrodeblend.blend import DISPLAY_GAMMA
+    from astrodeblend.io import list_galaxy_images
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ids, paths = list_galaxy_images(source)
+    written = 0
+    for gid, path in list(zip(ids, paths, strict=True))[:limit]:
+        target = out / f"{int(gid)}.png"
+        if target.exists():
+            continue
+        with Image.open(path) as img:
+            value = np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0
+        h, w = (value.shape[0] // factor) * factor, (value.shape[1] // factor) * factor
+        linear = (value[:h, :w] ** DISPLAY_GAMMA).reshape(h // factor, factor, w // factor,
+                                                          factor, 3).mean(axis=(1, 3))
+        pixels = np.clip(np.round(linear ** (1 / DISPLAY_GAMMA) * 255), 0, 255).astype(np.uint8)
+        partial = target.with_name(f".{target.stem}.partial.png")
+        Image.fromarray(pixels).save(partial)
+        os.replace(partial, target)      # a kill leaves no half-written copy
+        written += 1
+    return written
+
+
+def _build(folder, path, spec, split, progress):
+    """Build one dataset (in a worker process with ``--jobs``); return its summary."""
     from astrodeblend.data import build_dataset
 
+    start = time.perf_counter()
+    summary = build_dataset(folder, path, protocol=spec["protocol"], n=int(spec["n"]),
+                            seed=int(spec["seed"]), split=tuple(split),
+                            dtype=spec.get("dtype", "float32"), progress=progress,
+                            **spec.get("options", {}))
+    return summary, time.perf_counter() - start
+
+
+def make_datasets(recipe, work, *, images=None, progress=True, jobs=1):
+    """Build (or resume) every dataset of the recipe (``jobs`` at once); return their paths."""
     folder = _images(recipe, images)
     Path(work).mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, spec in recipe["datasets"].items():
+    folders = {"images": folder}
+    spec = recipe.get("survey_images")
+    if spec and any(d.get("images") == "survey_images" for d in recipe["datasets"].values()):
         start = time.perf_counter()
-        summary = build_dataset(folder, dataset_path(work, name), protocol=spec["protocol"],
-                                n=int(spec["n"]), seed=int(spec["seed"]),
-                                split=tuple(recipe["split"]), dtype=spec.get("dtype", "float32"),
-                                progress=progress, **spec.get("options", {}))
+        target = Path(work) / spec["out"]
+        written = bin_images(folder, target, factor=int(spec["bin"]), limit=spec.get("limit"))
+        _log(work, "survey images", time.perf_counter() - start, written=written)
+        folders["survey_images"] = target
+    tasks = {name: (folders[spec.get("images", "images")], dataset_path(work, name), spec,
+                    recipe["split"], progress and jobs == 1)
+             for name, spec in recipe["datasets"].items()}
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        # the slow survey file first, so that the others fill the other workers
+        order = sorted(tasks, key=lambda name: tasks[name][2]["protocol"] != "survey")
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = {name: pool.submit(_build, *tasks[name]) for name in order}
+            results = {name: future.result() for name, future in futures.items()}
+    else:
+        results = {name: _build(*task) for name, task in tasks.items()}
+    paths = {}
+    for name, (summary, seconds) in results.items():
         print(summary)
-        _log(work, f"dataset {name}", time.perf_counter() - start, scenes=summary.counts)
+        _log(work, f"dataset {name}", seconds, scenes=summary.counts)
         paths[name] = summary.path
     return paths
 
@@ -304,8 +372,10 @@ def main(argv=None):
                         "(default: recipe['images'], relative to the repository)")
     common.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     common.add_argument("--smoke", action="store_true",
-                        help="a few dozen scenes and one epoch per step, in work_smoke/")
+                        help="a few dozen scenes and one epoch per step, in work/smoke/")
     common.add_argument("--no-progress", action="store_true", help="no progress bars")
+    common.add_argument("--jobs", type=int, default=1,
+                        help="datasets built at once, one process each (default: 1)")
     sub = parser.add_subparsers(dest="step", required=True)
     p = sub.add_parser("all", parents=[common], help="datasets, train, sampler, export")
     p.add_argument("--with-ablation", action="store_true",
@@ -335,7 +405,7 @@ def main(argv=None):
     weights = getattr(args, "weights", None) or (work / "weights" if args.smoke else WEIGHTS)
     started = time.perf_counter()
     if args.step in ("datasets", "all"):
-        make_datasets(recipe, work, images=args.images, progress=progress)
+        make_datasets(recipe, work, images=args.images, progress=progress, jobs=args.jobs)
     if args.step in ("train", "all"):
         train_model(recipe, work, no_adversarial=getattr(args, "no_adversarial", False),
                     device=args.device, progress=progress)
