@@ -71,7 +71,7 @@ class TrainConfig:
         so that no position in the frame is special.  Sources whose centre
         leaves the frame are no longer targets; the vacated border is filled
         with the per-band median of the image's outer ring
-        (`astrodeblend.train.batches.shift_scene`).
+        (``astrodeblend.train.batches.shift_scene``).
     train_detector : bool
         Train the centre detector.
     train_sampler : bool

@@ -78,7 +78,7 @@ def train(data, out, *, config=None, epochs=None, batch_size=None, lr=None, devi
     reschedule : bool, optional
         With ``resume``: lay the learning-rate cosine and the default
         adversarial warm-up and ramp out again over the new ``epochs``
-        (`TrainConfig.schedule_epochs`); without it the schedule fixed at the
+        (``TrainConfig.schedule_epochs``); without it the schedule fixed at the
         start of the run is kept.
     progress : bool, optional
         Show a progress bar per epoch.
