@@ -24,6 +24,7 @@ memory at once).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import warnings
@@ -315,12 +316,10 @@ def _catalog_hdu(result):
                 unit = column.unit.to_string()
         if unit:
             units[name] = unit
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        hdu = fits.table_to_hdu(table)
-    hdu.name = "CATALOG"
-    for column in hdu.columns:
-        column.unit = units.get(column.name)  # TUNITn, kept in step with the header
+    columns = [fits.Column(name=name, format=_column_format(table[name]),
+                           unit=units.get(name), array=np.asarray(table[name]))
+               for name in table.colnames]
+    hdu = fits.BinTableHDU.from_columns(columns, name="CATALOG")
     hdu.header["NBANDS"] = (n_bands, "values per row of the flux column")
     if bunit is None:
         hdu.header.add_comment("flux has no unit: the input image gave no BUNIT")
@@ -330,6 +329,17 @@ def _catalog_hdu(result):
     return hdu
 
 
+def _column_format(column):
+    """FITS binary-table format of a table column: one value or one per band."""
+    values = np.asarray(column)
+    repeat = int(np.prod(values.shape[1:])) if values.ndim > 1 else 1
+    if values.dtype.kind in "US":
+        return f"{max(values.dtype.itemsize // (4 if values.dtype.kind == 'U' else 1), 1)}A"
+    code = {"f": "D", "i": "K", "u": "K", "b": "L"}[values.dtype.kind]
+    return f"{repeat}{code}" if repeat != 1 else code
+
+
+@functools.lru_cache(maxsize=64)
 def _is_fits_unit(text):
     """Whether ``text`` is a unit of the FITS standard (one astropy reads without warning)."""
     from astropy import units as u
@@ -413,7 +423,11 @@ def write_deblended(result, path, *, overwrite=False, full_frame=False):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", fits.verify.VerifyWarning)
             try:
-                _write_hdus(hdus, tmp)
+                if full_frame:  # one full-size SOURCE in memory at a time
+                    _write_hdus(hdus, tmp)
+                else:  # cutouts are small: one write of the whole file
+                    fits.HDUList(list(hdus)).writeto(tmp, checksum=True,
+                                                     output_verify="silentfix")
             except OSError:
                 raise
             except Exception as exc:  # noqa: BLE001 - astropy's VerifyError and friends
@@ -480,8 +494,12 @@ def _build_hdus(result, *, full_frame=False):
             data[(slice(None), *slices)] = result.cutouts[i]
         else:
             x0, y0 = (int(v) for v in result.origins[i])
-            wcs = None if blend.wcs is None else blend.wcs.slice(slices)
-            header = _image_header(blend, with_meta=False, wcs=wcs)
+            # the cutout's WCS is the blend's with CRPIX moved by the origin
+            # (what `~astropy.wcs.WCS.slice` and Cutout2D do)
+            header = wcs_header.copy()
+            if blend.wcs is not None:
+                for axis, offset in ((1, x0), (2, y0)):
+                    header[f"CRPIX{axis}"] = float(blend.wcs.wcs.crpix[axis - 1]) - offset
             data = result.cutouts[i]
         header["CUTX0"] = (x0, "0-based column of pixel (0, 0) in BLEND")
         header["CUTY0"] = (y0, "0-based row of pixel (0, 0) in BLEND")
