@@ -77,7 +77,7 @@ from .utils import progress as _progress_bar
 
 __all__ = ["BatchSummary", "deblend_files", "deblend_from_cli", "expand_inputs",
            "parse_background", "INPUT_SUFFIXES", "LOG_COLUMNS", "LOG_NAME", "LOCK_NAME",
-           "MODES", "FLUX_METHODS"]
+           "MODES", "FLUX_METHODS", "GROUP_FILES", "GROUP_PIXELS", "WORKER_GROUP"]
 
 #: File name endings that folder inputs are searched for (case-insensitive):
 #: the FITS, JPG and PNG files that `astrodeblend.io.read_image` reads.
