@@ -117,7 +117,7 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
     capsys.readouterr()
     assert tool.main(argv) == 0
     out = capsys.readouterr().out
-    assert out.count("skipped") == 3     # run, ablation, sampler
+    assert out.count("skipped") == 4     # run, ablation, compare, sampler
     again = load_checkpoint(work / "run" / "checkpoint_last.pt")
     assert again["step"] == run["step"] and len(again["history"]) == 1
 

@@ -258,7 +258,12 @@ def train_sampler(recipe, work, *, device="auto", progress=True):
 
 
 def compare(recipe, work, *, images=None, device="auto", progress=True):
-    """Evaluate the run and its ablation on the same held-out scenes: ``WORK/ablation.json``."""
+    """Evaluate the run and its ablation on the same held-out scenes: ``WORK/ablation.json``.
+
+    Skipped when ``ablation.json`` already scores these settings and the
+    same generator weights.
+    """
+    from astrodeblend._checkpoint import load_checkpoint
     from astrodeblend.evaluate import evaluate
 
     spec = recipe["compare"]
@@ -266,13 +271,28 @@ def compare(recipe, work, *, images=None, device="auto", progress=True):
     runs = {"adversarial": recipe["train"]["out"], "no_adversarial": recipe["ablation"]["out"]}
     table = {"protocols": spec["protocols"], "n": spec["n"], "seed": spec["seed"],
              "split": spec["split"], "runs": {}}
+    hashes = {}
+    for label, out in runs.items():
+        checkpoint = Path(work) / out / "checkpoint_last.pt"
+        if checkpoint.exists():
+            hashes[label] = load_checkpoint(checkpoint).get("generator_sha256")
+    path = Path(work) / "ablation.json"
+    if path.exists():
+        done = json.loads(path.read_text())
+        if ({k: done.get(k) for k in ("protocols", "n", "seed", "split")}
+                == {k: table[k] for k in ("protocols", "n", "seed", "split")}
+                and {k: v.get("generator_sha256") for k, v in done.get("runs", {}).items()}
+                == hashes):
+            print(f"[compare] {path} already scores these runs: skipped")
+            return path
     start = time.perf_counter()
     for label, out in runs.items():
         checkpoint = Path(work) / out / "checkpoint_last.pt"
         if not checkpoint.exists():
             print(f"[compare] {checkpoint} does not exist: {label} left out")
             continue
-        table["runs"][label] = {"checkpoint": str(checkpoint)}
+        table["runs"][label] = {"checkpoint": str(checkpoint),
+                                "generator_sha256": hashes[label]}
         for protocol in spec["protocols"]:
             result = evaluate(folder, protocol=protocol, n=int(spec["n"]), seed=int(spec["seed"]),
                               methods=["gan"], model=checkpoint, split=spec["split"],
@@ -282,7 +302,6 @@ def compare(recipe, work, *, images=None, device="auto", progress=True):
             row = result[0]
             table["runs"][label][protocol] = {c: _plain(row[c]) for c in COMPARE_COLUMNS
                                               if c in result.colnames}
-    path = Path(work) / "ablation.json"
     path.write_text(json.dumps(table, indent=2) + "\n")
     _log(work, "compare", time.perf_counter() - start)
     return path
