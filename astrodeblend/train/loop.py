@@ -169,6 +169,7 @@ class _Trainer:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
         self.epoch, self.step, self.history = 0, 0, []
+        self._stepped = False
         self.best_psnr, self.best_epoch = -math.inf, None
         if payload is not None:
             self._restore(payload, out / "checkpoint_last.pt")
@@ -277,7 +278,9 @@ class _Trainer:
                 loss_sg, loss_sd = self._sampler_step(gal["truth"], noise_gen)
                 sums["loss_sg"] += loss_sg
                 sums["loss_sd"] += loss_sd
-            self.scaler.update()
+            if self._stepped:      # a scaler with no step this batch must not update
+                self.scaler.update()
+                self._stepped = False
             self.step += 1
             if hasattr(bar, "set_postfix") and progress and "loss_g_l1" in losses:
                 bar.set_postfix(l1=f"{losses['loss_g_l1']:.3f}")
@@ -366,6 +369,7 @@ class _Trainer:
     def _backward_step(self, loss, name):
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optims[name])
+        self._stepped = True
 
     # ------------------------------------------------------------ end of epoch
     def _end_epoch(self, epoch, row, val_set):
