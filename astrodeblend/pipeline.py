@@ -404,7 +404,10 @@ class Deblender:
         snr_plane = np.einsum("chw,c->hw", signal, 1.0 / noise.astype(np.float32))
         snr_plane /= np.sqrt(c)
         groups, smoothed = find_groups(snr_plane, bad.all(axis=0), n_sigma=3.0, n_pixels=10)
-        aperture = _significance(snr_plane, groups > 0)
+        # display images (JPG) often have no sky to measure the aperture noise
+        # on: a galaxy's smooth light passes for noise there, so their S/N
+        # assumes white noise
+        aperture = _significance(snr_plane, groups > 0, measured=mode == "linear")
         n_groups = int(groups.max())
         history.append(f"groups: {n_groups} (photutils detect_sources, 3 sigma, 10 px, "
                        "smoothed)")
@@ -665,11 +668,14 @@ class Deblender:
 
         def confirm_single(x, y, runs):
             # an image in one stamp: the stamp as in training (run 0) is trusted,
-            # except at its centre, where the detector's layout prior puts a
-            # source whether or not there is one; a peak of the data confirms it
+            # except at the centre of a linear image, where the detector's
+            # layout prior puts a source whether or not there is one (a peak of
+            # the data confirms it); display images (Galaxy Zoo JPGs) are
+            # centred on a galaxy by construction
             if peaked(x, y):
                 return True
-            return runs == {0} and np.hypot(x - middle[0], y - middle[1]) > 4
+            return runs == {0} and (mode == "display"
+                                    or np.hypot(x - middle[0], y - middle[1]) > 4)
 
         centers, candidates = [], []
         for label, (side, _) in plans.items():
@@ -964,12 +970,13 @@ def band_mapping(n_image, n_model):
     return to_model.astype(np.float32), to_image.astype(np.float32)
 
 
-def _significance(snr, sources):
+def _significance(snr, sources, *, measured=True):
     """Signal-to-noise ``(H, W)`` of 3x3 apertures, in units of their measured noise.
 
     The aperture sums are scaled by their own sigma-clipped scatter outside
     ``sources``, so correlated noise (drizzled or resampled images) does not
-    pass for signal.
+    pass for signal.  With ``measured=False`` (or too little sky) the noise
+    is taken as white.
     """
     from scipy.ndimage import uniform_filter
 
@@ -977,7 +984,7 @@ def _significance(snr, sources):
 
     aperture = uniform_filter(snr.astype(np.float32), size=3, mode="nearest")
     sky = sources | ~np.isfinite(aperture)
-    if (~sky).sum() < 100:
+    if not measured or (~sky).sum() < 100:
         return 3.0 * aperture  # white noise: the mean of 9 pixels has noise 1/3
     _, noise = _clipped(aperture[None], sky)
     return aperture / np.float32(noise[0])
