@@ -404,10 +404,11 @@ class Deblender:
         snr_plane = np.einsum("chw,c->hw", signal, 1.0 / noise.astype(np.float32))
         snr_plane /= np.sqrt(c)
         groups, smoothed = find_groups(snr_plane, bad.all(axis=0), n_sigma=3.0, n_pixels=10)
-        # display images (JPG) often have no sky to measure the aperture noise
-        # on: a galaxy's smooth light passes for noise there, so their S/N
-        # assumes white noise
-        aperture = _significance(snr_plane, groups > 0, measured=mode == "linear")
+        # a display stamp (a Galaxy Zoo JPG of the working size) often has no
+        # sky to measure the aperture noise on: a galaxy's smooth light passes
+        # for noise there, so its S/N assumes white noise
+        aperture = _significance(snr_plane, groups > 0,
+                                 measured=mode == "linear" or h > self.size or w > self.size)
         n_groups = int(groups.max())
         history.append(f"groups: {n_groups} (photutils detect_sources, 3 sigma, 10 px, "
                        "smoothed)")
