@@ -8,9 +8,7 @@ from astropy.wcs import WCS
 from astrodeblend import DeblendResult, GalaxyImage
 from astrodeblend.errors import CheckpointError, InvalidInputError
 from astrodeblend.models import ModelConfig, build_models
-from astrodeblend.pipeline import Deblender, deblend, default_model_path, get_deblender
-
-HAS_DEFAULT = default_model_path().is_file()
+from astrodeblend.pipeline import Deblender, deblend, get_deblender
 
 
 def two_gaussians(shape=(64, 64), *, noise=0.01, seed=0, n_bands=3):
@@ -141,7 +139,6 @@ def test_load_missing_checkpoint(tmp_path):
         Deblender.load(tmp_path / "nothing.pt", device="cpu")
 
 
-@pytest.mark.skipif(not HAS_DEFAULT, reason="default model not shipped in this checkout")
 def test_default_model_deblends_fits(tmp_path):
     cube, truth = two_gaussians()
     path = tmp_path / "cutout.fits"
@@ -155,7 +152,6 @@ def test_default_model_deblends_fits(tmp_path):
         assert np.min(np.hypot(*(found - t).T)) < 1.5
 
 
-@pytest.mark.skipif(not HAS_DEFAULT, reason="default model not shipped in this checkout")
 def test_default_model_two_gaussian_fluxes():
     """Each Gaussian's flux within 10 % (the two are 18 px apart; -29 % / +11 % before
     the models were made monotonic)."""
@@ -168,7 +164,6 @@ def test_default_model_two_gaussian_fluxes():
         assert result.cutouts[j].sum() == pytest.approx(true, rel=0.10)
 
 
-@pytest.mark.skipif(not HAS_DEFAULT, reason="default model not shipped in this checkout")
 def test_demo_runs(tmp_path, capsys):
     from astrodeblend.cli import main
 
@@ -195,7 +190,6 @@ def test_large_image_detection_in_tiles(untrained):
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-@pytest.mark.skipif(not HAS_DEFAULT, reason="default model not shipped in this checkout")
 def test_default_model_finds_physical_pairs(galaxy_zoo_dir):
     """Issue 3's detection target on held-out galaxies: both galaxies of physical pairs
     separated by more than 8 px found (within 4 px) in >= 90 % of 200 scenes (photutils
@@ -257,7 +251,6 @@ def sersic_scene(shape, centers, *, amplitudes, colours, noise=1.0, sky=3.0, see
     return blend.astype(np.float32), comps
 
 
-@pytest.mark.skipif(not HAS_DEFAULT, reason="default model not shipped in this checkout")
 def test_default_model_isolated_galaxy_off_centre():
     """One galaxy away from the frame centre: one source there, none at the centre,
     flux within 8 % (sky estimated and subtracted; the noise in the footprint
@@ -273,13 +266,11 @@ def test_default_model_isolated_galaxy_off_centre():
         assert result.cutouts[0].sum() == pytest.approx(comps.sum(), rel=0.08)
 
 
-@pytest.mark.skipif(not HAS_DEFAULT, reason="default model not shipped in this checkout")
 def test_default_model_pure_noise_has_no_source():
     noise = np.random.default_rng(9).normal(5, 1, (3, 96, 96)).astype(np.float32)
     assert Deblender.load(device="cpu")(noise).n_sources == 0
 
 
-@pytest.mark.skipif(not HAS_DEFAULT, reason="default model not shipped in this checkout")
 @pytest.mark.parametrize("n_bands", [3, 5])
 def test_default_model_keeps_colours(n_bands):
     """A blue and a red galaxy 10 px apart: each band's flux within 20 %."""
@@ -295,7 +286,6 @@ def test_default_model_keeps_colours(n_bands):
                                    comps[t].sum(axis=(1, 2)), rtol=0.20)
 
 
-@pytest.mark.skipif(not HAS_DEFAULT, reason="default model not shipped in this checkout")
 def test_default_model_nan_block():
     """A 10x20 NaN block on a galaxy: no source takes it, totals stay positive."""
     blend, comps = sersic_scene((96, 96), [(48.0, 40.0)], amplitudes=[40], colours=[[1, 1, 1]],
@@ -317,7 +307,6 @@ def test_all_masked_is_an_error(untrained):
         untrained(image)
 
 
-@pytest.mark.skipif(not HAS_DEFAULT, reason="default model not shipped in this checkout")
 def test_deblend_many_matches_one_by_one():
     """Images deblended together give each image's own result (batched networks)."""
     deblender = Deblender.load(device="cpu")

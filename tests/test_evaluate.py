@@ -1,7 +1,6 @@
 import json
 import math
 from argparse import Namespace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,11 +169,6 @@ def test_test_split_is_held_out(jpg_folder):
         assert set(table.meta["scenes"]["galaxy_id"]) <= test_ids
 
 
-def _default_model():
-    return Path(__file__).resolve().parents[1] / "astrodeblend" / "weights" / "default.pt"
-
-
-@pytest.mark.skipif(not _default_model().exists(), reason="the default model is not shipped yet")
 def test_gan_method_table_shape(jpg_folder):
     table = evaluate(jpg_folder, protocol="reiman", n=1, methods=("gan", "fluxshare"),
                      split="all", device="cpu", progress=False)
