@@ -9,7 +9,8 @@ astrodeblend writes goes.
 """
 
 from ._atomic import atomic_write, sha256_file
-from .fits_output import FORMAT_VERSION, default_output_path, read_deblended, write_deblended
+from ._deblended_reader import read_deblended
+from .fits_output import FORMAT_VERSION, default_output_path, write_deblended
 from .galaxyzoo import GalaxyZooDataset, list_galaxy_images, read_galaxy_zoo
 from .readers import (
     FITS_SUFFIXES,
