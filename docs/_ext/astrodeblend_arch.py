@@ -10,6 +10,8 @@ import circle makes the build warn (an error with ``-W``).
 """
 
 import ast
+import importlib.util
+import re
 from pathlib import Path
 
 from astrodeblend_api import parse_rst
@@ -19,7 +21,8 @@ from sphinx.util.docutils import SphinxDirective
 logger = logging.getLogger(__name__)
 
 PACKAGE = "astrodeblend"
-ROOT = Path(__file__).resolve().parents[2] / PACKAGE
+# the installed package's source (also when the docs are built from a copy)
+ROOT = Path(importlib.util.find_spec(PACKAGE).origin).resolve().parent
 
 # the package's face (lazy re-exports by name) and its ``python -m`` entry
 _NOT_UNITS = {"__init__", "__main__"}
@@ -143,6 +146,11 @@ def rows(root=ROOT):
             for n in ordered]
 
 
+def _literal_refs(text):
+    """Turn a docstring's `name` references into literals: they resolve in their module only."""
+    return re.sub(r"(?<![`:\w])`~?([^`]+)`(?!`)", r"``\1``", text or "")
+
+
 class AstrodeblendImports(SphinxDirective):
     """``.. astrodeblend-imports::``: the package's parts, floors and imports."""
 
@@ -157,7 +165,8 @@ class AstrodeblendImports(SphinxDirective):
                  "   * - floor", "     - part", "     - owns (its docstring)",
                  "     - imports (within astrodeblend)"]
         for level, name, text, deps in rows():
-            lines += [f"   * - {level}", f"     - ``{name}``", f"     - {text or ' '}",
+            lines += [f"   * - {level}", f"     - ``{name}``",
+                      f"     - {_literal_refs(text) or ' '}",
                       "     - " + (", ".join(f"``{d}``" for d in deps) or "(none)")]
         lines.append("")
         return parse_rst(self, lines, "astrodeblend-imports")
@@ -193,7 +202,7 @@ class AstrodeblendPackages(SphinxDirective):
             for module, text, siblings in entries:
                 uses = f" (imports {', '.join(f'``{s}``' for s in siblings)})" if siblings \
                     else ""
-                lines.append(f"- ``{module}``: {text or ' '}{uses}")
+                lines.append(f"- ``{module}``: {_literal_refs(text) or ' '}{uses}")
             lines.append("")
         return parse_rst(self, lines, "astrodeblend-packages")
 
