@@ -451,14 +451,12 @@ class Deblender:
             # a source alone in its group has no neighbour's light to take:
             # its footprint reaches one half-light radius further into the
             # faint wings, which hold several per cent of its flux (measured
-            # on Sersic galaxies at peak S/N 40: -4.2 % instead of -6.5 %);
-            # at most its own radius, as faint models' radii are noise
+            # on Sersic galaxies at peak S/N 40: -4.4 % instead of -6.5 %)
             for model in models:
                 if not any(other.group == model.group for other in models
                            if other is not model):
-                    radius = np.sqrt(model.footprint.sum() / np.pi)
                     grow_footprint(model, groups, noise,
-                                   grow=max(1.0, min(_half_light_radius(model), radius)))
+                                   grow=max(1.0, _half_light_radius(model)))
             fit_amplitudes(signal, bad, models)
             history.append("models: amplitude per band fitted to the data in the footprints "
                            "(non-negative least squares)")
