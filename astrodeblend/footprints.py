@@ -171,8 +171,8 @@ def grow_footprint(source, groups, noise, *, n_sigma=4.0, smooth=1.5, grow=1, sk
         Threshold of the smoothed model's signal-to-noise.
     smooth : float, optional
         Gaussian sigma of the smoothing, pixels.
-    grow : float, optional
-        Dilation, pixels (1: the 3x3 cross; more: a disk of that radius).
+    grow : int, optional
+        Dilation, pixels.
     sky : array-like, optional
         ``(C,)`` level the model includes (display images), subtracted first.
 
@@ -181,7 +181,7 @@ def grow_footprint(source, groups, noise, *, n_sigma=4.0, smooth=1.5, grow=1, sk
     `numpy.ndarray`
         The footprint, ``bool`` over the source's box.
     """
-    from scipy.ndimage import binary_dilation, distance_transform_edt, gaussian_filter, label
+    from scipy.ndimage import binary_dilation, gaussian_filter, label
 
     sy, sx = source.slices
     noise = np.asarray(noise, dtype=np.float32).reshape(-1)
@@ -199,10 +199,8 @@ def grow_footprint(source, groups, noise, *, n_sigma=4.0, smooth=1.5, grow=1, sk
     keep[lit[cy, cx]] = True
     keep[0] = False
     footprint = group | keep[lit]
-    if grow == 1:
-        footprint = binary_dilation(footprint)
-    elif grow:  # a disk of radius ``grow`` (one distance transform, whatever the radius)
-        footprint = distance_transform_edt(~footprint) <= grow
+    if grow:
+        footprint = binary_dilation(footprint, iterations=int(grow))
     if not footprint.any():
         footprint[cy, cx] = True
     source.footprint = footprint

@@ -448,15 +448,6 @@ class Deblender:
             history.append("models: made monotonic from each centre where nearer to another "
                            "source (scarlet's constraint, own structure kept)")
         if mode == "linear":
-            # a source alone in its group has no neighbour's light to take:
-            # its footprint reaches one half-light radius further into the
-            # faint wings, which hold several per cent of its flux (measured
-            # on Sersic galaxies at peak S/N 40: -4.4 % instead of -6.5 %)
-            for model in models:
-                if not any(other.group == model.group for other in models
-                           if other is not model):
-                    grow_footprint(model, groups, noise,
-                                   grow=max(1.0, _half_light_radius(model)))
             fit_amplitudes(signal, bad, models)
             history.append("models: amplitude per band fitted to the data in the footprints "
                            "(non-negative least squares)")
