@@ -12,7 +12,9 @@ model against photutils segmentation (``--method segmentation``):
 - a blue and a red galaxy 10 px apart in 3 and 5 bands: per-band flux errors;
 - a 10x20 NaN block on a galaxy: totals, finite and zero masked pixels;
 - a smooth 500 px Sersic galaxy with noise: source count, largest jump of
-  the source against the truth along stamp borders, in noise units.
+  the source against the truth along stamp borders, in noise units;
+- a 2048x2048x3 frame of 60 galaxies through the whole CLI: galaxies found,
+  time, peak RSS of that process, output size against the input.
 
 Real FITS (``../shared/data/fits`` and a Galaxy Zoo JPG, skipped when absent):
 number of sources against photutils (`~astrodeblend.detect.find_centers`),
@@ -34,8 +36,8 @@ from astropy.modeling.models import Sersic2D
 from scipy.ndimage import gaussian_filter
 
 from astrodeblend.baselines import SegmentationDeblender
-from astrodeblend.pipeline import Deblender
 from astrodeblend.detect import estimate_sky
+from astrodeblend.pipeline import Deblender
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -157,7 +159,8 @@ def colours(deblender, n_bands):
         centers = [(x, y), (x + 10 * np.cos(angle), y + 10 * np.sin(angle))]
         comps = np.stack([galaxy((80, 80), cx, cy, r_eff=3.0, n=1.0, ellip=0.2, theta=a,
                                  colour=col, fwhm=2.0) * 60
-                          for (cx, cy), col, a in zip(centers, (blue, red), (0.3, 1.9))])
+                          for (cx, cy), col, a in zip(centers, (blue, red), (0.3, 1.9),
+                                                      strict=True)])
         blend = observe(rng, comps)
         result = deblender(blend)
         for t, j in enumerate(match(result, centers)):
@@ -195,6 +198,48 @@ def big_sersic(deblender, *, size=500):
     diff = gaussian_filter(src - comp[0], 2.0)  # smoothed: the noise is ~0.14 sigma
     jumps = max(np.abs(np.diff(diff, axis=0)).max(), np.abs(np.diff(diff, axis=1)).max())
     return result.n_sources, float(jumps) / (1.0 / (2 * np.sqrt(np.pi) * 2.0))
+
+
+def large_frame(*, size=2048, n_galaxies=60):
+    """A 2048x2048x3 FITS frame of Sersic galaxies through the whole CLI, in its own process.
+
+    Returns galaxies found within 4 px, seconds, peak RSS (MiB) and output / input size.
+    """
+    import subprocess
+
+    from astropy.io import fits
+
+    rng = np.random.default_rng(5)
+    cube = np.zeros((3, size, size), np.float32)
+    centers = []
+    for _ in range(n_galaxies):
+        x, y = rng.uniform(40, size - 40, 2)
+        r_eff = rng.uniform(3, 10)
+        half = int(12 * r_eff)
+        x0, x1 = max(int(x) - half, 0), min(int(x) + half, size)
+        y0, y1 = max(int(y) - half, 0), min(int(y) + half, size)
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        plane = Sersic2D(rng.uniform(20, 100), r_eff, rng.uniform(0.7, 2.5), x, y,
+                         rng.uniform(0, 0.5), rng.uniform(0, 3))(xx, yy)
+        cube[:, y0:y1, x0:x1] += rng.uniform(0.7, 1.3, 3)[:, None, None] * plane[None]
+        centers.append((x, y))
+    cube += (10 + rng.normal(0, 1, cube.shape)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "large.fits"
+        fits.PrimaryHDU(cube).writeto(path)
+        del cube
+        start = time.perf_counter()
+        process = subprocess.Popen([sys.executable, "-m", "astrodeblend", "deblend", str(path),
+                                    "--output-dir", str(Path(tmp) / "out"), "--no-progress"],
+                                   stdout=subprocess.DEVNULL)
+        _, _, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        out = Path(tmp) / "out" / "large_deblended.fits"
+        with fits.open(out) as hdul:
+            table = hdul["CATALOG"].data
+            xy = np.column_stack([table["x_centroid"], table["y_centroid"]])
+        found = sum(np.hypot(*(xy - c).T).min() <= 4 for c in np.asarray(centers))
+        return found, seconds, usage.ru_maxrss / 1024, out.stat().st_size / path.stat().st_size
 
 
 def real_files(deblender):
@@ -260,6 +305,9 @@ def main(argv=None):
               f"input, {seconds:5.1f} s")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:.0f} MiB (pid {os.getpid()})")
+    found, seconds, rss, ratio = large_frame()
+    print(f"2048x2048x3, 60 galaxies, whole CLI: {found}/60 found, {seconds:.1f} s, peak RSS "
+          f"{rss:.0f} MiB, output {ratio:.2f} x input")
     return 0
 
 
