@@ -572,7 +572,8 @@ class Deblender:
         peaks are candidates too.  Candidates are kept later only where the
         models leave their light unexplained.
 
-        Returns the centres ``(x, y, group)``, the candidates, the stamp plan
+        A generator (see `_drive`): yields the detector's requests and
+        returns the centres ``(x, y, group)``, the candidates, the stamp plan
         of each group and the set of detection methods used.
         """
         from .detect import split_group
@@ -707,7 +708,8 @@ class Deblender:
 
         The stamp has its group's size (area-averaged to the working size
         when larger, the output resampled back) and the output is tapered
-        to zero at the stamp's border.  Returns a list of
+        to zero at the stamp's border.  A generator (see `_drive`): yields
+        the generator's requests and returns a list of
         `~astrodeblend.footprints.SourceModel`.
         """
         import torch
