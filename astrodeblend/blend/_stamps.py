@@ -45,8 +45,10 @@ def _isolate(data, *, n_sigma=2.0, grow=2):
     c, h, w = data.shape
     finite = np.isfinite(data).all(axis=0)
     values = np.where(np.isfinite(data), data, 0.0)
+    # only the source at the centre needs deblending: its neighbours' segments
+    # are masked whole (deblending every source of a 424 px cutout is 20x slower)
     detections = find_centers(values, n_sigma=n_sigma, n_pixels=5, deblend=True,
-                              mask=~finite)
+                              mask=~finite, deblend_at=[((w - 1) / 2, (h - 1) / 2)])
     segmap = np.asarray(detections.segmap)
     if not segmap.any():
         return None
