@@ -164,3 +164,19 @@ def test_physical_pairs_detection_floor(physical_pair_rate):
                           "centre detector", strict=True)
 def test_physical_pairs_detection_target(physical_pair_rate):
     assert physical_pair_rate >= 0.90
+
+
+def test_find_centers_deblends_only_where_asked():
+    """``deblend_at``: the source under the point is split, the others stay whole."""
+    yy, xx = np.mgrid[:96, :96]
+    data = sum(np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 12.0)
+               for x, y in [(20, 30), (29, 30), (66, 60), (75, 60)])
+    data = data + np.random.default_rng(3).normal(0, 0.005, data.shape)
+    everywhere = find_centers(data, n_pixels=5)
+    left_only = find_centers(data, n_pixels=5, deblend_at=[(24.0, 30.0)])
+    assert len(everywhere.catalog) == 4
+    assert len(left_only.catalog) == 3  # the right pair is one segment
+    xs = sorted(round(float(x)) for x in left_only.catalog["x_centroid"])
+    assert xs[:2] == [20, 29] and 69 <= xs[2] <= 72
+    # a point outside every source deblends the nearest one
+    assert len(find_centers(data, n_pixels=5, deblend_at=[(90.0, 60.0)]).catalog) == 3
