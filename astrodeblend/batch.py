@@ -176,11 +176,9 @@ def _deblender_options(mode, background, flux, batch_size=None):
                                     f"not {flux!r}")
         options.append(("flux", flux))
     if batch_size is not None:
-        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
-                or batch_size < 1:
-            raise InvalidInputError(f"batch_size must be a positive integer, not "
-                                    f"{batch_size!r}")
-        options.append(("batch_size", int(batch_size)))
+        from .pipeline import _check_batch_size
+
+        options.append(("batch_size", _check_batch_size(batch_size)))
     return tuple(sorted(options))
 
 
@@ -539,31 +537,26 @@ def _process_group(tasks, key, *, torch_threads=None, deblender=None, **options)
     report add it).  A record's ``seconds`` is the task's own reading and
     writing plus its share of the group's deblending.
     """
-    def images_of(ready):
-        return [item for _, item, state, _ in ready if state is not None]
-
     tasks = iter(tasks)
     while True:
-        ready, n_pixels = [], 0  # (task, record or image, state, seconds)
+        ready, images, n_pixels = [], [], 0  # ready: (task, record or None, state, seconds)
         for task in tasks:
             started = time.perf_counter()
-            input_path, output_path = Path(task[0]), Path(task[1])
-            record, image, state = _prepare_one(input_path, output_path, **options)
-            ready.append((task, record if image is None else image, state,
-                          time.perf_counter() - started))
+            record, image, state = _prepare_one(Path(task[0]), Path(task[1]), **options)
+            ready.append((task, record, state, time.perf_counter() - started))
             if image is not None:
+                images.append(image)
                 n_pixels += image.data.size
                 if deblender is None:  # loaded when first needed: skipped runs need none
                     deblender = _cached_deblender(*key) if key is not None \
                         else _WORKER["deblender"]
                 # a deblender that cannot batch across images takes them one by one
                 limit = GROUP_FILES if hasattr(deblender, "deblend_many") else 1
-                if len(images_of(ready)) >= limit or n_pixels >= GROUP_PIXELS:
+                if len(images) >= limit or n_pixels >= GROUP_PIXELS:
                     break
         if not ready:
             return
-        images = images_of(ready)
-        outcomes = []
+        outcomes, share = [], 0.0
         if images:
             _set_torch_threads(torch_threads)  # one worker, one thread: no oversubscription
             started = time.perf_counter()
@@ -571,11 +564,9 @@ def _process_group(tasks, key, *, torch_threads=None, deblender=None, **options)
             share = (time.perf_counter() - started) / len(images)
             del images
         outcomes = iter(outcomes)
-        for task, item, state, seconds in ready:
+        for task, record, state, seconds in ready:
             started = time.perf_counter()
-            if state is None:
-                record = item
-            else:
+            if state is not None:
                 outcome = next(outcomes)
                 try:
                     if isinstance(outcome, BaseException):

@@ -145,10 +145,7 @@ class Deblender:
         self.min_snr = float(min_snr)
         if batch_size is None:
             batch_size = 512 if torch.device(device).type == "cuda" else 64
-        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
-                or batch_size < 1:
-            raise InvalidInputError(f"batch_size must be a positive integer, not {batch_size!r}")
-        self.batch_size = int(batch_size)
+        self.batch_size = _check_batch_size(batch_size)
         self.size = int(getattr(config, "image_size", 80) or 80)
         self.n_bands = int(config.n_bands)
         self.heatmap_sigma = float(getattr(config, "heatmap_sigma", 1.5))
@@ -896,6 +893,13 @@ def _check_flux(flux):
     if flux not in FLUX_MODES:
         raise InvalidInputError(f"flux must be one of {', '.join(FLUX_MODES)}, not {flux!r}")
     return flux
+
+
+def _check_batch_size(batch_size):
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
+            or batch_size < 1:
+        raise InvalidInputError(f"batch_size must be a positive integer, not {batch_size!r}")
+    return int(batch_size)
 
 
 def _votes(peaks, *, tol, n_votes=2, confirm=None):

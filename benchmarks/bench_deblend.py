@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 
@@ -39,8 +38,8 @@ def stamps_per_second(model, inputs, *, repeat=5, channels_last=False):
 
 
 def bench_models(device):
-    from astrodeblend.pipeline import Deblender
     from astrodeblend.models import make_heatmap
+    from astrodeblend.pipeline import Deblender
 
     deblender = Deblender.load(device=device)
     size, bands = deblender.size, deblender.n_bands
@@ -57,38 +56,13 @@ def bench_models(device):
                   f"channels_last={cl!s:5s}: {rate:8.0f} stamps/s")
 
 
-def make_cutouts(folder, n):
-    from astropy.io import fits
-    from astropy.modeling.models import Sersic2D
-    from astropy.wcs import WCS
-
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:128, :128]
-    paths = []
-    for i in range(n):
-        plane = np.zeros((128, 128))
-        for _ in range(2):
-            plane += Sersic2D(rng.uniform(0.3, 1), rng.uniform(3, 8), rng.uniform(1, 3),
-                              64 + rng.uniform(-12, 12), 64 + rng.uniform(-12, 12),
-                              rng.uniform(0, 0.5), rng.uniform(0, 3))(xx, yy)
-        cube = np.stack([plane * c for c in (0.8, 1.0, 1.2)]) + rng.normal(0, 0.01,
-                                                                          (3, 128, 128))
-        wcs = WCS(naxis=2)
-        wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-        wcs.wcs.crval = [150.0, 2.0]
-        wcs.wcs.crpix = [64.5, 64.5]
-        wcs.wcs.cdelt = [-0.2 / 3600, 0.2 / 3600]
-        path = Path(folder) / f"cutout_{i:04d}.fits"
-        fits.PrimaryHDU(cube.astype(np.float32), header=wcs.to_header()).writeto(path)
-        paths.append(path)
-    return paths
-
-
 def bench_cli(n_files):
+    from bench_cli import make_cutouts  # the cutouts of benchmarks/bench_cli.py
+
     from astrodeblend.cli import main
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = make_cutouts(tmp, n_files)
+        paths = sorted(make_cutouts(tmp, n_files, size=128, n_galaxies=(2, 2)).glob("*.fits"))
         out = Path(tmp) / "out"
         start = time.perf_counter()
         status = main(["deblend", *map(str, paths), "--output-dir", str(out),

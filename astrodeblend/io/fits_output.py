@@ -273,15 +273,12 @@ _CATALOG_UNITS = {"x_centroid": "pix", "y_centroid": "pix", "ra": "deg", "dec": 
 
 
 def _catalog_hdu(result):
-    from astropy.table import Table
-
     catalog = result.catalog
-    table = Table()
     names = list(CATALOG_COLUMNS) + [c for c in catalog.colnames if c not in CATALOG_COLUMNS]
     n_bands = result.blend.n_bands
     bunit = _unit_text(result.blend)
     flux_unit = bunit if bunit is not None and _is_fits_unit(bunit) else None
-    units = {}
+    columns = []
     for name in names:
         column = catalog[name]
         values = np.asarray(column)
@@ -293,18 +290,14 @@ def _catalog_hdu(result):
             values = np.asarray(values, dtype=np.int64)
         if values.dtype.kind == "O":
             values = values.astype(str)
-        table[name] = values
         unit = _CATALOG_UNITS.get(name, flux_unit if name == "flux" else None)
         if unit is None and getattr(column, "unit", None) is not None:
             try:
                 unit = column.unit.to_string("fits")
             except (ValueError, TypeError):
                 unit = column.unit.to_string()
-        if unit:
-            units[name] = unit
-    columns = [fits.Column(name=name, format=_column_format(table[name]),
-                           unit=units.get(name), array=np.asarray(table[name]))
-               for name in table.colnames]
+        columns.append(fits.Column(name=name, format=_column_format(values), unit=unit or None,
+                                   array=values))
     hdu = fits.BinTableHDU.from_columns(columns, name="CATALOG")
     hdu.header["NBANDS"] = (n_bands, "values per row of the flux column")
     if bunit is None:
@@ -315,9 +308,8 @@ def _catalog_hdu(result):
     return hdu
 
 
-def _column_format(column):
-    """FITS binary-table format of a table column: one value or one per band."""
-    values = np.asarray(column)
+def _column_format(values):
+    """FITS binary-table format of a column's values: one value or one per band."""
     repeat = int(np.prod(values.shape[1:])) if values.ndim > 1 else 1
     if values.dtype.kind in "US":
         return f"{max(values.dtype.itemsize // (4 if values.dtype.kind == 'U' else 1), 1)}A"
@@ -473,12 +465,11 @@ def _build_hdus(result, *, full_frame=False):
     celestial = blend.wcs is not None and blend.wcs.has_celestial
     for i in range(result.n_sources):
         row = result.catalog[i]
-        slices = result.source_slices(i)
         if full_frame:
             x0 = y0 = 0
             header = wcs_header.copy()
             data = np.zeros(blend.shape, dtype=np.float32)
-            data[(slice(None), *slices)] = result.cutouts[i]
+            data[(slice(None), *result.source_slices(i))] = result.cutouts[i]
         else:
             x0, y0 = (int(v) for v in result.origins[i])
             # the cutout's WCS is the blend's with CRPIX moved by the origin
