@@ -130,17 +130,21 @@ class Scarlet2Deblender:
                              history=[f"scarlet2 fit max_iter={self.max_iter}"])
 
 
-def make_deblenders(names, *, scarlet2_steps=100):
-    """Return ``[(name, deblender)]``, leaving out (with a line) what is unavailable."""
+def make_deblenders(names, *, scarlet2_steps=100, model=None):
+    """Return ``[(name, deblender)]``, leaving out (with a line) what is unavailable.
+
+    ``model``: a checkpoint for ``astrodeblend`` instead of the shipped model.
+    """
     out = []
     for name in names:
         if name == "astrodeblend":
             from astrodeblend.pipeline import Deblender, default_model_path
 
-            if not default_model_path().exists():
-                print(f"astrodeblend left out: no model at {default_model_path()}")
+            path = Path(model) if model else default_model_path()
+            if not path.exists():
+                print(f"astrodeblend left out: no model at {path}")
                 continue
-            out.append((name, Deblender.load()))
+            out.append((name, Deblender.load(path)))
         elif name == "segmentation":
             from astrodeblend.baselines import SegmentationDeblender
 
@@ -289,6 +293,8 @@ def main(argv=None):
                         help="comma-separated; unavailable ones are left out with a line")
     parser.add_argument("--scarlet2-steps", type=int, default=100,
                         help="Adam steps of the scarlet2 fit")
+    parser.add_argument("--model", default=None,
+                        help="checkpoint for astrodeblend (default: the shipped model)")
     parser.add_argument("--no-pairs", action="store_true", help="skip the pairs table")
     args = parser.parse_args(argv)
 
@@ -301,7 +307,7 @@ def main(argv=None):
     start = time.perf_counter()
     stamps = read_clean_stamps(args.fits)
     deblenders = make_deblenders([m.strip() for m in args.methods.split(",") if m.strip()],
-                                 scarlet2_steps=args.scarlet2_steps)
+                                 scarlet2_steps=args.scarlet2_steps, model=args.model)
     if not deblenders:
         print("skipped: no method available")
         return 0

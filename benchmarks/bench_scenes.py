@@ -200,7 +200,7 @@ def big_sersic(deblender, *, size=500):
     return result.n_sources, float(jumps) / (1.0 / (2 * np.sqrt(np.pi) * 2.0))
 
 
-def large_frame(*, size=2048, n_galaxies=60):
+def large_frame(*, size=2048, n_galaxies=60, model=None):
     """A 2048x2048x3 FITS frame of Sersic galaxies through the whole CLI, in its own process.
 
     Returns galaxies found within 4 px, seconds, peak RSS (MiB) and output / input size.
@@ -230,7 +230,8 @@ def large_frame(*, size=2048, n_galaxies=60):
         del cube
         start = time.perf_counter()
         process = subprocess.Popen([sys.executable, "-m", "astrodeblend", "deblend", str(path),
-                                    "--output-dir", str(Path(tmp) / "out"), "--no-progress"],
+                                    "--output-dir", str(Path(tmp) / "out"), "--no-progress"]
+                                   + (["--model", str(model)] if model else []),
                                    stdout=subprocess.DEVNULL)
         _, _, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
@@ -273,8 +274,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=100, help="scenes per test")
     parser.add_argument("--flux", default="conserve", choices=["conserve", "model"])
+    parser.add_argument("--model", default=None,
+                        help="checkpoint for astrodeblend (default: the shipped model)")
     args = parser.parse_args(argv)
-    gan = Deblender.load(device="cpu", flux=args.flux)
+    gan = Deblender.load(args.model, device="cpu", flux=args.flux)
     methods = {"astrodeblend": gan, "photutils": SegmentationDeblender()}
 
     bias, err = sky_bias(args.n)
@@ -305,7 +308,7 @@ def main(argv=None):
               f"input, {seconds:5.1f} s")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:.0f} MiB (pid {os.getpid()})")
-    found, seconds, rss, ratio = large_frame()
+    found, seconds, rss, ratio = large_frame(model=args.model)
     print(f"2048x2048x3, 60 galaxies, whole CLI: {found}/60 found, {seconds:.1f} s, peak RSS "
           f"{rss:.0f} MiB, output {ratio:.2f} x input")
     return 0
