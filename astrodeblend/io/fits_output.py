@@ -18,8 +18,12 @@ last  CATALOG                binary table, one row per source
 
 and `~astrodeblend.io.read_deblended` reads it back (format versions 1 and
 2).  Every HDU has ``CHECKSUM`` and ``DATASUM`` cards; the file is written
-atomically, in one pass (with ``full_frame=True``, one image HDU at a time,
-so that the file never holds all its full-size sources in memory at once).
+atomically, in one pass, one HDU at a time (with ``full_frame=True`` the
+full-size sources are made as they are written, never all in memory at
+once).  Headers are built as card images and written by the small
+serializer of ``_fits_writer`` rather than through astropy's HDU classes,
+whose copies and checks of every card made most of the cost of a small file
+(issue 17); each card is still formatted by `astropy.io.fits.Card`.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from ..result import CATALOG_COLUMNS, DeblendResult
 from ..utils import header_name, name_from_header
 from ._atomic import atomic_write
 from ._files import FITS_SUFFIXES, IMAGE_SUFFIXES, _one_line
+from ._fits_writer import Cards, write_hdu
 
 __all__ = ["write_deblended", "default_output_path", "FORMAT_VERSION"]
 
@@ -141,48 +146,44 @@ def _unit_text(blend):
     return None
 
 
-def _add_comment(header, text):
-    if text not in [str(v) for v in header.get("COMMENT", [])]:
-        header.add_comment(text)
+def _image_header(blend, wcs_cards, *, with_meta, unit=True):
+    """Cards of an image HDU: WCS (``WCSAXES`` first), (input cards,) BUNIT, BANDS.
 
-
-def _image_header(blend, *, with_meta, wcs=None, unit=True):
-    """Header of an image HDU: WCS (``WCSAXES`` first), (input cards,) BUNIT, BANDS.
-
-    ``wcs`` is the WCS of a cutout of the blend (by default the blend's own).
+    ``wcs_cards`` are the `_wcs_cards` of the blend (None without a WCS).
     """
-    header = fits.Header()
-    if blend.wcs is not None:
-        header.extend(_wcs_cards(blend, blend.wcs if wcs is None else wcs))
+    cards = wcs_cards.copy() if wcs_cards is not None else Cards()
     if with_meta:
+        present = {image[:8].rstrip() for image in cards.images}
         for card in blend.meta.cards:
             if _STRUCTURAL.match(card.keyword or ""):
                 continue
-            if card.keyword in header and card.keyword not in ("HISTORY", "COMMENT", ""):
+            if card.keyword in present and card.keyword not in ("HISTORY", "COMMENT", ""):
                 continue  # a WCS card (DATE-OBS, MJD-OBS, ...) already in the WCS block
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     new = fits.Card(card.keyword, card.value, card.comment)
                     new.verify("silentfix")
-                    str(new)  # forces the image of the card: bad values raise here
+                    image = str(new)  # the image of the card: bad values raise here
             except Exception:  # noqa: BLE001 - skip a card astropy cannot write
                 continue
-            header.append(new, end=True)
+            cards.images.append(image)  # in the input's order, commentary included
+            present.add(new.keyword)
         dropped = _dropped_wcs_axes(blend.meta)
         if dropped:
             text = (f"astrodeblend: input WCS axes {', '.join(dropped)} not kept "
                     "(celestial axes only)")
-            if text not in [str(v) for v in header.get("HISTORY", [])]:
-                header.add_history(text)
+            if text not in cards.commentary("HISTORY"):
+                cards.add_commentary("HISTORY", text)
     if unit:
         text = _unit_text(blend)
         if text is not None:
-            header["BUNIT"] = (text, "unit of the pixel values")
-        else:
-            _add_comment(header, _NO_UNIT)
-    header["BANDS"] = (",".join(blend.bands), "band names, one per plane")
-    return header
+            cards.set("BUNIT", text, "unit of the pixel values")
+        elif _NO_UNIT not in cards.commentary("COMMENT"):
+            cards.add_commentary("COMMENT", _NO_UNIT)
+    cards.set("BANDS", ",".join(blend.bands), "band names, one per plane")
+    cards.strip_blank_end()
+    return cards
 
 
 def _dropped_wcs_axes(meta):
@@ -204,48 +205,43 @@ _WCS_2D = re.compile(
     r"MJD-OBS|DATE-OBS|A_\w+|B_\w+|AP_\w+|BP_\w+)$")
 
 
-def _wcs_cards(blend, wcs):
-    """WCS cards of ``wcs`` (the blend's WCS or a slice of it), ``WCSAXES`` first.
+def _wcs_cards(blend):
+    """Cards of the blend's WCS, ``WCSAXES`` first.
 
-    When the input's own cards describe the blend's WCS exactly they are
-    copied, with ``CRPIX`` taken from ``wcs`` (a slice of the blend's WCS
-    only differs in ``CRPIX``): copying keeps ``CRVAL``, ``CRPIX`` and
-    ``CD`` (or ``CDELT``) bit for bit, where `~astropy.wcs.WCS.to_header`
-    rounds to 14 digits and turns a CD matrix into PC and CDELT.
+    When the input's own cards describe the WCS exactly they are copied:
+    copying keeps ``CRVAL``, ``CRPIX`` and ``CD`` (or ``CDELT``) bit for bit,
+    where `~astropy.wcs.WCS.to_header` rounds to 14 digits and turns a CD
+    matrix into PC and CDELT.  A cutout's WCS differs only in ``CRPIX``.
     """
     from astropy.wcs import WCS, WCSCOMPARE_ANCILLARY
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fallback = wcs.to_header(relax=True)
-        for key in ("MJDREF", "MJDREFI", "MJDREFF", "DATEREF"):
-            # wcslib writes a zero reference time of its own: not the input's
-            if key not in blend.meta:
-                fallback.remove(key, ignore_missing=True)
         cards = fits.Header()
         for card in blend.meta.cards:  # the first of duplicated cards (inputs have them)
             if _WCS_2D.match(card.keyword or "") and card.keyword not in cards:
-                cards.append(card)
+                cards.append(fits.Card.fromstring(card.image))  # a copy
         same = False
         if "CTYPE1" in cards and "CTYPE2" in cards:
             try:
+                for card in cards.cards:
+                    card.verify("silentfix")  # what astropy's writeto did
                 copied = WCS(cards, naxis=2)
                 same = (copied.naxis == 2
                         and copied.wcs.compare(blend.wcs.wcs, cmp=WCSCOMPARE_ANCILLARY,
                                                tolerance=0.0)
                         and (copied.sip is None) == (blend.wcs.sip is None))
-                if same and wcs is not blend.wcs:
-                    for axis in (1, 2):
-                        cards[f"CRPIX{axis}"] = float(wcs.wcs.crpix[axis - 1])
-                    same = WCS(cards, naxis=2).wcs.compare(wcs.wcs, cmp=WCSCOMPARE_ANCILLARY,
-                                                           tolerance=0.0)
             except Exception:  # noqa: BLE001 - any problem: use astropy's own cards
                 same = False
-    if not same:
-        cards = fallback
+        if not same:
+            cards = blend.wcs.to_header(relax=True)
+            for key in ("MJDREF", "MJDREFI", "MJDREFF", "DATEREF"):
+                # wcslib writes a zero reference time of its own: not the input's
+                if key not in blend.meta:
+                    cards.remove(key, ignore_missing=True)
     cards.remove("WCSAXES", ignore_missing=True)
     cards.insert(0, ("WCSAXES", 2, "number of WCS axes"))
-    return cards
+    return Cards.from_header(cards)
 
 
 def _plane(array, n_bands):
@@ -272,14 +268,15 @@ _CATALOG_UNITS = {"x_centroid": "pix", "y_centroid": "pix", "ra": "deg", "dec": 
                   "bbox_ymax": "pix"}
 
 
-def _catalog_hdu(result):
+def _catalog(result):
+    """Cards and rows (a structured array, big-endian) of the CATALOG table."""
     catalog = result.catalog
     names = list(CATALOG_COLUMNS) + [c for c in catalog.colnames if c not in CATALOG_COLUMNS]
     n_bands = result.blend.n_bands
     bunit = _unit_text(result.blend)
     flux_unit = bunit if bunit is not None and _is_fits_unit(bunit) else None
-    columns = []
-    for name in names:
+    cards, fields = Cards(), []
+    for n, name in enumerate(names, start=1):
         column = catalog[name]
         values = np.asarray(column)
         if name == "flux":
@@ -296,25 +293,44 @@ def _catalog_hdu(result):
                 unit = column.unit.to_string("fits")
             except (ValueError, TypeError):
                 unit = column.unit.to_string()
-        columns.append(fits.Column(name=name, format=_column_format(values), unit=unit or None,
-                                   array=values))
-    hdu = fits.BinTableHDU.from_columns(columns, name="CATALOG")
-    hdu.header["NBANDS"] = (n_bands, "values per row of the flux column")
+        form, stored = _table_column(values)
+        cards.set(f"TTYPE{n}", name)
+        cards.set(f"TFORM{n}", form)
+        if unit:
+            cards.set(f"TUNIT{n}", unit)
+        fields.append((name, stored))
+    rows = np.zeros(len(catalog), dtype=[(name, v.dtype, v.shape[1:]) for name, v in fields])
+    for name, stored in fields:
+        rows[name] = stored
+    cards.set("EXTNAME", "CATALOG", "extension name")
+    cards.set("NBANDS", n_bands, "values per row of the flux column")
     if bunit is None:
-        hdu.header.add_comment("flux has no unit: the input image gave no BUNIT")
+        cards.add_commentary("COMMENT", "flux has no unit: the input image gave no BUNIT")
     elif flux_unit is None:
-        hdu.header.add_comment(f"flux is in {bunit} (BUNIT of BLEND; no TUNIT: not a FITS "
-                               "standard unit)")
-    return hdu
+        cards.add_commentary("COMMENT", f"flux is in {bunit} (BUNIT of BLEND; no TUNIT: not a "
+                             "FITS standard unit)")
+    return cards, rows
 
 
-def _column_format(values):
-    """FITS binary-table format of a column's values: one value or one per band."""
-    repeat = int(np.prod(values.shape[1:])) if values.ndim > 1 else 1
+_TABLE_CODES = {"f": ("D", ">f8"), "i": ("K", ">i8"), "u": ("K", ">i8"), "b": ("L", "u1")}
+
+
+def _table_column(values):
+    """Return the binary-table format (TFORM) of a column's values and the values as stored.
+
+    One value or a fixed number of them per row; stored big-endian, strings
+    as NUL-padded ASCII, booleans (``L``) as the bytes ``T`` and ``F``.
+    """
     if values.dtype.kind in "US":
-        return f"{max(values.dtype.itemsize // (4 if values.dtype.kind == 'U' else 1), 1)}A"
-    code = {"f": "D", "i": "K", "u": "K", "b": "L"}[values.dtype.kind]
-    return f"{repeat}{code}" if repeat != 1 else code
+        width = max(values.dtype.itemsize // (4 if values.dtype.kind == "U" else 1), 1)
+        return f"{width}A", values.astype(f"S{width}")  # ASCII, NUL-padded
+    code, dtype = _TABLE_CODES[values.dtype.kind]
+    repeat = int(np.prod(values.shape[1:]))
+    if code == "L":
+        stored = np.where(values, ord("T"), ord("F")).astype(dtype)
+    else:
+        stored = values.astype(dtype)
+    return (f"{repeat}{code}" if repeat != 1 else code), stored
 
 
 @functools.lru_cache(maxsize=64)
@@ -397,118 +413,111 @@ def write_deblended(result, path, *, overwrite=False, full_frame=False):
     for source in _input_paths(result.blend):
         if _is_same_file(source, path):
             raise WriteError(f"refusing to write {path}: it is the input file")
-    hdus = _build_hdus(result, full_frame=full_frame)
     with atomic_write(path, overwrite=overwrite) as tmp:
         with warnings.catch_warnings():
+            # astropy warns each time it cuts a card's comment short (ADBMHASH)
             warnings.simplefilter("ignore", fits.verify.VerifyWarning)
             try:
-                if full_frame:  # one full-size SOURCE in memory at a time
-                    _write_hdus(hdus, tmp)
-                else:  # cutouts are small: one write of the whole file
-                    fits.HDUList(list(hdus)).writeto(tmp, checksum=True,
-                                                     output_verify="silentfix")
+                _write_hdus(_build_hdus(result, full_frame=full_frame), tmp)
             except OSError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - astropy's VerifyError and friends
+            except Exception as exc:  # noqa: BLE001 - a card astropy refuses, and friends
                 raise WriteError(f"cannot write {path}: {_one_line(exc)}") from None
     return path
 
 
 def _write_hdus(hdus, tmp):
-    """Write the HDUs of ``hdus`` (an iterator) to ``tmp``, each with checksums.
+    """Write the HDUs of ``hdus`` (an iterator of (cards, data), PRIMARY first) to ``tmp``.
 
-    PRIMARY and BLEND are written together; the image HDUs after them are
-    streamed one at a time (`~astropy.io.fits.StreamingHDU`), so only one
-    of them is in memory at once; the table (CATALOG, last) is appended.
+    Each HDU is written as soon as it is made, so that only one of them is
+    in memory at once.
     """
-    fits.HDUList([next(hdus), next(hdus)]).writeto(tmp, checksum=True,
-                                                   output_verify="silentfix")
-    for hdu in hdus:
-        hdu.verify("silentfix")
-        if isinstance(hdu, fits.ImageHDU):
-            hdu.add_checksum()
-            stream = fits.StreamingHDU(str(tmp), hdu.header)
-            try:
-                stream.write(hdu.data)
-            finally:
-                stream.close()
-        else:
-            fits.append(str(tmp), hdu.data, hdu.header, checksum=True)
+    when = datetime.now().isoformat(timespec="seconds")  # local time, as astropy's
+    with open(tmp, "xb") as stream:
+        for i, (cards, data) in enumerate(hdus):
+            write_hdu(stream, cards, data, primary=i == 0, when=when)
+
+
+def _named(cards, name, ver=None):
+    """Return a copy of ``cards`` with EXTNAME (and EXTVER) added."""
+    cards = cards.copy()
+    cards.set("EXTNAME", name, "extension name")
+    if ver is not None:
+        cards.set("EXTVER", ver, "extension value")
+    return cards
 
 
 def _build_hdus(result, *, full_frame=False):
-    """Yield the HDUs of the output in order, SOURCE images made one at a time."""
+    """Yield (cards, data) of each HDU of the output in order, SOURCE images made one at a time."""
     blend = result.blend
     n_bands = blend.n_bands
-    primary = fits.PrimaryHDU()
-    ph = primary.header
-    ph["ORIGIN"] = ("astrodeblend", "software that wrote this file")
-    ph["DATE"] = (datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
-                  "UTC time of writing")
-    ph["PROCSOFT"] = (f"astrodeblend {__version__}", "processing software and version")
-    ph["ADBFMT"] = (FORMAT_VERSION, "astrodeblend output format version")
-    ph["ADBFLUX"] = (result.flux_mode, "SOURCE pixels: conserve (input) or model")
-    ph["ADBMODEL"] = (result.model_name, "model used for deblending")
-    ph["ADBMHASH"] = (result.model_hash, "sha256 of the model weights")
+    primary = Cards()
+    primary.set("ORIGIN", "astrodeblend", "software that wrote this file")
+    primary.set("DATE", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+                "UTC time of writing")
+    primary.set("PROCSOFT", f"astrodeblend {__version__}", "processing software and version")
+    primary.set("ADBFMT", FORMAT_VERSION, "astrodeblend output format version")
+    primary.set("ADBFLUX", result.flux_mode, "SOURCE pixels: conserve (input) or model")
+    primary.set("ADBMODEL", result.model_name, "model used for deblending")
+    primary.set("ADBMHASH", result.model_hash, "sha256 of the model weights")
     for i, source in enumerate(_input_paths(blend), start=1):
         # any name a file system allows, as printable ASCII (%XX escapes)
-        ph[f"PROV{i}"] = (header_name(Path(source).name), "input file")
-    ph["NSOURCE"] = (result.n_sources, "number of SOURCE HDUs")
+        primary.set(f"PROV{i}", header_name(Path(source).name), "input file")
+    primary.set("NSOURCE", result.n_sources, "number of SOURCE HDUs")
     for value in _history_cards(result.history):
-        ph.add_history(value)
-    yield primary
+        primary.add_commentary("HISTORY", value)
+    yield primary, None
 
-    blend_header = _image_header(blend, with_meta=True)
-    yield fits.ImageHDU(_plane(blend.data, n_bands), header=blend_header, name="BLEND")
+    wcs_cards = _wcs_cards(blend) if blend.wcs is not None else None
+    yield (_named(_image_header(blend, wcs_cards, with_meta=True), "BLEND"),
+           _plane(blend.data, n_bands))
 
-    wcs_header = _image_header(blend, with_meta=False)
+    image_cards = _image_header(blend, wcs_cards, with_meta=False)
+    catalog = result.catalog
+    xs = np.asarray(catalog["x_centroid"], dtype=float)
+    ys = np.asarray(catalog["y_centroid"], dtype=float)
     celestial = blend.wcs is not None and blend.wcs.has_celestial
+    if celestial and result.n_sources:
+        ras, decs = blend.pixel_to_radec(xs, ys)
     for i in range(result.n_sources):
-        row = result.catalog[i]
+        cards = image_cards.copy()
         if full_frame:
             x0 = y0 = 0
-            header = wcs_header.copy()
             data = np.zeros(blend.shape, dtype=np.float32)
             data[(slice(None), *result.source_slices(i))] = result.cutouts[i]
         else:
             x0, y0 = (int(v) for v in result.origins[i])
             # the cutout's WCS is the blend's with CRPIX moved by the origin
             # (what `~astropy.wcs.WCS.slice` and Cutout2D do)
-            header = wcs_header.copy()
             if blend.wcs is not None:
                 for axis, offset in ((1, x0), (2, y0)):
-                    header[f"CRPIX{axis}"] = float(blend.wcs.wcs.crpix[axis - 1]) - offset
+                    cards.set(f"CRPIX{axis}", float(blend.wcs.wcs.crpix[axis - 1]) - offset)
             data = result.cutouts[i]
-        header["CUTX0"] = (x0, "0-based column of pixel (0, 0) in BLEND")
-        header["CUTY0"] = (y0, "0-based row of pixel (0, 0) in BLEND")
-        header["LTV1"] = (-x0, "IRAF physical x = x + CUTX0")
-        header["LTV2"] = (-y0, "IRAF physical y = y + CUTY0")
-        x, y = float(row["x_centroid"]), float(row["y_centroid"])
-        header["X_CENT"] = (x, "0-based pixel x (column) of the centre in BLEND")
-        header["Y_CENT"] = (y, "0-based pixel y (row) of the centre in BLEND")
-        if celestial:
-            ra, dec = blend.pixel_to_radec(x, y)
-            if np.isfinite(ra[0]) and np.isfinite(dec[0]):
-                header["RA_CENT"] = (float(ra[0]), "[deg] right ascension of the centre")
-                header["DEC_CENT"] = (float(dec[0]), "[deg] declination of the centre")
+        cards.set("CUTX0", x0, "0-based column of pixel (0, 0) in BLEND")
+        cards.set("CUTY0", y0, "0-based row of pixel (0, 0) in BLEND")
+        cards.set("LTV1", -x0, "IRAF physical x = x + CUTX0")
+        cards.set("LTV2", -y0, "IRAF physical y = y + CUTY0")
+        cards.set("X_CENT", float(xs[i]), "0-based pixel x (column) of the centre in BLEND")
+        cards.set("Y_CENT", float(ys[i]), "0-based pixel y (row) of the centre in BLEND")
+        if celestial and np.isfinite(ras[i]) and np.isfinite(decs[i]):
+            cards.set("RA_CENT", float(ras[i]), "[deg] right ascension of the centre")
+            cards.set("DEC_CENT", float(decs[i]), "[deg] declination of the centre")
         with np.errstate(all="ignore"):  # float64 sums: finite for any float32 pixels
             flux = float(np.sum(result.cutouts[i], dtype=np.float64))
-        header["FLUX"] = ((flux, "sum over pixels of all bands") if np.isfinite(flux)
-                          else (None, "sum over pixels of all bands: not finite"))
-        yield fits.ImageHDU(_plane(data, n_bands), header=header, name="SOURCE", ver=i + 1)
+        if np.isfinite(flux):
+            cards.set("FLUX", flux, "sum over pixels of all bands")
+        else:
+            cards.set("FLUX", None, "sum over pixels of all bands: not finite")
+        yield _named(cards, "SOURCE", i + 1), _plane(data, n_bands)
         del data
-    yield fits.ImageHDU(_plane(result.residual.data, n_bands), header=wcs_header.copy(),
-                        name="RESIDUAL")
-    seg_header = _image_header(blend, with_meta=False, unit=False)
-    seg_header.remove("BANDS", ignore_missing=True)
-    yield fits.ImageHDU(np.asarray(result.segmap, dtype=np.int32), header=seg_header,
-                        name="SEGMAP")
+    yield _named(image_cards, "RESIDUAL"), _plane(result.residual.data, n_bands)
+    seg_cards = wcs_cards if wcs_cards is not None else Cards()
+    yield _named(seg_cards, "SEGMAP"), np.asarray(result.segmap, dtype=np.int32)
     if blend.mask is not None and np.any(blend.mask):
-        mask_header = seg_header.copy()
-        mask_header.add_comment("1 = masked or non-finite input pixel, 0 = good")
+        mask_cards = seg_cards.copy()
+        mask_cards.add_commentary("COMMENT", "1 = masked or non-finite input pixel, 0 = good")
         mask = blend.mask.astype(np.uint8)
-        yield fits.ImageHDU(mask[0] if n_bands == 1 else mask, header=mask_header,
-                            name="BLENDMSK")
+        yield _named(mask_cards, "BLENDMSK"), mask[0] if n_bands == 1 else mask
     if blend.uncertainty is not None:
         from astropy.nddata import StdDevUncertainty
 
@@ -517,8 +526,8 @@ def _build_hdus(result, *, full_frame=False):
         except Exception:  # noqa: BLE001 - an uncertainty type without conversion
             std = None
         if std is not None:
-            unc_header = wcs_header.copy()
-            unc_header["UTYPE"] = ("StdDevUncertainty", "one-sigma uncertainty of BLEND")
-            yield fits.ImageHDU(_plane(np.broadcast_to(std, blend.shape), n_bands),
-                                header=unc_header, name="BLENDUNC")
-    yield _catalog_hdu(result)
+            unc_cards = image_cards.copy()
+            unc_cards.set("UTYPE", "StdDevUncertainty", "one-sigma uncertainty of BLEND")
+            yield (_named(unc_cards, "BLENDUNC"),
+                   _plane(np.broadcast_to(std, blend.shape), n_bands))
+    yield _catalog(result)

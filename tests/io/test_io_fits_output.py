@@ -700,3 +700,49 @@ def test_fitsverify_finds_no_error_or_warning(tmp_path, full_frame, with_wcs):
         assert "0 warning(s) and 0 error(s)" in run.stdout, run.stdout[-3000:]
         run = subprocess.run(["fitsverify", str(out)], capture_output=True, text=True)
         assert "0 warning(s) and 0 error(s)" in run.stdout, run.stdout[-3000:]
+
+
+def _card_images(hdu):
+    """The header cards of an HDU but the checksums (their comments hold the time)."""
+    return [c.image for c in hdu.header.cards if c.keyword not in ("CHECKSUM", "DATASUM")]
+
+
+@pytest.mark.parametrize("full_frame", [False, True])
+def test_output_is_what_astropy_writes(tmp_path, full_frame):
+    # the writer formats its own headers (issue 17): astropy, rewriting every HDU with
+    # checksums and output_verify="exception", must find nothing to fix and write the
+    # same cards and bytes
+    header = make_wcs_header((30, 34))
+    header["OBJECT"] = "pair"
+    header["COMMENT"] = "from the survey"
+    header["HISTORY"] = "flat-fielded"
+    header["LONGNOTE"] = "x" * 100
+    header["HIERARCH ESO DET CHIP"] = "ccd 1"
+    data = np.random.default_rng(8).normal(size=(3, 30, 34)).astype(np.float32) + 3
+    data[1, 5:8, 6:9] = np.nan
+    from astropy.wcs import WCS
+
+    blend = GalaxyImage(data, wcs=WCS(header), meta=header, unit="nmgy",
+                        uncertainty=StdDevUncertainty(np.full(data.shape, 0.1)),
+                        bands=["g", "r", "i"], source="pair.fits")
+    result = cutout_result(blend, [(4, 4), (20, 15), (33, 29)], model_name="m" * 90,
+                           history=["read pair.fits", "deblend: " + "p=1, " * 30])
+    result.catalog["flag"] = [True, False, True]
+    result.catalog["label"] = ["a", "bb", ""]
+    out = write_deblended(result, tmp_path / "pair_deblended.fits", full_frame=full_frame)
+    assert_checksums_ok(out)
+    again = tmp_path / "again.fits"
+    with fits.open(out) as hdul:
+        fits.HDUList([h.copy() for h in hdul]).writeto(again, checksum=True,
+                                                       output_verify="exception")
+    assert out.stat().st_size == again.stat().st_size
+    with fits.open(out) as ours, fits.open(again) as theirs:
+        assert [(h.name, h.ver) for h in ours] == [(h.name, h.ver) for h in theirs]
+        for mine, astropys in zip(ours, theirs, strict=True):
+            assert _card_images(mine) == _card_images(astropys), mine.name
+            assert mine.header.comments["DATASUM"].startswith("data unit checksum updated ")
+            # the data and their padding
+            a, b = mine.fileinfo(), astropys.fileinfo()
+            assert a["datSpan"] == b["datSpan"]
+            assert (out.read_bytes()[a["datLoc"]:a["datLoc"] + a["datSpan"]]
+                    == again.read_bytes()[b["datLoc"]:b["datLoc"] + b["datSpan"]]), mine.name
