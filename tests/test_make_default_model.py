@@ -200,3 +200,53 @@ def test_binned_copies_average_linear_flux(tool, tmp_path):
     # half the light of a white pixel, stretched back: 0.5 ** (1 / 2.2) * 255
     assert np.all(binned == round(0.5 ** (1 / 2.2) * 255))
     assert tool.bin_images(source, tmp_path / "out", factor=2) == 0   # resumed: nothing to do
+
+
+def test_export_takes_the_generator_of_another_checkpoint(tool, tmp_path):
+    from astrodeblend._checkpoint import save_checkpoint, weights_hash
+    from astrodeblend.models import ModelConfig, build_models
+
+    cfg = ModelConfig(**TINY_MODEL)
+    torch.manual_seed(0)
+    run, other = build_models(cfg), build_models(cfg)
+    with torch.no_grad():   # the generator's last layer starts at zero: make the two differ
+        for p in other["generator"].parameters():
+            p.add_(0.5)
+    work, weights = tmp_path / "work", tmp_path / "weights"
+    (work / "run").mkdir(parents=True)
+    adam = torch.optim.Adam(run["generator"].parameters())
+    run["generator"](torch.zeros(1, 3, 16, 16), torch.zeros(1, 1, 16, 16)).sum().backward()
+    adam.step()
+    save_checkpoint(work / "run" / "checkpoint_last.pt",
+                    {"format": "astrodeblend-checkpoint", "version": 1,
+                     "model_config": cfg.to_dict(), "epoch": 1, "history": [],
+                     "models": {k: m.state_dict() for k, m in run.items()},
+                     "optimizers": {"generator": adam.state_dict()}})
+    source = tmp_path / "other.pt"
+    save_checkpoint(source, {"format": "astrodeblend-checkpoint", "version": 1,
+                             "model_config": cfg.to_dict(), "epoch": 7,
+                             "models": {"generator": other["generator"].state_dict()}})
+    default, full, card = tool.export(tool.load_recipe(), work, weights=weights, generator=source)
+    shipped, resumable = load_checkpoint(default), load_checkpoint(full)
+    for payload in (shipped, resumable):
+        for key, value in other["generator"].state_dict().items():
+            assert torch.equal(payload["models"]["generator"][key], value)
+        for key, value in run["detector"].state_dict().items():
+            assert torch.equal(payload["models"]["detector"][key], value)
+        assert payload["generator_from"]["epochs"] == 7
+    expected = weights_hash(other["generator"].state_dict())
+    assert shipped["generator_sha256"] == resumable["generator_sha256"] == expected
+    # the run's Adam moments belong to the run's generator: a fresh start, groups kept
+    assert resumable["optimizers"]["generator"]["state"] == {}
+    assert resumable["optimizers"]["generator"]["param_groups"] == adam.state_dict()["param_groups"]
+    fresh = torch.optim.Adam(other["generator"].parameters())
+    fresh.load_state_dict(resumable["optimizers"]["generator"])
+    assert json.loads(card.read_text())["generator_from"]["generator_sha256"] == expected
+
+    wider = ModelConfig(**dict(TINY_MODEL, generator_channels=12))
+    save_checkpoint(source, {"format": "astrodeblend-checkpoint", "version": 1,
+                             "model_config": wider.to_dict(), "epoch": 7,
+                             "models": {"generator": build_models(wider)["generator"]
+                                        .state_dict()}})
+    with pytest.raises(SystemExit, match="generator_channels"):
+        tool.export(tool.load_recipe(), work, weights=weights, generator=source)

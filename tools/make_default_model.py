@@ -312,8 +312,46 @@ def _plain(value):
     return value if value == value else None   # NaN -> null
 
 
-def export(recipe, work, *, checkpoint=None, sampler=None, weights=WEIGHTS, card=None):
-    """Write ``default.pt``, the full checkpoint and ``default.json``; return their paths."""
+#: Model settings a generator taken from another checkpoint must share with the run's.
+GENERATOR_SETTINGS = ("n_bands", "image_size", "generator_channels", "generator_depth",
+                      "heatmap_sigma")
+
+
+def _take_generator(payload, source):
+    """Put the generator of checkpoint ``source`` into the run's ``payload`` (in place).
+
+    Its optimiser state starts afresh (the run's Adam moments belong to the
+    run's generator), so the full checkpoint still resumes.  Returns the
+    record written to the card.
+    """
+    from astrodeblend._checkpoint import load_checkpoint, weights_hash
+
+    other = load_checkpoint(source)
+    mine, theirs = payload["model_config"], other["model_config"]
+    differ = [k for k in GENERATOR_SETTINGS if mine.get(k) != theirs.get(k)]
+    if differ:
+        raise SystemExit(f"make_default_model: the generator of {source} differs from the "
+                         f"run's in {', '.join(differ)}")
+    payload["models"] = dict(payload["models"], generator=other["models"]["generator"])
+    optimizers = payload.get("optimizers") or {}
+    if "generator" in optimizers:
+        groups = optimizers["generator"].get("param_groups", [])
+        payload["optimizers"] = dict(optimizers, generator={"state": {}, "param_groups": groups})
+    payload["generator_sha256"] = weights_hash(other["models"]["generator"])
+    record = {"path": _shown(source), "generator_sha256": payload["generator_sha256"],
+              "epochs": other.get("epoch"), "train_config": other.get("train_config")}
+    payload["generator_from"] = record
+    return record
+
+
+def export(recipe, work, *, checkpoint=None, sampler=None, weights=WEIGHTS, card=None,
+           generator=None):
+    """Write ``default.pt``, the full checkpoint and ``default.json``; return their paths.
+
+    ``generator``: a checkpoint whose generator replaces the run's (the run
+    then contributes the detector, and the discriminator of the full
+    checkpoint); recorded as ``generator_from`` in both files and the card.
+    """
     import torch
 
     from astrodeblend._checkpoint import load_checkpoint, save_checkpoint, weights_hash
@@ -325,9 +363,11 @@ def export(recipe, work, *, checkpoint=None, sampler=None, weights=WEIGHTS, card
         work / recipe["train"]["out"] / "checkpoint_last.pt")
     sampler = Path(sampler) if sampler else work / recipe["sampler"]["out"] / "checkpoint_last.pt"
     payload = load_checkpoint(checkpoint)
+    taken = _take_generator(payload, Path(generator)) if generator else None
     models = {name: payload["models"][name] for name in ("generator", "detector")}
     slim = {key: payload[key] for key in ("format", "version", "model_config", "train_config",
-                                          "epoch", "history", "galaxy_split") if key in payload}
+                                          "epoch", "history", "galaxy_split", "generator_from")
+            if key in payload}
     if sampler.exists():
         # the unconditional generator of `astrodeblend sample`, trained separately
         models["sample_generator"] = load_checkpoint(sampler)["models"]["sample_generator"]
@@ -357,7 +397,7 @@ def export(recipe, work, *, checkpoint=None, sampler=None, weights=WEIGHTS, card
                 "model_config": slim.get("model_config"),
                 "train_config": payload.get("train_config"),
                 "epochs": payload.get("epoch"), "history": payload.get("history"),
-                "galaxy_split": record or None, "recipe": recipe,
+                "galaxy_split": record or None, "recipe": recipe, "generator_from": taken,
                 "full_checkpoint": {"path": _shown(full), "bytes": full.stat().st_size,
                                     "sha256": sha256_file(full)},
                 "ablation": json.loads(ablation.read_text()) if ablation.exists() else None,
@@ -413,6 +453,8 @@ def main(argv=None):
     p.add_argument("--checkpoint", default=None, help="run checkpoint (default: the recipe's "
                    "WORK/run/checkpoint_last.pt)")
     p.add_argument("--sampler", default=None, help="checkpoint with a sample_generator")
+    p.add_argument("--generator-from", default=None, help="checkpoint whose generator replaces "
+                   "the run's (same generator settings; recorded in the card)")
     p.add_argument("--card", default=None, help="JSON of extra model-card entries")
     p.add_argument("--weights", default=None, help="export folder (default: the package's, "
                    "or WORK/weights with --smoke)")
@@ -437,7 +479,8 @@ def main(argv=None):
     if args.step in ("export", "all") and _main_rank():
         export(recipe, work, checkpoint=getattr(args, "checkpoint", None),
                sampler=getattr(args, "sampler", None), weights=weights,
-               card=getattr(args, "card", None))
+               card=getattr(args, "card", None),
+               generator=getattr(args, "generator_from", None))
     if args.step == "all":
         _log(work, "all", time.perf_counter() - started, smoke=args.smoke)
     return 0
