@@ -253,6 +253,23 @@ def test_cli_mixed_protocols(dataset, tmp_path, capsys):
 
 
 # -------------------------------------------------------------------- sample GAN
+def test_detector_alone_continues_a_run(dataset, run_a, tmp_path):
+    """train_generator=False: a resumed run trains its detector, generator and
+    discriminator stay as they were."""
+    out = tmp_path / "det"
+    shutil.copytree(run_a[0], out)
+    before = _state(out / "checkpoint_last.pt")
+    result = train(dataset, out, config={"train_generator": False}, epochs=3, resume=True,
+                   progress=False)
+    after = _state(result.last_checkpoint)
+    for name in ("generator", "discriminator"):
+        for key, value in before[name].items():
+            assert torch.equal(after[name][key], value), (name, key)
+    assert any(not torch.equal(after["detector"][k], v) for k, v in before["detector"].items())
+    row = result.history[-1]
+    assert row["loss_det"] > 0 and row["loss_g_l1"] == row["loss_d"] == 0.0
+
+
 def test_sampler_only_and_sample(dataset, run_a, tmp_path):
     cfg = {**TINY, "sampler_only": True, "sample_every": 0,
            "model": {**TINY["model"], "sampler_size": 16, "sampler_channels": 4,

@@ -74,6 +74,10 @@ class TrainConfig:
         (``astrodeblend.train.batches.shift_scene``).
     train_detector : bool
         Train the centre detector.
+    train_generator : bool
+        Train the generator and its discriminator (False: the detector
+        alone, for example to continue a run's detector while keeping its
+        generator).
     train_sampler : bool
         Also train the unconditional sample GAN.
     sampler_only : bool
@@ -134,6 +138,7 @@ class TrainConfig:
     augment: bool = True
     shift_fraction: float = 0.25
     train_detector: bool = True
+    train_generator: bool = True
     train_sampler: bool = False
     sampler_only: bool = False
     val_max_scenes: int = 128

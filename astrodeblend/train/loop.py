@@ -293,12 +293,12 @@ class _Trainer:
     def _deblender_steps(self, batch, gal, w_adv, *, generator=True):
         """Discriminator, generator and detector steps on one batch; their losses.
 
-        ``generator`` False (no source in the batch on some rank): the
-        detector step only.
+        ``generator`` False (no source in the batch on some rank), or
+        ``train_generator`` off: the detector step only.
         """
         cfg, losses = self.cfg, dict.fromkeys(("loss_g_adv", "loss_d", "loss_det", "loss_g_l1",
                                                "loss_g_flux"), 0.0)
-        if generator:
+        if generator and cfg.train_generator:
             self._generator_steps(gal, w_adv, losses)
         if cfg.train_detector:
             self.optims["detector"].zero_grad(set_to_none=True)
