@@ -78,6 +78,8 @@ class Cards:
 
     def __init__(self, images=()):
         self.images = list(images)
+        # comments as given to `set` (a card image cannot tell " a" from "a")
+        self._comments = {}
 
     @classmethod
     def from_header(cls, header):
@@ -92,7 +94,9 @@ class Cards:
 
     def copy(self):
         """Return a copy (the images are strings: nothing is shared that can change)."""
-        return Cards(self.images)
+        other = Cards(self.images)
+        other._comments = dict(self._comments)
+        return other
 
     def index(self, keyword):
         """Return the index of the first card of a keyword (8 characters at most), or None."""
@@ -112,9 +116,14 @@ class Cards:
         i = self.index(keyword)
         if i is not None:
             if comment is None:
+                comment = self._comments.get(keyword)
+            if comment is None:
                 comment = fits.Card.fromstring(self.images[i]).comment
+            self._comments[keyword] = comment
             self.images[i] = card(keyword, value, comment)
             return
+        if comment is not None:
+            self._comments[keyword] = comment
         end = len(self.images)
         while end and _keyword(self.images[end - 1]) in _COMMENTARY:
             end -= 1
