@@ -252,6 +252,48 @@ def test_cli_mixed_protocols(dataset, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_fine_tuning_starts_from_a_checkpoints_networks(dataset, run_a, tmp_path):
+    """init_from: a new run with the networks (and their settings) of a
+    checkpoint; optimisers, schedule and epochs start afresh; a stripped
+    model without a discriminator is accepted; not with resume."""
+    from astrodeblend._checkpoint import save_checkpoint
+
+    source = run_a[0] / "checkpoint_last.pt"
+    before = _state(source)
+    # default model settings in the config: the checkpoint's TINY networks win
+    result = train(dataset, tmp_path / "ft", config={"train_generator": False,
+                                                      "sample_every": 0},
+                   init_from=source, epochs=1, progress=False)
+    payload = load_checkpoint(result.last_checkpoint)
+    after = payload["models"]
+    assert payload["train_config"]["model"]["generator_channels"] == \
+        TINY["model"]["generator_channels"]
+    assert payload["train_config"]["init_from"] == str(source)
+    for name in ("generator", "discriminator"):
+        for key, value in before[name].items():
+            assert torch.equal(after[name][key], value), (name, key)
+    assert any(not torch.equal(after["detector"][k], v) for k, v in before["detector"].items())
+    assert len(result.history) == 1 and payload["epoch"] == 1
+    # the galaxies of the run it started from are still training galaxies
+    assert payload["galaxy_split"]["train_ids_sha256"] == \
+        load_checkpoint(source)["galaxy_split"]["train_ids_sha256"]
+
+    stripped = load_checkpoint(source)
+    del stripped["models"]["discriminator"], stripped["optimizers"]
+    save_checkpoint(tmp_path / "stripped.pt", stripped)
+    result = train(dataset, tmp_path / "ft2", config={"sample_every": 0, "adv_warmup_epochs": 0},
+                   init_from=tmp_path / "stripped.pt", epochs=1, progress=False)
+    assert np.isfinite(result.history[0]["loss_d"]) and result.history[0]["loss_d"] > 0
+
+    from astrodeblend import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="new run only"):
+        train(dataset, tmp_path / "ft", init_from=source, epochs=2, resume=True,
+              progress=False)
+    with pytest.raises(CheckpointError):
+        train(dataset, tmp_path / "ft3", init_from=tmp_path / "missing.pt", progress=False)
+
+
 # -------------------------------------------------------------------- sample GAN
 def test_detector_alone_continues_a_run(dataset, run_a, tmp_path):
     """train_generator=False: a resumed run trains its detector, generator and

@@ -20,7 +20,8 @@ def train_from_cli(args):
     ----------
     args : `argparse.Namespace`
         With ``data`` (one path or a list), ``out``, ``epochs``,
-        ``batch_size``, ``lr``, ``device``, ``seed``, ``config``, ``resume``,
+        ``batch_size``, ``lr``, ``device``, ``seed``, ``config``,
+        ``init_from`` (optional), ``resume``,
         ``reschedule`` (optional) and ``no_progress``.
 
     Returns
@@ -30,7 +31,8 @@ def train_from_cli(args):
     """
     result = train(args.data, args.out, config=args.config, epochs=args.epochs,
                    batch_size=args.batch_size, lr=args.lr, device=args.device,
-                   seed=args.seed, resume=args.resume,
+                   seed=args.seed, init_from=getattr(args, "init_from", None),
+                   resume=args.resume,
                    reschedule=getattr(args, "reschedule", False),
                    progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -78,6 +78,16 @@ class TrainConfig:
         Train the generator and its discriminator (False: the detector
         alone, for example to continue a run's detector while keeping its
         generator).
+    init_from : str or None
+        A new run starts from the network weights of this checkpoint (a
+        training checkpoint, a model written by ``tools/make_default_model.py
+        export``, or ``'default'`` for the shipped model) instead of random
+        ones: fine-tuning.  The run adopts the checkpoint's network settings
+        (``model``); networks the file lacks (a stripped model has no
+        discriminator) start at random; the optimisers, the schedule and the
+        epoch count start afresh; the galaxies the checkpoint was trained on
+        join the run's training galaxies, so ``evaluate`` still refuses them.
+        Ignored when a run is resumed (its own checkpoint holds the weights).
     train_sampler : bool
         Also train the unconditional sample GAN.
     sampler_only : bool
@@ -139,6 +149,7 @@ class TrainConfig:
     shift_fraction: float = 0.25
     train_detector: bool = True
     train_generator: bool = True
+    init_from: str | None = None
     train_sampler: bool = False
     sampler_only: bool = False
     val_max_scenes: int = 128
@@ -167,6 +178,8 @@ class TrainConfig:
         if not 0 <= float(self.shift_fraction) < 0.5:
             raise InvalidInputError(f"shift_fraction must be in [0, 0.5), not "
                                     f"{self.shift_fraction!r}")
+        if self.init_from is not None and not isinstance(self.init_from, str):
+            self.init_from = str(self.init_from)
         if float(self.w_adv) < 0:
             raise InvalidInputError(f"w_adv must be >= 0, not {self.w_adv!r}")
         self.betas = [float(b) for b in self.betas]
@@ -336,6 +349,9 @@ def prepare_run(out, *, config, overrides, resume, reschedule=False):
             raise OutputExistsError(f"run folder {out} already holds {last.name}; use "
                                     "resume=True (--resume) to continue it or choose another out")
         settings = _merge_config(TrainConfig().to_dict(), base)
+    if resume and overrides.get("init_from") is not None:
+        raise InvalidInputError("init_from applies to a new run only (a resumed run continues "
+                                "from its own checkpoint)")
     settings = _merge_config(settings, {k: v for k, v in overrides.items() if v is not None})
     if reschedule or settings.get("schedule_epochs") is None:
         settings["schedule_epochs"] = settings.get("epochs", TrainConfig().epochs)

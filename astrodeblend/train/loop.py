@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from .._checkpoint import (
     CHECKPOINT_FORMAT,
+    load_checkpoint,
     load_state,
     make_split_record,
     merge_split_records,
@@ -48,7 +49,7 @@ _bce = F.binary_cross_entropy_with_logits
 
 
 def train(data, out, *, config=None, epochs=None, batch_size=None, lr=None, device="auto",
-          seed=None, resume=False, reschedule=False, progress=True):
+          seed=None, init_from=None, resume=False, reschedule=False, progress=True):
     """Train the deblending GAN (and detector) on training-set files.
 
     Launched normally it trains on one device; launched by ``torchrun
@@ -73,6 +74,9 @@ def train(data, out, *, config=None, epochs=None, batch_size=None, lr=None, devi
         run; its schedule stays as the run fixed it, see ``reschedule``).
     device : str, optional
         ``'auto'``, ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
+    init_from : str or path, optional
+        Fine-tune: a new run starts from the networks of this checkpoint
+        (``'default'``: the shipped model); see `TrainConfig.init_from`.
     resume : bool, optional
         Continue from ``out/checkpoint_last.pt`` exactly where it stopped.
     reschedule : bool, optional
@@ -97,8 +101,8 @@ def train(data, out, *, config=None, epochs=None, batch_size=None, lr=None, devi
     CheckpointError
         If resuming fails: no checkpoint, or one of another architecture.
     InvalidInputError
-        If ``reschedule`` is given without ``resume``, or a setting is
-        invalid.
+        If ``reschedule`` is given without ``resume``, ``init_from`` with
+        it, or a setting is invalid.
     OutputExistsError
         If ``out`` already holds a run and ``resume`` is False.
 
@@ -112,7 +116,9 @@ def train(data, out, *, config=None, epochs=None, batch_size=None, lr=None, devi
         out = Path(out)
         cfg, payload = prepare_run(out, config=config, resume=resume, reschedule=reschedule,
                                    overrides={"epochs": epochs, "batch_size": batch_size,
-                                              "lr": lr, "seed": seed})
+                                              "lr": lr, "seed": seed,
+                                              "init_from": None if init_from is None
+                                              else str(init_from)})
         if rank == 0:
             try:
                 out.mkdir(parents=True, exist_ok=True)
@@ -146,6 +152,12 @@ class _Trainer:
                                "is empty")
         self.cfg, self.train_set, self.device = cfg, train_set, device
         self.rank, self.world, self.out, self.main = rank, world, out, rank == 0
+        init = _init_payload(cfg.init_from) if payload is None and cfg.init_from else None
+        if init is not None:
+            # fine-tuning: the networks of the checkpoint, so its settings
+            model = dict(init["model_config"])
+            model["with_sampler"] = bool(model.get("with_sampler") or cfg.model["with_sampler"])
+            cfg.model = ModelConfig.from_dict(model).to_dict()
         mcfg = ModelConfig.from_dict(cfg.model)
         n_bands, size = train_set.shape[0], train_set.shape[1]
         if n_bands != mcfg.n_bands:
@@ -173,11 +185,17 @@ class _Trainer:
         self.best_psnr, self.best_epoch = -math.inf, None
         if payload is not None:
             self._restore(payload, out / "checkpoint_last.pt")
-        # the galaxies of the training scenes (of every run segment): evaluate refuses them
+        elif init is not None:
+            for name, state in init["models"].items():
+                if name in self.models:
+                    load_state(self.models[name], state, where=cfg.init_from, name=name)
+        # the galaxies of the training scenes (of every run segment, and of
+        # the checkpoint a fine-tuning started from): evaluate refuses them
         self.split_record = None
         if self.main:
+            earlier = payload if payload is not None else init
             self.split_record = merge_split_records(
-                payload.get("galaxy_split") if payload is not None else None,
+                earlier.get("galaxy_split") if earlier is not None else None,
                 _split_record(train_set))
         self.wrapped = {k: _ddp(m, device, world) for k, m in self.models.items()}
 
@@ -527,6 +545,18 @@ def _write_epoch_outputs(out, cfg, models, val_set, device, sigma, history, epoc
         plot_sample_grid(gal["blend"].cpu().numpy(), output, gal["truth"].cpu().numpy(),
                          out / f"samples_epoch{epoch + 1:03d}.png",
                          title=f"epoch {epoch + 1}", overwrite=True)
+
+
+def _init_payload(source):
+    """The checkpoint a fine-tuning starts from (``'default'``: the shipped model)."""
+    from ..weights import default_model_path
+
+    path = default_model_path() if source == "default" else Path(source)
+    payload = load_checkpoint(path)
+    if not isinstance(payload.get("models"), dict) or "model_config" not in payload:
+        raise CheckpointError(f"init_from {path} is not an astrodeblend model or training "
+                              "checkpoint")
+    return payload
 
 
 def _split_record(train_set):
