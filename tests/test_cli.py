@@ -127,8 +127,8 @@ def test_options_reach_the_deblender_factory_and_the_writer(tmp_path, monkeypatc
         writes.append(kwargs)
         return real_write(result, path, overwrite=overwrite)
 
-    import astrodeblend.pipeline
     import astrodeblend.io
+    import astrodeblend.pipeline
 
     real_write = astrodeblend.io.write_deblended
     monkeypatch.setattr(astrodeblend.pipeline, "get_deblender", fake_get_deblender)

@@ -548,7 +548,7 @@ def _write_epoch_outputs(out, cfg, models, val_set, device, sigma, history, epoc
 
 
 def _init_payload(source):
-    """The checkpoint a fine-tuning starts from (``'default'``: the shipped model)."""
+    """Return the checkpoint a fine-tuning starts from (``'default'``: the shipped model)."""
     from ..weights import default_model_path
 
     path = default_model_path() if source == "default" else Path(source)
