@@ -81,7 +81,9 @@ class Deblender:
         Value space; ``'auto'`` picks display for images with ``ADBDISP``
         (JPG/PNG) and linear otherwise.
     detect_threshold : float, optional
-        Minimum peak of the detector's centre heatmap (0..1).
+        Minimum peak of the detector's centre heatmap (0..1); `load` takes
+        the one a model was exported with (``deblender`` entry of the
+        checkpoint) unless given, else 0.3.
     min_snr : float, optional
         Minimum signal-to-noise ratio, in a 3x3 aperture summed over bands,
         of the blend at a detected centre.
@@ -211,6 +213,10 @@ class Deblender:
         names = [n for n in ("generator", "detector") if n in stored]
         models, config = load_models(payload, device=device, names=names)
         model_hash = weights_hash(models["generator"].state_dict())
+        # settings the model was exported with (its detector's calibrated threshold)
+        settings = payload.get("deblender") if isinstance(payload.get("deblender"), dict) else {}
+        if "detect_threshold" in settings and "detect_threshold" not in kwargs:
+            kwargs["detect_threshold"] = float(settings["detect_threshold"])
         return cls(models["generator"], models.get("detector"), config, device=device,
                    name=name, model_hash=model_hash, **kwargs)
 

@@ -56,9 +56,13 @@ def _recipe(tool, path):
                              "batch_size": 8, "lr": 2e-3, "val_max_scenes": 3,
                              "sample_every": 1, "n_sample_scenes": 2, "max_memory_gb": 1.0,
                              "model": TINY_MODEL}},
+        "detector": {"init_from": "run", "generator_sha256": None,
+                     "config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8,
+                                "val_max_scenes": 3, "max_memory_gb": 1.0}},
         "sampler": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8,
                                "model": TINY_MODEL}},
         "compare": {"protocols": ["reiman"], "n": 2},
+        "export": {"full_max_mb": 30},
     })
     path.write_text(json.dumps(recipe))
     return path
@@ -84,6 +88,12 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
         assert Path(f.attrs["images"]) == images
     run = load_checkpoint(work / "run" / "checkpoint_last.pt")
     ablation = load_checkpoint(work / "run_noadv" / "checkpoint_last.pt")
+    # the detector stage: the run's generator, a detector trained further
+    tuned = load_checkpoint(work / "detector" / "checkpoint_last.pt")
+    assert tuned["train_config"]["train_generator"] is False
+    assert tuned["generator_sha256"] == run["generator_sha256"]
+    assert not torch.equal(tuned["models"]["detector"]["net.head.weight"],
+                           run["models"]["detector"]["net.head.weight"])
     assert run["history"][0]["w_adv"] > 0 and run["history"][0]["loss_d"] > 0
     # the ablation: no adversarial term at any epoch, the discriminator never trained
     assert ablation["train_config"]["w_adv"] == 0
@@ -117,7 +127,7 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
     capsys.readouterr()
     assert tool.main(argv) == 0
     out = capsys.readouterr().out
-    assert out.count("skipped") == 4     # run, ablation, compare, sampler
+    assert out.count("skipped") == 5     # run, detector, ablation, compare, sampler
     again = load_checkpoint(work / "run" / "checkpoint_last.pt")
     assert again["step"] == run["step"] and len(again["history"]) == 1
 
@@ -128,15 +138,34 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
         evaluate(images, n=1, methods=["gan"], model=weights / "default.pt", split="train",
                  progress=False)
 
-    # adversarial fine-tuning starts from the full checkpoint
+    # the shipped recipe's detector stage: from the shipped model, whose
+    # generator it names by hash, kept unchanged
+    shipped = tool.load_recipe()["detector"]
+    spec = json.loads(recipe.read_text())
+    spec["detector"] = {**spec["detector"], "init_from": "default", "out": "det_default",
+                        "generator_sha256": "0" * 64}
+    with pytest.raises(SystemExit, match="expects"):
+        tool.train_detector(spec, work, device="cpu", progress=False)
+    spec["detector"]["generator_sha256"] = shipped["generator_sha256"]
+    tool.train_detector(spec, work, device="cpu", progress=False)
+    tuned = load_checkpoint(work / "det_default" / "checkpoint_last.pt")
+    assert tuned["generator_sha256"] == shipped["generator_sha256"]
+    assert tuned["train_config"]["model"]["generator_channels"] == 24   # the shipped networks
+
+    # adversarial fine-tuning starts from the full checkpoint, discriminator included
     from astrodeblend.train import train
 
-    tune = tmp_path / "tune"
+    result = train([work / "reiman.h5"], tmp_path / "tune", init_from=weights / "default_full.pt",
+                   config={"adv_warmup_epochs": 0, "sample_every": 0}, epochs=1,
+                   progress=False)
+    assert result.history[0]["loss_d"] > 0 and result.history[0]["loss_g_l1"] > 0
+    # or resumes it as it was (here: the detector stage, the generator kept)
+    tune = tmp_path / "resumed"
     tune.mkdir()
     shutil.copy(weights / "default_full.pt", tune / "checkpoint_last.pt")
     result = train([work / "reiman.h5"], tune, epochs=2, resume=True, reschedule=True,
                    progress=False)
-    assert len(result.history) == 2 and result.history[1]["loss_d"] > 0
+    assert len(result.history) == 2 and result.history[1]["loss_det"] > 0
 
 
 def test_full_checkpoint_over_the_limit_stays_in_work(tool, tmp_path):
@@ -154,7 +183,7 @@ def test_full_checkpoint_over_the_limit_stays_in_work(tool, tmp_path):
                      "model_config": cfg.to_dict(), "epoch": 1, "history": [],
                      "models": {k: m.state_dict() for k, m in nets.items()},
                      "optimizers": {"generator": {"state": {}, "param_groups": []}}})
-    recipe = tool.merge(tool.load_recipe(), {"export": {"full_max_mb": 0.001}})
+    recipe = tool.merge(tool.load_recipe(), {"export": {"full_max_mb": 0.001, "from": "train"}})
     default, full, card = tool.export(recipe, work, weights=weights)
     assert full == work / "default_full.pt" and full.is_file()
     assert not (weights / "default_full.pt").exists()          # no stale copy left
@@ -183,6 +212,11 @@ def test_smoke_and_shipped_recipe(tool):
 
     TrainConfig.from_dict(config)
     TrainConfig.from_dict(shipped["sampler"]["config"])
+    # the shipped model is the detector stage, from the shipped model's generator
+    assert shipped["export"]["from"] == "detector"
+    assert shipped["detector"]["init_from"] == "default"
+    assert smoke["detector"]["config"]["epochs"] == 1
+    TrainConfig.from_dict(shipped["detector"]["config"])
 
 
 def test_binned_copies_average_linear_flux(tool, tmp_path):
@@ -226,7 +260,8 @@ def test_export_takes_the_generator_of_another_checkpoint(tool, tmp_path):
     save_checkpoint(source, {"format": "astrodeblend-checkpoint", "version": 1,
                              "model_config": cfg.to_dict(), "epoch": 7,
                              "models": {"generator": other["generator"].state_dict()}})
-    default, full, card = tool.export(tool.load_recipe(), work, weights=weights, generator=source)
+    recipe = tool.merge(tool.load_recipe(), {"export": {"from": "train"}})
+    default, full, card = tool.export(recipe, work, weights=weights, generator=source)
     shipped, resumable = load_checkpoint(default), load_checkpoint(full)
     for payload in (shipped, resumable):
         for key, value in other["generator"].state_dict().items():
@@ -249,4 +284,4 @@ def test_export_takes_the_generator_of_another_checkpoint(tool, tmp_path):
                              "models": {"generator": build_models(wider)["generator"]
                                         .state_dict()}})
     with pytest.raises(SystemExit, match="generator_channels"):
-        tool.export(tool.load_recipe(), work, weights=weights, generator=source)
+        tool.export(recipe, work, weights=weights, generator=source)

@@ -12,14 +12,23 @@ Steps, each also on its own (same options)::
 
     python tools/make_default_model.py datasets --jobs 2   # reiman, physical, survey files
     python tools/make_default_model.py train      # the GAN and the detector
+    python tools/make_default_model.py detector   # the detector alone, generator kept
     python tools/make_default_model.py train --no-adversarial   # ablation: w_adv = 0 throughout
     python tools/make_default_model.py compare    # both runs on the same held-out scenes
     python tools/make_default_model.py sampler    # the unconditional generator (sample)
     python tools/make_default_model.py export     # default.pt, default_full.pt, default.json
 
-``all`` runs datasets, train, sampler and export; ``all --with-ablation``
-also trains the ablation and runs ``compare`` before ``export``, so that
-``default.json`` holds the ablation table of the model card.
+``all`` runs datasets, train, detector, sampler and export; ``all
+--with-ablation`` also trains the ablation and runs ``compare`` before
+``export``, so that ``default.json`` holds the ablation table of the model
+card.
+
+The detector stage (``recipe['detector']``) fine-tunes the centre detector
+alone, starting from ``init_from``: ``'default'``, the shipped model (whose
+generator the recipe names by its sha256), or ``'run'``, the recipe's GAN
+run.  ``recipe['export']['from']`` says which run is shipped.  The shipped
+model is the detector stage from the shipped model: ``all`` then skips the
+GAN run (``train`` still runs it) and the sampler (the shipped one is kept).
 
 Data: the Galaxy Zoo images of ``recipe['images']`` (relative to the
 repository root; ``--images`` overrides it).  Scenes of the training split
@@ -79,6 +88,8 @@ SMOKE = {
     "train": {"config": {"epochs": 1, "schedule_epochs": 1, "adv_warmup_epochs": 0,
                          "adv_ramp_epochs": 1, "batch_size": 8, "val_max_scenes": 8,
                          "sample_every": 1}},
+    "detector": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8,
+                            "val_max_scenes": 8}},
     "sampler": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 16}},
     "compare": {"n": 4},
 }
@@ -250,6 +261,47 @@ def train_model(recipe, work, *, no_adversarial=False, device="auto", progress=T
                       else "train")
 
 
+def detector_init(recipe, work):
+    """The checkpoint the detector stage starts from: ``'default'`` or the recipe's run."""
+    init = recipe["detector"]["init_from"]
+    return str(Path(work) / recipe["train"]["out"] / "checkpoint_last.pt") if init == "run" \
+        else init
+
+
+def train_detector(recipe, work, *, device="auto", progress=True):
+    """Fine-tune the detector alone (``recipe['detector']``), the generator kept as it is.
+
+    The run starts from the networks of ``recipe['detector']['init_from']``
+    (``'default'``: the shipped model; ``'run'``: the recipe's GAN run) with
+    ``train_generator`` off, so its checkpoint holds that generator unchanged
+    beside the new detector.  When ``generator_sha256`` is given, the
+    starting generator must have that hash (the recipe names the generator
+    it ships).
+    """
+    from astrodeblend._checkpoint import load_checkpoint
+    from astrodeblend.weights import default_model_path
+
+    spec = recipe["detector"]
+    init = detector_init(recipe, work)
+    out = Path(work) / spec["out"]
+    expected = spec.get("generator_sha256")
+    if expected and not (out / "checkpoint_last.pt").exists():
+        path = default_model_path() if init == "default" else Path(init)
+        found = load_checkpoint(path).get("generator_sha256")
+        if found != expected:
+            raise SystemExit(f"make_default_model: the generator of {_shown(path)} has sha256 "
+                             f"{found}, the recipe's detector stage expects {expected}")
+    config = merge(spec["config"], {"init_from": init, "train_generator": False})
+    data = [dataset_path(work, name) for name in spec.get("data", recipe["train"]["data"])]
+    return _train_run(data, out, config, device=device, progress=progress, label="detector")
+
+
+def exported_run(recipe, work):
+    """The run whose checkpoint ``export`` ships: the detector stage's when the recipe has one."""
+    name = recipe.get("export", {}).get("from", "train")
+    return Path(work) / recipe[name]["out"] / "checkpoint_last.pt"
+
+
 def train_sampler(recipe, work, *, device="auto", progress=True):
     """Train the unconditional sample generator (``sampler_only``)."""
     spec = recipe["sampler"]
@@ -359,10 +411,11 @@ def export(recipe, work, *, checkpoint=None, sampler=None, weights=WEIGHTS, card
 
     work, weights = Path(work), Path(weights)
     weights.mkdir(parents=True, exist_ok=True)
-    checkpoint = Path(checkpoint) if checkpoint else (
-        work / recipe["train"]["out"] / "checkpoint_last.pt")
+    checkpoint = Path(checkpoint) if checkpoint else exported_run(recipe, work)
     sampler = Path(sampler) if sampler else work / recipe["sampler"]["out"] / "checkpoint_last.pt"
     payload = load_checkpoint(checkpoint)
+    if not sampler.exists() and "sample_generator" in payload["models"]:
+        sampler = checkpoint    # a fine-tuned model keeps the sample generator it started with
     taken = _take_generator(payload, Path(generator)) if generator else None
     models = {name: payload["models"][name] for name in ("generator", "detector")}
     slim = {key: payload[key] for key in ("format", "version", "model_config", "train_config",
@@ -376,6 +429,10 @@ def export(recipe, work, *, checkpoint=None, sampler=None, weights=WEIGHTS, card
         print(f"[export] no sampler checkpoint {sampler}: default.pt has no sample generator")
     slim["models"] = models
     slim["generator_sha256"] = weights_hash(models["generator"])
+    if "deblender" in recipe.get("export", {}):
+        # settings `Deblender.load` takes from the model (the detector's threshold)
+        slim["deblender"] = dict(recipe["export"]["deblender"])
+        payload["deblender"] = slim["deblender"]
     default = save_checkpoint(weights / "default.pt", slim, overwrite=True)
 
     # the full checkpoint: the run's own, resumable (copy it to RUN/checkpoint_last.pt)
@@ -398,6 +455,7 @@ def export(recipe, work, *, checkpoint=None, sampler=None, weights=WEIGHTS, card
                 "train_config": payload.get("train_config"),
                 "epochs": payload.get("epoch"), "history": payload.get("history"),
                 "galaxy_split": record or None, "recipe": recipe, "generator_from": taken,
+                "deblender": slim.get("deblender"),
                 "full_checkpoint": {"path": _shown(full), "bytes": full.stat().st_size,
                                     "sha256": sha256_file(full)},
                 "ablation": json.loads(ablation.read_text()) if ablation.exists() else None,
@@ -410,6 +468,14 @@ def export(recipe, work, *, checkpoint=None, sampler=None, weights=WEIGHTS, card
     print(f"wrote {default} ({default.stat().st_size / 2**20:.1f} MiB), {card_path.name} and "
           f"the full checkpoint {full} ({full.stat().st_size / 2**20:.1f} MiB)")
     return default, full, card_path
+
+
+def _has_sampler(checkpoint):
+    """Whether ``checkpoint`` (when it exists) holds a sample generator of its own."""
+    from astrodeblend._checkpoint import load_checkpoint
+
+    return Path(checkpoint).exists() and "sample_generator" in load_checkpoint(
+        checkpoint).get("models", {})
 
 
 def _shown(path):
@@ -445,13 +511,15 @@ def main(argv=None):
     p = sub.add_parser("train", parents=[common], help="train or resume the GAN and detector")
     p.add_argument("--no-adversarial", action="store_true",
                    help="the ablation: w_adv = 0 for the whole run, in recipe['ablation']['out']")
+    sub.add_parser("detector", parents=[common], help="fine-tune the detector alone from "
+                   "recipe['detector']['init_from'] (the generator kept)")
     sub.add_parser("sampler", parents=[common], help="train the unconditional generator")
     sub.add_parser("compare", parents=[common], help="run and ablation on the same held-out "
                    "scenes (WORK/ablation.json)")
     p = sub.add_parser("export", parents=[common], help="write default.pt, the full checkpoint "
                        "and default.json")
-    p.add_argument("--checkpoint", default=None, help="run checkpoint (default: the recipe's "
-                   "WORK/run/checkpoint_last.pt)")
+    p.add_argument("--checkpoint", default=None, help="run checkpoint (default: the last "
+                   "checkpoint of recipe['export']['from'], the detector stage or the GAN run)")
     p.add_argument("--sampler", default=None, help="checkpoint with a sample_generator")
     p.add_argument("--generator-from", default=None, help="checkpoint whose generator replaces "
                    "the run's (same generator settings; recorded in the card)")
@@ -467,14 +535,20 @@ def main(argv=None):
     started = time.perf_counter()
     if args.step in ("datasets", "all"):
         make_datasets(recipe, work, images=args.images, progress=progress, jobs=args.jobs)
-    if args.step in ("train", "all"):
+    # the GAN run: unless the recipe ships a detector fine-tuned from the shipped model
+    needs_run = ("detector" not in recipe or recipe["detector"]["init_from"] == "run"
+                 or recipe.get("export", {}).get("from", "train") == "train")
+    if args.step == "train" or (args.step == "all" and needs_run):
         train_model(recipe, work, no_adversarial=getattr(args, "no_adversarial", False),
                     device=args.device, progress=progress)
+    if args.step == "detector" or (args.step == "all" and "detector" in recipe):
+        train_detector(recipe, work, device=args.device, progress=progress)
     if args.step == "all" and args.with_ablation:
         train_model(recipe, work, no_adversarial=True, device=args.device, progress=progress)
     if args.step == "compare" or (args.step == "all" and args.with_ablation):
         compare(recipe, work, images=args.images, device=args.device, progress=progress)
-    if args.step in ("sampler", "all"):
+    if args.step == "sampler" or (args.step == "all" and not _has_sampler(
+            exported_run(recipe, work))):
         train_sampler(recipe, work, device=args.device, progress=progress)
     if args.step in ("export", "all") and _main_rank():
         export(recipe, work, checkpoint=getattr(args, "checkpoint", None),
