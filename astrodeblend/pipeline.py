@@ -112,6 +112,13 @@ class Deblender:
         nearer to another source (`~astrodeblend.footprints.monotonic`)
         before the flux is shared, so that light the generator leaked from a
         neighbour goes back to it.
+    confirm : bool, optional
+        In linear images, keep a detector source that shares its group with
+        a brighter one only where the other sources' models leave its light
+        standing out of the residual by ``min_snr`` (the test of
+        ``_unexplained``): the tip of an elongated galaxy, a knot or a noise
+        peak in its outskirts is light the galaxy's model already explains.
+        Settable per model (``deblender`` entry of an exported checkpoint).
 
     Examples
     --------
@@ -127,7 +134,8 @@ class Deblender:
 
     def __init__(self, generator, detector, config, *, device, name="custom", model_hash="",
                  mode="auto", detect_threshold=0.3, min_snr=5.0, batch_size=None,
-                 max_pixels=None, background="auto", flux="conserve", monotonic=True):
+                 max_pixels=None, background="auto", flux="conserve", monotonic=True,
+                 confirm=False):
         if mode not in ("auto", "display", "linear"):
             raise InvalidInputError(f"mode must be 'auto', 'display' or 'linear', not {mode!r}")
         import torch
@@ -154,6 +162,7 @@ class Deblender:
         self.max_pixels = int(max_pixels) if max_pixels else 2 ** 24
         self.flux = _check_flux(flux)
         self.monotonic = bool(monotonic)
+        self.confirm = bool(confirm)
         if not (isinstance(background, str) and background == "auto"):
             try:
                 background = np.atleast_1d(np.asarray(background, dtype=np.float64))
@@ -215,8 +224,9 @@ class Deblender:
         model_hash = weights_hash(models["generator"].state_dict())
         # settings the model was exported with (its detector's calibrated threshold)
         settings = payload.get("deblender") if isinstance(payload.get("deblender"), dict) else {}
-        if "detect_threshold" in settings and "detect_threshold" not in kwargs:
-            kwargs["detect_threshold"] = float(settings["detect_threshold"])
+        for key, kind in (("detect_threshold", float), ("confirm", bool)):
+            if key in settings and key not in kwargs:
+                kwargs[key] = kind(settings[key])
         return cls(models["generator"], models.get("detector"), config, device=device,
                    name=name, model_hash=model_hash, **kwargs)
 
@@ -427,6 +437,11 @@ class Deblender:
             grow_footprint(model, groups, noise, sky=sky_in_model)
         if mode == "linear":
             fit_amplitudes(signal, bad, models)
+        unneeded = 0
+        if mode == "linear" and self.confirm and self.detector is not None:
+            n_before = len(models)
+            models = _needed(models, signal, noise, aperture, self.min_snr)
+            unneeded = n_before - len(models)
         added = _unexplained(candidates, models, signal, noise, aperture, self.min_snr)
         if added:
             methods.add("photutils")
@@ -436,7 +451,8 @@ class Deblender:
                        f"shifted stamps, min S/N {self.min_snr}; photutils peaks where it "
                        f"finds nothing, and {len(added)} more whose light the models leave "
                        f"unexplained; {merged} merged whose model repeats a brighter "
-                       f"neighbour's) found {plural(len(models), 'source')}")
+                       f"neighbour's, {unneeded} dropped whose light a brighter neighbour's "
+                       f"model explains) found {plural(len(models), 'source')}")
         for model in models:
             # footprints from the generator's models (the sources added last
             # have none yet): they reach into the wings
@@ -772,7 +788,28 @@ class Deblender:
         return models
 
 
-def _unexplained(candidates, models, signal, noise, aperture, min_snr):
+def _needed(models, signal, noise, aperture, min_snr):
+    """Drop the sources of a group whose light the brighter ones' models explain.
+
+    Faintest first, a source sharing its group with a brighter one is kept
+    only where, the other kept sources' models subtracted, its light stands
+    out of the residual by ``min_snr`` (``_unexplained`` without its
+    half-of-the-light condition, which is for photutils' candidates).
+    """
+    flux = [float(np.clip(m.model, 0, None).sum()) for m in models]
+    kept = sorted(range(len(models)), key=lambda i: -flux[i])
+    for i in sorted(kept, key=lambda i: flux[i]):
+        m = models[i]
+        if not any(k != i and models[k].group == m.group and flux[k] > flux[i] for k in kept):
+            continue
+        others = [models[k] for k in kept if k != i]
+        if not _unexplained([(m.center[0], m.center[1], m.group)], others, signal, noise,
+                            aperture, min_snr, strict=False):
+            kept.remove(i)
+    return [models[i] for i in sorted(kept)]
+
+
+def _unexplained(candidates, models, signal, noise, aperture, min_snr, *, strict=True):
     """Return the candidate peaks whose light the models leave unexplained.
 
     Around each candidate the residual (data minus every model, bands
@@ -785,6 +822,7 @@ def _unexplained(candidates, models, signal, noise, aperture, min_snr):
     ``min_snr``.  A star or a faint companion next to a galaxy leaves a
     peak in the residual; a knot the generator gives to its galaxy does
     not, nor does the smooth outskirt of a galaxy its model underestimates.
+    ``strict=False`` keeps every candidate that stands out by ``min_snr``.
     """
     if not candidates:
         return []
@@ -817,7 +855,7 @@ def _unexplained(candidates, models, signal, noise, aperture, min_snr):
         standing = peak / sigma >= min_snr
         apart = all(np.hypot(x - m.center[0], y - m.center[1]) > 2.5 * r
                     for m, r in zip(models, sizes, strict=True))
-        if standing and (apart or residual[in_core].sum() > 0.5 * light_core):
+        if standing and (not strict or apart or residual[in_core].sum() > 0.5 * light_core):
             added.append((x, y, label))
     return added
 

@@ -334,3 +334,53 @@ def test_deblend_many_keeps_each_failure_in_place(untrained):
     with pytest.raises(InvalidInputError, match="finite"):
         untrained.deblend_many([good, bad])
     assert untrained.deblend_many([]) == []
+
+
+def _gauss_model(shape, x, y, amp, sx, sy, group=1):
+    from astrodeblend.footprints import SourceModel
+
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    plane = Gaussian2D(amp, x, y, sx, sy)(xx, yy).astype(np.float32)
+    return SourceModel((x, y), (0, shape[0], 0, shape[1]), plane[None].copy(), group=group)
+
+
+def test_a_detection_the_brighter_model_explains_is_dropped():
+    """confirm: the tip of an elongated galaxy (its light in the galaxy's model)
+    goes; a faint companion the galaxy's model leaves in the residual stays."""
+    from astrodeblend.pipeline import _needed
+
+    shape, rng = (64, 64), np.random.default_rng(4)
+    galaxy = _gauss_model(shape, 30.0, 32.0, 50.0, 8.0, 2.5)
+    tip = _gauss_model(shape, 42.0, 32.0, 8.0, 2.5, 2.0)
+    noise = rng.normal(0, 1.0, (1, *shape)).astype(np.float32)
+    signal = galaxy.model + noise
+    aperture = np.full(shape, 50.0)            # data aperture S/N, high on the galaxy
+    kept = _needed([galaxy, tip], signal, [1.0], aperture, 5.0)
+    assert [m.center for m in kept] == [galaxy.center]
+
+    companion = _gauss_model(shape, 44.0, 36.0, 12.0, 1.5, 1.5)
+    signal = galaxy.model + companion.model + noise
+    kept = _needed([galaxy, companion], signal, [1.0], aperture, 5.0)
+    assert [m.center for m in kept] == [galaxy.center, companion.center]
+    # sources of different groups are never compared
+    lone = _gauss_model(shape, 42.0, 32.0, 8.0, 2.5, 2.0, group=2)
+    assert len(_needed([galaxy, lone], galaxy.model + noise, [1.0], aperture, 5.0)) == 2
+
+
+def test_load_takes_the_settings_a_model_was_exported_with(tmp_path):
+    """A checkpoint's ``deblender`` entry sets the detector threshold and the
+    confirmation; arguments given to load win."""
+    from astrodeblend._checkpoint import load_checkpoint, save_checkpoint
+    from astrodeblend.weights import default_model_path
+
+    payload = load_checkpoint(default_model_path())
+    payload["deblender"] = {"detect_threshold": 0.55, "confirm": True}
+    save_checkpoint(tmp_path / "m.pt", payload)
+    deblender = Deblender.load(tmp_path / "m.pt", device="cpu")
+    assert deblender.detect_threshold == 0.55 and deblender.confirm is True
+    deblender = Deblender.load(tmp_path / "m.pt", device="cpu", detect_threshold=0.2,
+                               confirm=False)
+    assert deblender.detect_threshold == 0.2 and deblender.confirm is False
+    blend, _ = sersic_scene((96, 96), [(40.0, 50.0)], amplitudes=[40], colours=[[1, 1, 1]])
+    history = " ".join(Deblender.load(tmp_path / "m.pt", device="cpu")(blend).history)
+    assert "threshold=0.55" in history and "model explains" in history
