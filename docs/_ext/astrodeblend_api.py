@@ -159,7 +159,7 @@ def default_model_facts(path=None):
     train_cfg = payload.get("train_config") or {}
     if train_cfg:
         keys = ("epochs", "batch_size", "lr", "seed", "w_l1", "w_adv", "w_flux", "w_det",
-                "augment", "amp")
+                "det_pos_weight", "train_generator", "init_from", "augment", "amp")
         facts.append(("training settings (``TrainConfig``)",
                       ", ".join(f"``{k}={train_cfg[k]!r}``" for k in keys if k in train_cfg)))
     if payload.get("epoch") is not None:
@@ -170,7 +170,8 @@ def default_model_facts(path=None):
         scores = [f"{label} {last[key]:.3g}" for key, label in
                   (("val_psnr", "PSNR (dB)"), ("val_ssim", "SSIM"),
                    ("val_psnr_blend", "PSNR of the untouched blend (dB)"),
-                   ("det_recall", "detector recall")) if key in last]
+                   ("det_recall", "detector recall"),
+                   ("det_precision", "detector precision")) if key in last]
         if scores:
             facts.append((f"validation, epoch {last.get('epoch', '?')}", ", ".join(scores)))
         seconds = sum(float(row.get("time_s", 0) or 0) for row in history)
@@ -182,8 +183,9 @@ def default_model_facts(path=None):
         import json
 
         card = json.loads(card_path.read_text(encoding="utf-8"))
+        # the recipe and its step timings are in tools/default_recipe.json and the card text
         known = {"name", "generator_sha256", "model_config", "train_config", "epochs",
-                 "history"}
+                 "history", "recipe", "timings"}
         for key, value in card.items():
             if key not in known and value not in (None, "", [], {}):
                 text = value if isinstance(value, str) else json.dumps(value)
