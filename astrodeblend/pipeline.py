@@ -113,11 +113,13 @@ class Deblender:
         before the flux is shared, so that light the generator leaked from a
         neighbour goes back to it.
     confirm : bool, optional
-        In linear images, keep a detector source that shares its group with
+        Keep a detector source that shares its group with
         a brighter one only where the other sources' models leave its light
         standing out of the residual by ``min_snr`` (the test of
         ``_unexplained``): the tip of an elongated galaxy, a knot or a noise
         peak in its outskirts is light the galaxy's model already explains.
+        In display images only groups larger than the working size are
+        tested (a large galaxy seen downsampled, whose arms pass for peaks).
         Settable per model (``deblender`` entry of an exported checkpoint).
 
     Examples
@@ -438,9 +440,16 @@ class Deblender:
         if mode == "linear":
             fit_amplitudes(signal, bad, models)
         unneeded = 0
-        if mode == "linear" and self.confirm and self.detector is not None:
+        if self.confirm and self.detector is not None:
             n_before = len(models)
-            models = _needed(models, signal, noise, aperture, self.min_snr)
+            # display images: only groups larger than the working size (a
+            # galaxy seen downsampled, whose arms and knots pass for peaks);
+            # in blends of the working size a companion's display light is
+            # not additive, and its extracted neighbour often keeps a ghost of it
+            tested = None if mode == "linear" else {
+                label for label, (side, _) in plans.items() if side > self.size}
+            models = _needed(models, signal, noise, aperture, self.min_snr, sky=sky_in_model,
+                             groups=tested)
             unneeded = n_before - len(models)
         added = _unexplained(candidates, models, signal, noise, aperture, self.min_snr)
         if added:
@@ -788,21 +797,32 @@ class Deblender:
         return models
 
 
-def _needed(models, signal, noise, aperture, min_snr):
+def _needed(models, signal, noise, aperture, min_snr, *, sky=None, groups=None):
     """Drop the sources of a group whose light the brighter ones' models explain.
 
     Faintest first, a source sharing its group with a brighter one is kept
     only where, the other kept sources' models subtracted, its light stands
     out of the residual by ``min_snr`` (``_unexplained`` without its
     half-of-the-light condition, which is for photutils' candidates).
+    ``sky``: the level display models include, taken off them for the test
+    (``signal`` is sky-subtracted).  ``groups``: test only the sources of
+    these groups (None: all).
     """
-    flux = [float(np.clip(m.model, 0, None).sum()) for m in models]
+    from .footprints import SourceModel
+
+    tested = models
+    if sky is not None:
+        level = np.asarray(sky, dtype=np.float32).reshape(-1, 1, 1)
+        tested = [SourceModel(m.center, m.box, m.model - level, group=m.group) for m in models]
+    flux = [float(np.clip(m.model, 0, None).sum()) for m in tested]
     kept = sorted(range(len(models)), key=lambda i: -flux[i])
     for i in sorted(kept, key=lambda i: flux[i]):
         m = models[i]
+        if groups is not None and m.group not in groups:
+            continue
         if not any(k != i and models[k].group == m.group and flux[k] > flux[i] for k in kept):
             continue
-        others = [models[k] for k in kept if k != i]
+        others = [tested[k] for k in kept if k != i]
         if not _unexplained([(m.center[0], m.center[1], m.group)], others, signal, noise,
                             aperture, min_snr, strict=False):
             kept.remove(i)

@@ -365,6 +365,13 @@ def test_a_detection_the_brighter_model_explains_is_dropped():
     # sources of different groups are never compared
     lone = _gauss_model(shape, 42.0, 32.0, 8.0, 2.5, 2.0, group=2)
     assert len(_needed([galaxy, lone], galaxy.model + noise, [1.0], aperture, 5.0)) == 2
+    # display models carry the sky level: taken off for the test; groups
+    # left out of ``groups`` are not tested
+    signal = galaxy.model + noise
+    lifted = [type(m)(m.center, m.box, m.model + 3.0, group=m.group) for m in (galaxy, tip)]
+    kept = _needed(lifted, signal, [1.0], aperture, 5.0, sky=[3.0])
+    assert [m.center for m in kept] == [galaxy.center]
+    assert len(_needed([galaxy, tip], signal, [1.0], aperture, 5.0, groups=set())) == 2
 
 
 def test_load_takes_the_settings_a_model_was_exported_with(tmp_path):
