@@ -824,7 +824,8 @@ def _separate(model):
     total = float(shape.sum())
     if not total > 0:
         return
-    colour = model.model.sum(axis=(1, 2)) / total
+    # a band whose model sums below zero (noise of a faint band) has no light
+    colour = np.clip(model.model.sum(axis=(1, 2)), 0, None) / total
     model.model = (shape[None] * colour[:, None, None]).astype(np.float32)
 
 

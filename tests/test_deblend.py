@@ -411,6 +411,11 @@ def test_separable_models_share_one_shape_and_keep_band_totals():
     empty = SourceModel((2.0, 3.0), (0, 6, 0, 5), np.zeros((3, 6, 5), np.float32))
     _separate(empty)
     assert not empty.model.any()
+    # a band summing below zero (noise) gets no light, not a negative copy of the shape
+    planes[2] = -0.1
+    model = SourceModel((2.0, 3.0), (0, 6, 0, 5), planes.copy())
+    _separate(model)
+    assert not model.model[2].any() and (model.model[:2] >= 0).all()
 
 
 def test_separable_is_the_default_and_recorded():
