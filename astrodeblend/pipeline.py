@@ -847,7 +847,7 @@ def _needed(models, signal, noise, aperture, min_snr, *, sky=None, groups=None):
         level = np.asarray(sky, dtype=np.float32).reshape(-1, 1, 1)
         tested = [SourceModel(m.center, m.box, m.model - level, group=m.group) for m in models]
     flux = [float(np.clip(m.model, 0, None).sum()) for m in tested]
-    kept = sorted(range(len(models)), key=lambda i: -flux[i])
+    kept = list(range(len(models)))
     for i in sorted(kept, key=lambda i: flux[i]):
         m = models[i]
         if groups is not None and m.group not in groups:
@@ -878,7 +878,8 @@ def _unexplained(candidates, models, signal, noise, aperture, min_snr, *, strict
     """
     if not candidates:
         return []
-    sizes = [_half_light_radius(m) for m in models]
+    # half-light radii only for the strict test's "apart" condition
+    sizes = [_half_light_radius(m) for m in models] if strict else None
     h, w = signal.shape[1:]
     weights = (1.0 / np.asarray(noise, dtype=np.float32))[:, None, None]
     yy, xx = np.mgrid[-7:8, -7:8]
@@ -904,10 +905,11 @@ def _unexplained(candidates, models, signal, noise, aperture, min_snr, *, strict
             continue
         peak = float(residual[in_core].sum() - in_core.sum() * np.median(residual[in_ring]))
         sigma = light_core / max(float(aperture[row, col]), 1e-6)  # aperture noise
-        standing = peak / sigma >= min_snr
-        apart = all(np.hypot(x - m.center[0], y - m.center[1]) > 2.5 * r
-                    for m, r in zip(models, sizes, strict=True))
-        if standing and (not strict or apart or residual[in_core].sum() > 0.5 * light_core):
+        if not peak / sigma >= min_snr:
+            continue
+        if not strict or residual[in_core].sum() > 0.5 * light_core or all(
+                np.hypot(x - m.center[0], y - m.center[1]) > 2.5 * r
+                for m, r in zip(models, sizes, strict=True)):
             added.append((x, y, label))
     return added
 

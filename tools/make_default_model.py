@@ -279,14 +279,14 @@ def train_detector(recipe, work, *, device="auto", progress=True):
     it ships).
     """
     from astrodeblend._checkpoint import load_checkpoint
-    from astrodeblend.weights import default_model_path
+    from astrodeblend.weights import model_path
 
     spec = recipe["detector"]
     init = detector_init(recipe, work)
     out = Path(work) / spec["out"]
     expected = spec.get("generator_sha256")
     if expected and not (out / "checkpoint_last.pt").exists():
-        path = default_model_path() if init == "default" else Path(init)
+        path = model_path(init)
         found = load_checkpoint(path).get("generator_sha256")
         if found != expected:
             raise SystemExit(f"make_default_model: the generator of {_shown(path)} has sha256 "

@@ -117,8 +117,7 @@ def train(data, out, *, config=None, epochs=None, batch_size=None, lr=None, devi
         cfg, payload = prepare_run(out, config=config, resume=resume, reschedule=reschedule,
                                    overrides={"epochs": epochs, "batch_size": batch_size,
                                               "lr": lr, "seed": seed,
-                                              "init_from": None if init_from is None
-                                              else str(init_from)})
+                                              "init_from": init_from})
         if rank == 0:
             try:
                 out.mkdir(parents=True, exist_ok=True)
@@ -549,9 +548,9 @@ def _write_epoch_outputs(out, cfg, models, val_set, device, sigma, history, epoc
 
 def _init_payload(source):
     """Return the checkpoint a fine-tuning starts from (``'default'``: the shipped model)."""
-    from ..weights import default_model_path
+    from ..weights import model_path
 
-    path = default_model_path() if source == "default" else Path(source)
+    path = model_path(source)
     payload = load_checkpoint(path)
     if not isinstance(payload.get("models"), dict) or "model_config" not in payload:
         raise CheckpointError(f"init_from {path} is not an astrodeblend model or training "

@@ -7,7 +7,7 @@ training-set module.)
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["default_model_path"]
+__all__ = ["default_model_path", "model_path"]
 
 
 def default_model_path():
@@ -23,3 +23,23 @@ def default_model_path():
     'default.pt'
     """
     return Path(str(resources.files(__name__) / "default.pt"))
+
+
+def model_path(source):
+    """Return the path a model is named by: ``'default'`` is the shipped model.
+
+    Parameters
+    ----------
+    source : str or path
+        ``'default'`` or the path of a checkpoint.
+
+    Returns
+    -------
+    `pathlib.Path`
+
+    Examples
+    --------
+    >>> model_path("default") == default_model_path(), model_path("runs/a.pt").name
+    (True, 'a.pt')
+    """
+    return default_model_path() if str(source) == "default" else Path(source)
