@@ -14,6 +14,7 @@ from astrodeblend.detect import (
     detection_image,
     find_centers,
 )
+from astrodeblend.detect import _clipped_stats
 
 
 def two_galaxies(n_bands=3, size=96, noise=0.01, seed=0, centres=((30.3, 40.7), (66.8, 52.2))):
@@ -40,6 +41,26 @@ def test_background_and_noise_per_band_ignores_masked_pixels():
     big = rng.normal(3.0, 1.0, size=(1, 600, 600))
     np.testing.assert_allclose(background_and_noise(big)[1],
                                background_and_noise(big, max_pixels=None)[1], rtol=0.02)
+
+
+@pytest.mark.parametrize("sigma, maxiters", [(3.0, 5), (3.0, 10), (2.0, 3)])
+def test_clipped_stats_match_astropy(sigma, maxiters):
+    from astropy.stats import sigma_clipped_stats
+
+    rng = np.random.default_rng(4)
+    data = rng.normal([[[1.0]], [[-3.0]], [[0.0]]], 0.5, size=(3, 61, 47)).astype(np.float32)
+    data[0, :20, :30] += rng.exponential(4.0, size=(20, 30))  # a source to clip
+    data[1, :5] = np.nan  # ignored
+    data[2] = 2.5  # no spread: every pixel kept
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, median, std = sigma_clipped_stats(data, axis=(1, 2), sigma=sigma, maxiters=maxiters)
+    ours = _clipped_stats(data, sigma=sigma, maxiters=maxiters)
+    np.testing.assert_allclose(ours[0], median, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(ours[1], std, rtol=1e-5, atol=1e-6)
+    assert ours[0][0] < 1.2  # the source is clipped, not averaged in
+    empty = _clipped_stats(np.full((1, 4, 4), np.nan))
+    assert np.isnan(empty[0][0]) and np.isnan(empty[1][0])
 
 
 def test_detection_image_is_noise_weighted_sum():
