@@ -375,6 +375,25 @@ def test_a_detection_the_brighter_model_explains_is_dropped():
     assert len(_needed([galaxy, tip], signal, [1.0], aperture, 5.0, groups=set())) == 2
 
 
+def test_catalog_position_is_the_centroid_of_the_model_core():
+    """_model_centre: the light-squared centroid of a source's model, not the
+    detector's centre; a display model's sky level and a faint wing do not pull
+    it; a model without light keeps the detector's centre."""
+    from astrodeblend.footprints import SourceModel
+    from astrodeblend.pipeline import _model_centre
+
+    shape = (64, 64)
+    core = _gauss_model(shape, 30.3, 20.6, 10.0, 3.0, 2.0)
+    wing = _gauss_model(shape, 40.0, 20.6, 0.5, 6.0, 6.0)  # faint, to one side
+    model = SourceModel((33.0, 23.0), core.box, core.model + wing.model, group=1)
+    x, y = _model_centre(model)
+    assert abs(x - 30.3) < 0.5 and abs(y - 20.6) < 0.1
+    lifted = SourceModel(model.center, model.box, model.model + 3.0, group=1)
+    assert _model_centre(lifted, sky=[3.0]) == pytest.approx((x, y), abs=1e-3)
+    dark = SourceModel((33.0, 23.0), core.box, np.zeros_like(core.model), group=1)
+    assert _model_centre(dark) == (33.0, 23.0)
+
+
 def test_load_takes_the_settings_a_model_was_exported_with(tmp_path):
     """A checkpoint's ``deblender`` entry sets the detector threshold and the
     confirmation; arguments given to load win."""

@@ -10,11 +10,11 @@ from astropy.wcs import WCS
 from astrodeblend import GalaxyImage, InvalidInputError
 from astrodeblend.detect import (
     CATALOG_COLUMNS,
+    _clipped_stats,
     background_and_noise,
     detection_image,
     find_centers,
 )
-from astrodeblend.detect import _clipped_stats
 
 
 def two_galaxies(n_bands=3, size=96, noise=0.01, seed=0, centres=((30.3, 40.7), (66.8, 52.2))):
