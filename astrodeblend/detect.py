@@ -407,25 +407,20 @@ def _significant_mask(data, level, noise, bad, *, n_sigma=3.0, n_pixels=10, grow
     own noise) count, so that pure noise masks almost nothing: masking the
     positive half of the noise would bias the sky low.
     """
-    from photutils.segmentation import detect_sources
-    from photutils.utils import NoDetectionsWarning
     from scipy.ndimage import distance_transform_edt, gaussian_filter
 
     snr = np.einsum("chw,c->hw", data - level, 1.0 / noise) / math.sqrt(len(noise))
     snr[bad] = 0.0
     smoothed = gaussian_filter(snr.astype(np.float32), 1.0)
     _, s_noise = _clipped(smoothed[None], bad)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NoDetectionsWarning)
-        segm = detect_sources(smoothed, n_sigma * float(s_noise[0]), n_pixels,
-                              mask=bad if bad.any() else None)
-    if segm is None:
+    segmap, n = _label_sources(smoothed, n_sigma * float(s_noise[0]), n_pixels, bad)
+    if not n:
         return np.zeros(bad.shape, dtype=bool)
-    found = segm.data > 0
+    found = segmap > 0
     # grow each source by half its radius (at least ``grow``): wings reach far
-    radius = np.sqrt(np.bincount(segm.data.ravel()) / np.pi)
+    radius = np.sqrt(np.bincount(segmap.ravel()) / np.pi)
     distance, (iy, ix) = distance_transform_edt(~found, return_indices=True)
-    reach = np.maximum(0.5 * radius[segm.data[iy, ix]], grow)
+    reach = np.maximum(0.5 * radius[segmap[iy, ix]], grow)
     return distance <= reach
 
 
@@ -524,6 +519,110 @@ def _background_2d(data, mask, box_size):
     return np.stack(planes)
 
 
+#: 8-connectivity, as photutils' default
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def _label_sources(image, threshold, n_pixels, mask=None):
+    """Label the groups of at least ``n_pixels`` 8-connected pixels above ``threshold``.
+
+    The segmentation of `photutils.segmentation.detect_sources` (pixels
+    strictly above the threshold, ``mask`` pixels left out, labels 1..N in
+    scan order), without its import and per-call costs, which dominate on
+    small images.  Returns the ``int32`` label image and N.
+    """
+    from scipy.ndimage import label
+
+    with np.errstate(invalid="ignore"):
+        above = image > threshold
+    if mask is not None:
+        above &= ~mask
+    labels, n = label(above, structure=_EIGHT)
+    if n:
+        keep = np.bincount(labels.ravel(), minlength=n + 1) >= n_pixels
+        keep[0] = False
+        if not keep[1:].all():
+            remap = np.zeros(n + 1, dtype=labels.dtype)
+            n = int(keep.sum())
+            remap[keep] = np.arange(1, n + 1)
+            labels = remap[labels]
+    return labels.astype(np.int32, copy=False), n
+
+
+def _multithreshold(data, inside, n_pixels, n_levels, contrast, *, mode="exponential"):
+    """Split one source by multi-thresholding and watershed, as photutils does.
+
+    The algorithm of `photutils.segmentation.deblend_sources` for one
+    source (``inside``: its pixels): ``n_levels`` thresholds between the
+    source's minimum and maximum (exponentially spaced when the minimum is
+    positive), a segment replaced by its children wherever a higher
+    threshold splits it into groups of ``n_pixels``, watershed from these
+    markers, and parts holding less than ``contrast`` of the source's flux
+    merged away, faintest first.  Returns the parts (``int32``, 1..K in the
+    order of their markers) or None when the source stays whole.
+    """
+    from scipy.ndimage import label, maximum_filter, sum_labels
+    from skimage.segmentation import watershed
+
+    values = data[inside]
+    low, high, total = np.nanmin(values), np.nanmax(values), np.nansum(values)
+    if low == high:
+        return None
+    if mode == "exponential" and low <= 0:
+        mode = "linear"
+    steps = np.linspace(0.0, 1.0, n_levels + 2)
+    thresholds = (low * (high / low) ** steps if mode == "exponential"
+                  else np.linspace(low, high, n_levels + 2))[1:-1]
+    # every group above a threshold holds a local maximum above it: where
+    # fewer than two maxima are above, nothing can split, so no labelling
+    lifted = np.where(inside, data, -np.inf)
+    maxima = np.sort(lifted[(lifted == maximum_filter(lifted, footprint=_EIGHT)) & inside])
+    if maxima.size < 2:
+        return None
+    thresholds = thresholds[thresholds < maxima[-2]]
+    if not thresholds.size:
+        return None
+
+    def level(threshold):  # None for fewer than two groups
+        labels, n = _label_sources(data, threshold, n_pixels, ~inside)
+        return labels if n >= 2 else None
+
+    markers = level(thresholds[0])
+    for threshold in thresholds[1:]:
+        upper = level(threshold)
+        if upper is None:
+            continue
+        if markers is None:
+            markers = upper
+            continue
+        # a segment with two or more children at this level is replaced by them
+        both = (markers > 0) & (upper > 0)
+        pairs = np.unique(np.stack([markers[both], upper[both]]), axis=1)
+        parents, n_children = np.unique(pairs[0], return_counts=True)
+        split = parents[n_children >= 2]
+        if split.size:
+            replaced = np.isin(markers, split)
+            kept = (markers > 0) & ~replaced | replaced & (upper > 0)
+            markers = label(kept, structure=_EIGHT)[0]
+    if markers is None:
+        return None
+    if mode == "exponential" and len(np.unique(markers)) - 1 > 200:
+        return _multithreshold(data, inside, n_pixels, n_levels, contrast, mode="linear")
+    while True:
+        markers = watershed(-data, markers, mask=inside, connectivity=_EIGHT)
+        labels = np.unique(markers)
+        labels = labels[labels != 0]
+        if labels.size == 1:
+            return None
+        share = sum_labels(data, markers, index=labels) / total
+        if not (share < contrast).any():
+            break
+        markers[markers == labels[np.argmin(share)]] = 0
+    remap = np.zeros(int(labels.max()) + 1, dtype=np.int32)
+    remap[labels] = np.arange(1, labels.size + 1)
+    return remap[markers]
+
+
 def find_groups(snr, bad, *, n_sigma=2.0, n_pixels=8, smooth_sigma=1.0):
     """Find blend groups: connected regions of significant signal.
 
@@ -558,25 +657,23 @@ def find_groups(snr, bad, *, n_sigma=2.0, n_pixels=8, smooth_sigma=1.0):
     >>> int(segmap.max()), int(segmap[30, 20])
     (1, 1)
     """
-    from photutils.segmentation import detect_sources
-    from photutils.utils import NoDetectionsWarning
     from scipy.ndimage import gaussian_filter
 
     snr = np.where(bad, np.float32(0.0), snr).astype(np.float32)
     smoothed = gaussian_filter(snr, smooth_sigma) if smooth_sigma else snr
     _, s_noise = _clipped(smoothed[None], bad)
     smoothed = (smoothed / float(s_noise[0])).astype(np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NoDetectionsWarning)
-        segm = detect_sources(smoothed, n_sigma, n_pixels, mask=bad if bad.any() else None)
-    if segm is None:
-        return np.zeros(snr.shape, dtype=np.int32), smoothed
-    segm.relabel_consecutive()
-    return np.asarray(segm.data, dtype=np.int32), smoothed
+    segmap, _ = _label_sources(smoothed, n_sigma, n_pixels, bad)
+    return segmap, smoothed
 
 
 def split_group(smoothed, segmap, label, *, n_pixels=8, n_levels=32, contrast=0.005):
-    """Return the ``(x, y)`` peaks of photutils' multi-threshold deblending of one group.
+    """Return the ``(x, y)`` peaks of the multi-threshold deblending of one group.
+
+    The deblending is that of `photutils.segmentation.deblend_sources`
+    (the same parts, pixel for pixel), computed without its per-level
+    overheads and only at the levels where two maxima stand above the
+    threshold.
 
     Parameters
     ----------
@@ -594,18 +691,15 @@ def split_group(smoothed, segmap, label, *, n_pixels=8, n_levels=32, contrast=0.
     list of (float, float)
         Flux-weighted centroids of the parts (one for an unsplit group).
     """
-    from photutils.segmentation import SegmentationImage, deblend_sources
-
     ys, xs = np.nonzero(segmap == label)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    sub = np.where(segmap[y0:y1, x0:x1] == label, 1, 0).astype(np.int32)
-    image = np.where(sub > 0, smoothed[y0:y1, x0:x1], 0.0).astype(np.float32)
-    parts = sub
-    if sub.sum() >= 2 * n_pixels:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            parts = deblend_sources(image, SegmentationImage(sub), n_pixels, n_levels=n_levels,
-                                    contrast=contrast, progress_bar=False).data
+    inside = segmap[y0:y1, x0:x1] == label
+    image = np.where(inside, smoothed[y0:y1, x0:x1], 0.0).astype(np.float32)
+    parts = inside.astype(np.int32)
+    if inside.sum() >= 2 * n_pixels:
+        split = _multithreshold(image, inside, n_pixels, n_levels, contrast)
+        if split is not None:
+            parts = split
     peaks = []
     for part in np.unique(parts[parts > 0]):
         weight = np.where(parts == part, np.clip(image, 0, None), 0.0)

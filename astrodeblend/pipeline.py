@@ -434,8 +434,8 @@ class Deblender:
         aperture = _significance(snr_plane, groups > 0,
                                  measured=mode == "linear" or h > self.size or w > self.size)
         n_groups = int(groups.max())
-        history.append(f"groups: {n_groups} (photutils detect_sources, 3 sigma, 10 px, "
-                       "smoothed)")
+        history.append(f"groups: {n_groups} (10 connected pixels above 3 sigma of the "
+                       "smoothed S/N, as photutils detect_sources)")
         centers, candidates, plans, methods = yield from self._detect(
             work, pad, groups, smoothed, aperture, mode, bands)
         models = yield from self._models(work, pad, centers, plans, mode, bands, groups)

@@ -11,6 +11,8 @@ from astrodeblend import GalaxyImage, InvalidInputError
 from astrodeblend.detect import (
     CATALOG_COLUMNS,
     _clipped_stats,
+    _label_sources,
+    _multithreshold,
     background_and_noise,
     detection_image,
     find_centers,
@@ -61,6 +63,54 @@ def test_clipped_stats_match_astropy(sigma, maxiters):
     assert ours[0][0] < 1.2  # the source is clipped, not averaged in
     empty = _clipped_stats(np.full((1, 4, 4), np.nan))
     assert np.isnan(empty[0][0]) and np.isnan(empty[1][0])
+
+
+def test_labelling_and_multithreshold_split_match_photutils():
+    """_label_sources and _multithreshold give photutils' detect_sources and
+    deblend_sources segmentations, pixel for pixel (plateaus and masks too)."""
+    from photutils.segmentation import SegmentationImage, deblend_sources, detect_sources
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    n_split = 0
+    for trial in range(40):
+        h, w = rng.integers(20, 70, 2)
+        yy, xx = np.mgrid[:h, :w]
+        image = rng.normal(0, 1, (h, w))
+        for _ in range(rng.integers(1, 5)):
+            image += rng.uniform(3, 60) * np.exp(
+                -((xx - rng.uniform(0, w)) ** 2 + (yy - rng.uniform(0, h)) ** 2)
+                / (2 * rng.uniform(1, 5) ** 2))
+        image = gaussian_filter(image, 1.0).astype(np.float32)
+        if trial % 4 == 0:
+            image = np.round(image)  # plateaus
+        mask = rng.random((h, w)) < 0.02 if trial % 3 == 0 else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            segm = detect_sources(image, 0.8, 8, mask=mask)
+        labels, n = _label_sources(image, 0.8, 8, mask)
+        if segm is None:
+            assert n == 0
+            continue
+        segm.relabel_consecutive()
+        np.testing.assert_array_equal(labels, segm.data)
+        for label in range(1, n + 1):
+            inside = labels == label
+            if inside.sum() < 16:
+                continue
+            data = np.where(inside, image, 0).astype(np.float32)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ref = deblend_sources(data, SegmentationImage(inside.astype(np.int32)), 8,
+                                      n_levels=32, contrast=0.005, progress_bar=False).data
+            ours = _multithreshold(data, inside, 8, 32, 0.005)
+            ours = inside.astype(np.int32) if ours is None else ours
+            ref_labels = np.unique(ref[ref > 0])
+            assert len(ref_labels) == ours.max()
+            for k, ref_label in enumerate(ref_labels, start=1):
+                np.testing.assert_array_equal(ours == k, ref == ref_label)
+            n_split += len(ref_labels) > 1
+    assert n_split >= 10  # the splitting is exercised, not only whole sources
 
 
 def test_detection_image_is_noise_weighted_sum():
