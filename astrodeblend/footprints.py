@@ -147,17 +147,18 @@ def taper(side, width):
     return np.outer(ramp, ramp).astype(np.float32)
 
 
-def grow_footprint(source, groups, noise, *, n_sigma=4.0, smooth=1.5, grow=1, sky=None):
+def grow_footprint(source, groups, noise, *, n_sigma=6.0, smooth=1.5, grow=0, sky=None):
     """Set ``source.footprint``: its group's pixels and where its model exceeds the noise.
 
     The footprint is the union of the source's detection group (inside its
     box) and the connected parts where the model, bands combined and
     smoothed by a Gaussian of ``smooth`` pixels, exceeds ``n_sigma`` times
     the noise of such a smoothed image, that touch the group or the
-    source's centre; then dilated by ``grow`` pixels.  Smoothing lets the
-    footprint reach far into the wings (a few tenths of the noise per
-    pixel), which keeps fluxes unbiased, without following the noise that
-    the model reproduces.
+    source's centre; then dilated by ``grow`` pixels.  Smoothing follows
+    the model's wings without following the noise that it reproduces; the
+    default ``n_sigma`` stops where the model falls to about the noise of
+    one pixel, beyond which a pixel's data are mostly noise and leaving it
+    out brings the source closer to the truth.
 
     Parameters
     ----------
