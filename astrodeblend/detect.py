@@ -597,8 +597,9 @@ def _multithreshold(data, inside, n_pixels, n_levels, contrast, *, mode="exponen
             continue
         # a segment with two or more children at this level is replaced by them
         both = (markers > 0) & (upper > 0)
-        pairs = np.unique(np.stack([markers[both], upper[both]]), axis=1)
-        parents, n_children = np.unique(pairs[0], return_counts=True)
+        span = int(upper.max()) + 1  # (parent, child) pairs as one integer each
+        pairs = np.unique(markers[both].astype(np.int64) * span + upper[both])
+        parents, n_children = np.unique(pairs // span, return_counts=True)
         split = parents[n_children >= 2]
         if split.size:
             replaced = np.isin(markers, split)
