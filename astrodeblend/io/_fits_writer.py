@@ -18,6 +18,7 @@ and a primary HDU without data.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 from astropy.io import fits
@@ -42,8 +43,30 @@ def card(keyword, value=None, comment=None):
     'NSOURCE =                    2 / number of SOURCE HDUs'
     """
     if isinstance(value, float):  # not cached: 0.0 == -0.0, and nan != nan
-        return str(fits.Card(keyword, value, comment))
+        return _float_card(keyword, value, comment) or str(fits.Card(keyword, value, comment))
     return _cached_card(keyword, value, comment)
+
+
+def _float_card(keyword, value, comment):
+    """Return the image astropy gives a float card, built directly; None if unsure.
+
+    astropy's formatting (``_format_float``: ``str``, ``E`` for ``e``, at
+    most 20 characters, right-aligned) for an 8-character upper-case
+    keyword, a finite value and a printable ASCII comment that fit one
+    card; anything else (NaN, long comments, odd keywords) is left to
+    astropy, its errors and warnings included.
+    """
+    if not (len(keyword) <= 8 and keyword.isascii() and keyword == keyword.upper()
+            and math.isfinite(value)
+            and (comment is None or isinstance(comment, str) and comment.isascii()
+                 and comment.isprintable())):
+        return None
+    text = str(value).replace("e", "E")
+    if len(text) > 20:
+        exponent = text.find("E")
+        text = text[:20] if exponent < 0 else text[:20 - (len(text) - exponent)] + text[exponent:]
+    image = f"{keyword:8}= {text:>20}" + (f" / {comment}" if comment else "")
+    return f"{image:80}" if len(image) <= 80 else None
 
 
 @functools.lru_cache(maxsize=4096, typed=True)  # typed: 1 and True differ

@@ -59,6 +59,28 @@ def test_card_is_astropy_formatting_and_not_cached_for_floats():
     assert len(card("ADBMODEL", "x" * 100)) % 80 == 0
 
 
+@settings(max_examples=400, deadline=None)
+@given(value=st.floats(allow_nan=False, allow_infinity=False),
+       comment=st.one_of(st.none(), st.text(max_size=70)),
+       keyword=st.sampled_from(["FLUX", "CRVAL1", "X_CENT", "DEC_CENT", "CD1_1"]))
+def test_float_cards_are_built_as_astropy_formats_them(value, comment, keyword):
+    """The direct float card is astropy's image (long or odd comments go to astropy)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        try:
+            expected = str(fits.Card(keyword, value, comment))
+        except ValueError as exc:  # a comment astropy refuses: the same error from card
+            with pytest.raises(ValueError, match=str(exc)[:20]):
+                card(keyword, value, comment)
+            return
+        assert card(keyword, value, comment) == expected
+
+
+def test_float_cards_astropy_refuses_are_refused():
+    with pytest.raises(ValueError):
+        card("FLUX", float("nan"))
+
+
 def _table(n_rows):
     rows = np.zeros(n_rows, dtype=[("id", ">i8"), ("flux", ">f8", (3,)), ("flag", "u1"),
                                    ("name", "S3")])
