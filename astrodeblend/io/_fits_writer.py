@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 import numpy as np
 from astropy.io import fits
@@ -28,6 +29,7 @@ __all__ = ["Cards", "card", "write_hdu"]
 _BLOCK = 2880
 _COMMENTARY = ("COMMENT", "HISTORY", "")
 _BITPIX = {"u1": 8, "i2": 16, "i4": 32, "i8": 64, "f4": -32, "f8": -64}
+_PLAIN_KEYWORD = re.compile(r"[A-Z0-9_-]{1,8}")
 
 
 def card(keyword, value=None, comment=None):
@@ -51,12 +53,12 @@ def _float_card(keyword, value, comment):
     """Return the image astropy gives a float card, built directly; None if unsure.
 
     astropy's formatting (``_format_float``: ``str``, ``E`` for ``e``, at
-    most 20 characters, right-aligned) for an 8-character upper-case
-    keyword, a finite value and a printable ASCII comment that fit one
+    most 20 characters, right-aligned) for a standard keyword (not
+    commentary), a finite value and a printable ASCII comment that fit one
     card; anything else (NaN, long comments, odd keywords) is left to
     astropy, its errors and warnings included.
     """
-    if not (len(keyword) <= 8 and keyword.isascii() and keyword == keyword.upper()
+    if not (_PLAIN_KEYWORD.fullmatch(keyword) and keyword not in _COMMENTARY
             and math.isfinite(value)
             and (comment is None or isinstance(comment, str) and comment.isascii()
                  and comment.isprintable())):

@@ -79,6 +79,9 @@ def test_float_cards_are_built_as_astropy_formats_them(value, comment, keyword):
 def test_float_cards_astropy_refuses_are_refused():
     with pytest.raises(ValueError):
         card("FLUX", float("nan"))
+    # commentary and lower-case keywords are astropy's to format
+    assert card("HISTORY", 1.5) == str(fits.Card("HISTORY", 1.5))
+    assert card("flux", 2.5) == str(fits.Card("flux", 2.5))
 
 
 def _table(n_rows):
