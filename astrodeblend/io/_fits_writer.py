@@ -67,7 +67,8 @@ def _float_card(keyword, value, comment):
     if len(text) > 20:
         exponent = text.find("E")
         text = text[:20] if exponent < 0 else text[:20 - (len(text) - exponent)] + text[exponent:]
-    image = f"{keyword:8}= {text:>20}" + (f" / {comment}" if comment else "")
+    # astropy writes no separator for an empty or blank comment
+    image = f"{keyword:8}= {text:>20}" + (f" / {comment}" if comment and comment.strip() else "")
     return f"{image:80}" if len(image) <= 80 else None
 
 
