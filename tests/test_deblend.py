@@ -444,3 +444,24 @@ def test_separable_is_the_default_and_recorded():
     assert "one shape per source" in history
     history = " ".join(Deblender.load(device="cpu", separable=False)(blend).history)
     assert "one shape per source" not in history
+
+
+def test_deblending_a_cutout_does_not_import_photutils():
+    """The deblend path of a small image labels and splits its groups itself
+    (photutils' segmentations, without importing photutils and its 1.3 s)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from astrodeblend.pipeline import Deblender\n"
+        "rng = np.random.default_rng(0)\n"
+        "yy, xx = np.mgrid[:96, :96]\n"
+        "blob = lambda x, y: 50 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 20)\n"
+        "data = (blob(40, 50) + blob(52, 47) + rng.normal(0, 1, (3, 96, 96))).astype('f4')\n"
+        "result = Deblender.load(device='cpu')(data)\n"
+        "assert result.n_sources >= 1\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'photutils'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=300)
+    assert out.stdout.strip() == "[]"
