@@ -834,6 +834,19 @@ def _separate(model):
     model.model = (shape[None] * colour[:, None, None]).astype(np.float32)
 
 
+def _less_sky(models, sky):
+    """Return the models with the level ``sky`` (display models carry it) taken off.
+
+    ``sky`` None: the models themselves (linear models have no sky).
+    """
+    from .footprints import SourceModel
+
+    if sky is None:
+        return models
+    level = np.asarray(sky, dtype=np.float32).reshape(-1, 1, 1)
+    return [SourceModel(m.center, m.box, m.model - level, group=m.group) for m in models]
+
+
 def _needed(models, signal, noise, aperture, min_snr, *, sky=None, groups=None):
     """Drop the sources of a group whose light the brighter ones' models explain.
 
@@ -845,12 +858,7 @@ def _needed(models, signal, noise, aperture, min_snr, *, sky=None, groups=None):
     (``signal`` is sky-subtracted).  ``groups``: test only the sources of
     these groups (None: all).
     """
-    from .footprints import SourceModel
-
-    tested = models
-    if sky is not None:
-        level = np.asarray(sky, dtype=np.float32).reshape(-1, 1, 1)
-        tested = [SourceModel(m.center, m.box, m.model - level, group=m.group) for m in models]
+    tested = _less_sky(models, sky)
     flux = [float(np.clip(m.model, 0, None).sum()) for m in tested]
     kept = list(range(len(models)))
     for i in sorted(kept, key=lambda i: flux[i]):
@@ -927,11 +935,7 @@ def _merge_duplicates(models, *, similarity=0.9, sky=None):
     the band-summed positive models, less ``sky``, above ``similarity``),
     the two centres are knots of one galaxy: the fainter model is dropped.
     """
-    if sky is not None:
-        sky = np.asarray(sky, dtype=np.float32).reshape(-1, 1, 1)
-        models_sky = [m.model - sky for m in models]
-    else:
-        models_sky = [m.model for m in models]
+    models_sky = [m.model for m in _less_sky(models, sky)]
     order = sorted(range(len(models)), key=lambda i: -float(models_sky[i].sum()))
     radius = {i: _half_light_radius(models[i]) for i in range(len(models))}
     kept = []
