@@ -419,7 +419,8 @@ class Deblender:
         else:
             history.append(f"background: {sky.method}; mean "
                            f"{', '.join(f'{b:.4g}' for b in level.mean(axis=(1, 2)))}")
-        history.append(f"noise: {', '.join(f'{n:.4g}' for n in noise)} (sigma-clipped)")
+        how = "pixel differences" if sky.filled else "sigma-clipped"
+        history.append(f"noise: {', '.join(f'{n:.4g}' for n in noise)} ({how})")
         data = np.where(bad, np.float32(0.0), image.data)
         signal = fill_masked(data - level, bad)
         # what the networks see: linear images sky-subtracted, display images as they are

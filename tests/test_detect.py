@@ -11,10 +11,12 @@ from astrodeblend import GalaxyImage, InvalidInputError
 from astrodeblend.detect import (
     CATALOG_COLUMNS,
     _clipped_stats,
+    _difference_noise,
     _label_sources,
     _multithreshold,
     background_and_noise,
     detection_image,
+    estimate_sky,
     find_centers,
 )
 
@@ -251,3 +253,40 @@ def test_find_centers_deblends_only_where_asked():
     assert xs[:2] == [20, 29] and 69 <= xs[2] <= 72
     # a point outside every source deblends the nearest one
     assert len(find_centers(data, n_pixels=5, deblend_at=[(90.0, 60.0)]).catalog) == 3
+
+
+def test_difference_noise_ignores_smooth_light():
+    """Second differences 3 pixels apart measure the noise under a smooth halo and gradient."""
+    yy, xx = np.mgrid[:120, :120]
+    halo = Sersic2D(amplitude=3.0, r_eff=50, n=1, x_0=60, y_0=55, ellip=0.2)(xx, yy)
+    rng = np.random.default_rng(5)
+    data = (halo + 0.05 * xx + rng.normal(0, 2.0, halo.shape))[None].astype(np.float32)
+    bad = np.zeros((120, 120), bool)
+    assert _difference_noise(data, bad)[0] == pytest.approx(2.0, rel=0.05)
+    bad[:, :60] = True  # masked pixels are left out
+    assert _difference_noise(data, bad)[0] == pytest.approx(2.0, rel=0.05)
+    assert _difference_noise(data[:, :6, :6], bad[:6, :6])[0] == 0.0  # too small to tell
+
+
+def test_sky_of_a_frame_filled_by_one_galaxy():
+    """No sky to clip: the level is the faintest outskirts', the noise the pixels'."""
+    yy, xx = np.mgrid[:100, :100]
+    galaxy = Sersic2D(amplitude=20, r_eff=40, n=2, x_0=50, y_0=48, ellip=0.3, theta=0.4)(xx, yy)
+    rng = np.random.default_rng(3)
+    data = (galaxy + 5.0 + rng.normal(0, 1.0, galaxy.shape))[None].astype(np.float32)
+    sky = estimate_sky(data)
+    assert sky.filled and "filled" in sky.method
+    # the whole frame's clipped median is 12 above the sky; the faintest 5 %
+    # of the frame hold 4-5 of galaxy light, and the level is theirs
+    faintest = galaxy <= np.quantile(galaxy, 0.05)
+    assert sky.level.mean() - 5.0 == pytest.approx(np.median(galaxy[faintest]), abs=0.3)
+    assert sky.noise[0] == pytest.approx(1.0, rel=0.15)
+    assert sky.source_mask.mean() == pytest.approx(0.95, abs=0.01)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sky_frames_with_sky_are_not_filled(seed):
+    rng = np.random.default_rng(seed)
+    for data in (two_galaxies(seed=seed), rng.normal(0, 1, (3, 96, 96)).astype(np.float32)):
+        sky = estimate_sky(data)
+        assert not sky.filled and "filled" not in sky.method
