@@ -450,7 +450,9 @@ def estimate_sky(image, *, box_size=64, mask=None):
     cutouts of the test data, 2-8 in frames filled by a galaxy).  Such a
     frame takes that noise, and as its level the sigma-clipped median of
     its faintest 5 % (ranked by the light smoothed over 4 pixels), the
-    nearest thing to sky it holds.
+    nearest thing to sky it holds.  Display images (``ADBDISP``: JPG, PNG)
+    are not tested: their stretched, quantised values, clipped at black,
+    have differences that do not measure the noise.
 
     Parameters
     ----------
@@ -516,8 +518,12 @@ def estimate_sky(image, *, box_size=64, mask=None):
     # spread with the galaxy's light, far beyond the noise that differences
     # between nearby pixels measure; its faintest outskirts are the nearest
     # thing to sky it holds
-    fine = _difference_noise(data, bad)
-    filled = bool(np.all(fine > 0) and np.median(noise / fine) > _FILLED)
+    # (not display images: their values, stretched, quantised and clipped at
+    # black, have differences that do not measure the noise)
+    filled = False
+    if not image.meta.get("ADBDISP", False):
+        fine = _difference_noise(data, bad)
+        filled = bool(np.all(fine > 0) and np.median(noise / fine) > _FILLED)
     if filled:
         noise = fine
         faint = _faintest(data, level, noise, bad, _FAINTEST)
