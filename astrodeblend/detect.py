@@ -514,12 +514,7 @@ def estimate_sky(image, *, box_size=64, mask=None):
         else:  # a constant level: the clipped spread around it is the noise
             median, noise = _clipped(data, keep)
             level = np.broadcast_to(median.astype(np.float32)[:, None, None], data.shape)
-    # a frame filled by one large galaxy has no sky to clip: its "sky" pixels
-    # spread with the galaxy's light, far beyond the noise that differences
-    # between nearby pixels measure; its faintest outskirts are the nearest
-    # thing to sky it holds
-    # (not display images: their values, stretched, quantised and clipped at
-    # black, have differences that do not measure the noise)
+    # a frame filled by one large galaxy (see above; display images untested)
     filled = False
     if not image.meta.get("ADBDISP", False):
         fine = _difference_noise(data, bad)
