@@ -11,6 +11,8 @@ model against photutils segmentation (``--method segmentation``):
 - a galaxy and a star 6-24 px apart: both found (within 3 px);
 - a blue and a red galaxy 10 px apart in 3 and 5 bands: per-band flux errors;
 - a 10x20 NaN block on a galaxy: totals, finite and zero masked pixels;
+- a galaxy larger than its cutout: the sky level's error and the noise
+  (in noise units), sources, flux error against its light in the frame;
 - a smooth 500 px Sersic galaxy with noise: source count, largest jump of
   the source against the truth along stamp borders, in noise units;
 - a 2048x2048x3 frame of 60 galaxies through the whole CLI: galaxies found,
@@ -186,6 +188,26 @@ def nan_block(deblender):
     return result.n_sources, min(t.min() for t in totals), finite, zero, flux / expected - 1
 
 
+def filled_frame(deblender, *, size=120):
+    """A galaxy larger than its cutout (Sersic r_eff 40 px, peak S/N 500, in 120 px).
+
+    Returns the sky level's error and the noise estimate, both in units of
+    the true noise, and the source's flux error against the galaxy's light
+    inside the frame.
+    """
+    rng = np.random.default_rng(8)
+    comp = galaxy((size, size), 60.2, 57.9, r_eff=40, n=2, ellip=0.3, theta=0.4,
+                  colour=[1.0, 0.8, 0.6], fwhm=2.5) * 500
+    blend = observe(rng, comp[None])
+    sky = estimate_sky(blend)
+    xx = np.arange(size)[None, :]
+    true_sky = 5.0 + 0.002 * (xx - size / 2)
+    level_error = float(np.mean(sky.level - true_sky[None]))
+    result = deblender(blend)
+    flux = sum(float(band_flux(result, i).sum()) for i in range(result.n_sources))
+    return level_error, float(np.mean(sky.noise)), flux / float(comp.sum()) - 1, result.n_sources
+
+
 def big_sersic(deblender, *, size=500):
     rng = np.random.default_rng(5)
     comp = galaxy((size, size), 250.3, 249.6, r_eff=60, n=1.5, ellip=0.3, theta=0.7,
@@ -301,6 +323,9 @@ def main(argv=None):
     n, lowest, finite, zero, ferr = nan_block(gan)
     print(f"10x20 NaN block: {n} source(s), lowest band total {lowest:.3g}, finite {finite}, "
           f"masked pixels zero {zero}, flux vs unmasked truth {ferr:+.2%}")
+    level, noise, ferr, n = filled_frame(gan)
+    print(f"frame filled by one galaxy: sky level {level:+.2f} sigma, noise {noise:.2f} sigma, "
+          f"{n} source(s), flux error {ferr:+.2%}")
     n, jump = big_sersic(gan)
     print(f"500 px Sersic: {n} source(s), largest smoothed step {jump:.2f} x its noise")
     for name, n, n_phot, ratio, seconds in real_files(gan):
