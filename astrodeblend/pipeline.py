@@ -437,7 +437,7 @@ class Deblender:
         n_groups = int(groups.max())
         history.append(f"groups: {n_groups} (10 connected pixels above 3 sigma of the "
                        "smoothed S/N, as photutils detect_sources)")
-        centers, candidates, plans, methods = yield from self._detect(
+        centers, candidates, plans, methods, n_edge = yield from self._detect(
             work, pad, groups, smoothed, aperture, mode, bands)
         models = yield from self._models(work, pad, centers, plans, mode, bands, groups)
         n_found = len(models)
@@ -469,9 +469,10 @@ class Deblender:
                        f"(CenterDetector threshold={self.detect_threshold}, agreement of "
                        f"shifted stamps, min S/N {self.min_snr}; photutils peaks where it "
                        f"finds nothing, and {len(added)} more whose light the models leave "
-                       f"unexplained; {merged} merged whose model repeats a brighter "
-                       f"neighbour's, {unneeded} dropped whose light a brighter neighbour's "
-                       f"model explains) found {plural(len(models), 'source')}")
+                       f"unexplained; {n_edge} dropped on the body of a galaxy cut by the "
+                       f"frame's edge, no peak of the data; {merged} merged whose model repeats "
+                       f"a brighter neighbour's, {unneeded} dropped whose light a brighter "
+                       f"neighbour's model explains) found {plural(len(models), 'source')}")
         for model in models:
             # footprints from the generator's models (the sources added last
             # have none yet): they reach into the wings
@@ -613,8 +614,9 @@ class Deblender:
         a tile's inner border are left to the other tilings).  A peak counts
         where two runs agree (the detector's layout prior, a source at the
         stamp centre, moves with the stamp and is voted out), lies in a
-        group and
-        is significant.  Groups where it finds nothing get
+        group and is significant; on a galaxy cut by the frame's edge, a
+        second peak on its body that is no peak of the data is dropped
+        (`_edge_duplicates`).  Groups where it finds nothing get
         photutils' brightest multi-threshold peak
         (`~astrodeblend.detect.split_group`) as a candidate; photutils' other
         peaks are candidates too.  Candidates are kept later only where the
@@ -622,14 +624,15 @@ class Deblender:
 
         A generator (see `_drive`): yields the detector's requests and
         returns the centres ``(x, y, group)``, the candidates, the stamp plan
-        of each group and the set of detection methods used.
+        of each group, the set of detection methods used and the number of
+        detections dropped by `_edge_duplicates`.
         """
         from .detect import split_group
         from .models import find_peaks
 
         plans = self._plan(groups, work.shape[1:])
         if not plans:
-            return [], [], plans, set()
+            return [], [], plans, set(), 0
         h, w = groups.shape
         jobs, stamps = [], []  # (group or None for a tile, side, origin, run)
         small = [g for g, (side, _) in plans.items() if side == self.size]
@@ -701,9 +704,8 @@ class Deblender:
 
         local_max = (smoothed == maximum_filter(smoothed, size=5)) & (groups > 0)
 
-        def peaked(x, y, r=2):
-            row, col, r = int(round(y)), int(round(x)), int(np.ceil(r))
-            return bool(local_max[max(row - r, 0):row + r + 1, max(col - r, 0):col + r + 1].any())
+        def peaked(x, y):
+            return _near_peak(local_max, x, y)
 
         def confirm_single(x, y, runs):
             # an image in one stamp: the stamp as in training (run 0) is trusted,
@@ -716,7 +718,9 @@ class Deblender:
             return runs == {0} and (mode == "display"
                                     or np.hypot(x - middle[0], y - middle[1]) > 4)
 
-        centers, candidates = [], []
+        border = set(np.unique(np.concatenate([groups[0], groups[-1], groups[:, 0],
+                                               groups[:, -1]])).tolist())
+        centers, candidates, n_edge = [], [], 0
         for label, (side, _) in plans.items():
             def significant(points, label=label):
                 return [(x, y) for x, y in points
@@ -732,6 +736,9 @@ class Deblender:
                 # peaks of the data seen at the stamp's scale
                 kept = [(x, y) for x, y in kept
                         if _peaked_at_scale(smoothed, x, y, side / self.size, tol)]
+            n_kept = len(kept)
+            kept = _edge_duplicates(kept, aperture, local_max, label in border)
+            n_edge += n_kept - len(kept)
             if kept:
                 methods.add("detector")
             peaks = significant(split_group(smoothed, groups, label, n_pixels=5))
@@ -749,7 +756,7 @@ class Deblender:
                 peaks = peaks[:1]
             centers += [(x, y, label) for x, y in kept]
             candidates += [(x, y, label) for x, y in peaks]
-        return centers, candidates, plans, methods
+        return centers, candidates, plans, methods, n_edge
 
     def _models(self, work, pad, centers, plans, mode, bands, groups):
         """Extract each source with the generator on a stamp centred on it.
@@ -926,6 +933,58 @@ def _unexplained(candidates, models, signal, noise, aperture, min_snr, *, strict
                 for m, r in zip(models, sizes, strict=True)):
             added.append((x, y, label))
     return added
+
+
+#: a galaxy whose nucleus lies this close to the frame's edge (pixels) is cut by it
+_EDGE_MARGIN = 12.0
+#: a second detection on such a galaxy's body holds this part of its nucleus's S/N, or more
+_BODY = 0.15
+
+
+def _near_peak(local_max, x, y, r=2):
+    """Tell whether ``local_max`` (bool image) has a peak within ``r`` pixels of ``(x, y)``."""
+    row, col, r = int(round(y)), int(round(x)), int(np.ceil(r))
+    return bool(local_max[max(row - r, 0):row + r + 1, max(col - r, 0):col + r + 1].any())
+
+
+def _edge_duplicates(points, aperture, local_max, touches_edge, *, margin=_EDGE_MARGIN,
+                     body=_BODY):
+    """Drop the detector's second peaks on the body of a galaxy cut by the frame's edge.
+
+    The detector saw whole galaxies in training; on one that the frame's
+    edge cuts (its group reaches the edge and its brightest detection, the
+    nucleus, lies within ``margin`` pixels of it) it often puts a second
+    peak on the visible body.  Such a detection is no peak of the smoothed
+    S/N (``local_max`` within 2 pixels) and sits where the 3x3-aperture S/N
+    is ``body`` times the nucleus's or more; a companion is a peak of the
+    data, or fainter than that, and is kept.
+
+    Parameters
+    ----------
+    points : list of tuple
+        ``(x, y)`` detections of one group.
+    aperture : `numpy.ndarray`
+        ``(H, W)`` 3x3-aperture S/N (`_significance`).
+    local_max : `numpy.ndarray`
+        ``bool (H, W)``, local maxima of the smoothed S/N.
+    touches_edge : bool
+        Whether the group reaches the frame's edge.
+
+    Returns
+    -------
+    list of tuple
+        The detections kept, in their order.
+    """
+    if len(points) < 2 or not touches_edge:
+        return points
+    h, w = aperture.shape
+    snr = [float(aperture[int(round(y)), int(round(x))]) for x, y in points]
+    top = int(np.argmax(snr))
+    bx, by = points[top]
+    if min(bx, by, w - 1 - bx, h - 1 - by) >= margin:
+        return points
+    return [p for k, p in enumerate(points)
+            if k == top or _near_peak(local_max, *p) or snr[k] < body * snr[top]]
 
 
 def _merge_duplicates(models, *, similarity=0.9, sky=None):

@@ -375,6 +375,42 @@ def test_a_detection_the_brighter_model_explains_is_dropped():
     assert len(_needed([galaxy, tip], signal, [1.0], aperture, 5.0, groups=set())) == 2
 
 
+def test_second_peak_on_a_galaxy_cut_by_the_edge_is_dropped():
+    """_edge_duplicates: on a galaxy whose nucleus lies near the frame's edge,
+    a detection on its body that is no peak of the data goes; a companion that
+    is a peak of the data, or faint, stays; galaxies away from the edge and
+    groups that do not reach it are left alone."""
+    from scipy.ndimage import maximum_filter
+
+    from astrodeblend.pipeline import _edge_duplicates
+
+    shape = (96, 96)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+
+    def planes(*sources):
+        snr = sum(Gaussian2D(a, x, y, sx, sy, t)(xx, yy) for a, x, y, sx, sy, t in sources)
+        return snr, (snr == maximum_filter(snr, size=5)) & (snr > 3)
+
+    # an elongated galaxy cut by the left edge, its nucleus 4 px in
+    aperture, peaks = planes((300.0, 4.0, 40.0, 10.0, 4.0, 0.5))
+    body = (11.0, 44.0)                      # on the body, no peak, S/N ~ 190
+    assert aperture[44, 11] > 0.15 * aperture[40, 4] and not peaks[42:47, 9:14].any()
+    assert _edge_duplicates([(4.0, 40.0), body], aperture, peaks, True) == [(4.0, 40.0)]
+    # the same detections in a group that does not reach the edge: kept
+    assert len(_edge_duplicates([(4.0, 40.0), body], aperture, peaks, False)) == 2
+    # a companion that is a peak of the data stays
+    aperture, peaks = planes((300.0, 4.0, 40.0, 10.0, 4.0, 0.5), (80.0, 16.0, 50.0, 1.5, 1.5, 0))
+    assert len(_edge_duplicates([(4.0, 40.0), (16.0, 50.0)], aperture, peaks, True)) == 2
+    # a faint detection far out on the wing (below the body's S/N) stays
+    aperture, peaks = planes((300.0, 4.0, 40.0, 10.0, 4.0, 0.5))
+    wing = (24.0, 54.0)
+    assert aperture[54, 24] < 0.15 * aperture[40, 4]
+    assert len(_edge_duplicates([(4.0, 40.0), wing], aperture, peaks, True)) == 2
+    # the same galaxy 30 px in from the edge: not cut, nothing dropped
+    aperture, peaks = planes((300.0, 30.0, 40.0, 10.0, 4.0, 0.5))
+    assert len(_edge_duplicates([(30.0, 40.0), (37.0, 44.0)], aperture, peaks, True)) == 2
+
+
 def test_catalog_position_is_the_centroid_of_the_model_core():
     """_model_centre: the light-squared centroid of a source's model, not the
     detector's centre; a display model's sky level and a faint wing do not pull
