@@ -405,6 +405,11 @@ def _clipped(planes, mask):
     return np.nan_to_num(median), _safe_noise(std)
 
 
+def _snr(data, level, noise):
+    """Band-combined signal-to-noise ``(H, W)`` of ``data`` above ``level`` (noise 1 per pixel)."""
+    return np.einsum("chw,c->hw", data - level, 1.0 / noise) / math.sqrt(len(noise))
+
+
 def _significant_mask(data, level, noise, bad, *, n_sigma=3.0, n_pixels=10, grow=4):
     """Pixels of significant sources: segments of the smoothed S/N image, grown.
 
@@ -414,7 +419,7 @@ def _significant_mask(data, level, noise, bad, *, n_sigma=3.0, n_pixels=10, grow
     """
     from scipy.ndimage import distance_transform_edt, gaussian_filter
 
-    snr = np.einsum("chw,c->hw", data - level, 1.0 / noise) / math.sqrt(len(noise))
+    snr = _snr(data, level, noise)
     snr[bad] = 0.0
     smoothed = gaussian_filter(snr.astype(np.float32), 1.0)
     _, s_noise = _clipped(smoothed[None], bad)
@@ -547,7 +552,7 @@ def _faintest(data, level, noise, bad, fraction, *, smooth=4.0):
     """
     from scipy.ndimage import gaussian_filter
 
-    snr = np.einsum("chw,c->hw", data - level, 1.0 / noise).astype(np.float32)
+    snr = _snr(data, level, noise).astype(np.float32)
     wide = gaussian_filter(np.where(bad, np.float32(0.0), snr), smooth)
     cut = np.quantile(wide[~bad], fraction)
     return (wide <= cut) & ~bad
@@ -569,15 +574,15 @@ def _difference_noise(data, bad, lag=3, max_values=2 ** 12):
     if min(h, w) <= 2 * lag:
         return out
     step = max(int(2 * h * w / max_values), 1)
-    span = slice(lag, -lag)
+    mid, left, right = slice(lag, -lag), slice(None, -2 * lag), slice(2 * lag, None)
     for band in range(c):
-        rows, row_bad = data[band, ::step], bad[::step]
-        cols, col_bad = data[band, :, ::step], bad[:, ::step]
-        d_rows = rows[:, span] - 0.5 * (rows[:, :-2 * lag] + rows[:, 2 * lag:])
-        ok_rows = ~(row_bad[:, span] | row_bad[:, :-2 * lag] | row_bad[:, 2 * lag:])
-        d_cols = cols[span] - 0.5 * (cols[:-2 * lag] + cols[2 * lag:])
-        ok_cols = ~(col_bad[span] | col_bad[:-2 * lag] | col_bad[2 * lag:])
-        d = np.concatenate([d_rows[ok_rows], d_cols[ok_cols]])
+        d = []
+        # along every k-th row, then (transposed) along every k-th column
+        for plane, mask in ((data[band, ::step], bad[::step]),
+                            (data[band, :, ::step].T, bad[:, ::step].T)):
+            diff = plane[:, mid] - 0.5 * (plane[:, left] + plane[:, right])
+            d.append(diff[~(mask[:, mid] | mask[:, left] | mask[:, right])])
+        d = np.concatenate(d)
         if d.size >= 100:
             out[band] = 1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(1.5)
     return out

@@ -704,16 +704,13 @@ class Deblender:
 
         local_max = (smoothed == maximum_filter(smoothed, size=5)) & (groups > 0)
 
-        def peaked(x, y):
-            return _near_peak(local_max, x, y)
-
         def confirm_single(x, y, runs):
             # an image in one stamp: the stamp as in training (run 0) is trusted,
             # except at the centre of a linear image, where the detector's
             # layout prior puts a source whether or not there is one (a peak of
             # the data confirms it); display images (Galaxy Zoo JPGs) are
             # centred on a galaxy by construction
-            if peaked(x, y):
+            if _near_peak(local_max, x, y):
                 return True
             return runs == {0} and (mode == "display"
                                     or np.hypot(x - middle[0], y - middle[1]) > 4)
