@@ -136,16 +136,26 @@ class Cards:
         """Set a keyword card as ``header[keyword] = (value, comment)`` does.
 
         The first card of ``keyword`` is replaced (keeping its comment when
-        ``comment`` is None); without one, the card is added after the last
-        card that is not commentary.
+        ``comment`` is None, and its string value when the new one differs
+        only by trailing blanks, which FITS ignores and astropy does not
+        rewrite); without one, the card is added after the last card that
+        is not commentary.
         """
         i = self.index(keyword)
         if i is not None:
+            old = None
             if comment is None:
                 comment = self._comments.get(keyword)
-            if comment is None:
-                comment = fits.Card.fromstring(self.images[i]).comment
+            if comment is None or isinstance(value, str):
+                old = fits.Card.fromstring(self.images[i])
+                comment = old.comment if comment is None else comment
             self._comments[keyword] = comment
+            if isinstance(value, str) and isinstance(old.value, str) \
+                    and old.value.rstrip() == value.rstrip():
+                if old.comment != comment:
+                    old.comment = comment  # astropy keeps the card's own value text
+                self.images[i] = str(old)
+                return
             self.images[i] = card(keyword, value, comment)
             return
         if comment is not None:
