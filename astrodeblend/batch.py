@@ -71,6 +71,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AstrodeblendError, CheckpointError, InvalidInputError, WriteError
+from .footprints import FLUX_MODES
 from .io import FITS_SUFFIXES, IMAGE_SUFFIXES, default_output_path
 from .utils import HAS_DASK, header_name, name_from_header, plural
 from .utils import progress as _progress_bar
@@ -95,8 +96,8 @@ LOCK_NAME = ".astrodeblend.lock"
 #: Value spaces of ``mode=`` (``--mode``).
 MODES = ("auto", "display", "linear")
 
-#: How SOURCE pixels are made (``flux=``, ``--flux``).
-FLUX_METHODS = ("conserve", "model")
+#: How SOURCE pixels are made (``flux=``, ``--flux``): `astrodeblend.footprints.FLUX_MODES`.
+FLUX_METHODS = FLUX_MODES
 
 _INSTALL_HINT = 'pip install "astrodeblend[distributed]"'
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it

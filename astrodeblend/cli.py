@@ -39,7 +39,7 @@ EXIT_INTERRUPTED = 130
 
 # the same as astrodeblend.batch.MODES and FLUX_METHODS (kept here: no imports at start-up)
 _MODES = ("auto", "display", "linear")
-_FLUX_METHODS = ("conserve", "model")
+_FLUX_METHODS = ("weighted", "conserve", "model")
 
 
 def _int_seed(text):
@@ -315,10 +315,11 @@ def _add_deblend(sub):
                         "the input is already sky-subtracted (0); or numbers, one for all "
                         "bands or one per band")
     p.add_argument("--flux", default=None, choices=list(_FLUX_METHODS),
-                   help="how SOURCE pixels are made: conserve shares the input pixels "
-                        "(sources + residual = input), model takes the generator's "
-                        "noiseless estimate (noise stays in the residual) (default: the "
-                        "deblender's default)")
+                   help="how SOURCE pixels are made: weighted combines each source's share "
+                        "of the input pixels and its model, pixel by pixel, by their noise "
+                        "and error; conserve shares the input pixels (sources + residual = "
+                        "input); model takes the generator's noiseless estimate (noise stays "
+                        "in the residual) (default: the deblender's default, weighted)")
     p.add_argument("--full-frame", action="store_true",
                    help="write full-size SOURCE HDUs instead of cutouts over each "
                         "source's footprint")

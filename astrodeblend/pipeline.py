@@ -28,7 +28,9 @@ A `Deblender` turns an image of any size and band count into a
 5. **Footprints and flux** (`astrodeblend.footprints`).  Each source owns a
    footprint; models are scaled band by band to the data, and each band's
    footprint pixels are shared in proportion to the models
-   (``flux='conserve'``) or replaced by them (``flux='model'``).  Sources are
+   (``flux='conserve'``), replaced by them (``flux='model'``), or (the
+   default, ``flux='weighted'``) each pixel is the inverse-variance weighted
+   mean of the source's share and its model.  Sources are
    cutouts over their footprints; the rest of the frame stays in the
    residual.
 """
@@ -42,6 +44,7 @@ import numpy as np
 
 from ._version import __version__
 from .errors import CheckpointError, InvalidInputError
+from .footprints import MODEL_ERROR
 from .image import GalaxyImage, as_galaxy_image
 from .result import DeblendResult
 from .utils import plural, resolve_device
@@ -100,13 +103,17 @@ class Deblender:
         large images, a constant on small ones); give ``0`` for images
         known to be sky-subtracted, or one value per band.  The noise is
         always estimated.
-    flux : {'conserve', 'model'}, optional
+    flux : {'weighted', 'conserve', 'model'}, optional
         How source pixels are made (`~astrodeblend.footprints.share_flux`):
         ``'conserve'`` splits each input pixel inside the footprints among
         the sources in proportion to their models, band by band (sources +
         residual = input, each source keeps its share of the noise);
         ``'model'`` writes the model's noiseless estimate (the noise stays
-        in the residual).  Display images (JPG) always use ``'model'``.
+        in the residual); ``'weighted'`` (the default) takes in each pixel
+        the inverse-variance weighted mean of the two, the share where the
+        model is bright against the noise and the model where it is faint,
+        with each band's flux that of the share (:ref:`flux-conservation`).
+        Display images (JPG) always use ``'model'``.
     monotonic : bool, optional
         Make each linear model decrease outwards from its centre where it is
         nearer to another source (`~astrodeblend.footprints.monotonic`)
@@ -144,7 +151,7 @@ class Deblender:
 
     def __init__(self, generator, detector, config, *, device, name="custom", model_hash="",
                  mode="auto", detect_threshold=0.3, min_snr=5.0, batch_size=None,
-                 max_pixels=None, background="auto", flux="conserve", monotonic=True,
+                 max_pixels=None, background="auto", flux="weighted", monotonic=True,
                  confirm=False, separable=True):
         if mode not in ("auto", "display", "linear"):
             raise InvalidInputError(f"mode must be 'auto', 'display' or 'linear', not {mode!r}")
@@ -252,7 +259,7 @@ class Deblender:
             the model's bands by `band_mapping` and back).
         mode : {'auto', 'display', 'linear'}, optional
             Overrides the deblender's mode for this call.
-        flux : {'conserve', 'model'}, optional
+        flux : {'weighted', 'conserve', 'model'}, optional
             Overrides the deblender's ``flux`` for this call.
 
         Returns
@@ -510,7 +517,10 @@ class Deblender:
                        "Gaussian window of 3 px)")
         cutouts, origins, segmap = share_flux(signal if mode == "linear" else data, bad,
                                               models, noise, flux=flux)
-        how = {"conserve": "each band's footprint pixels split in proportion to the models "
+        how = {"weighted": f"each footprint pixel the inverse-variance weighted mean of the "
+                           f"source's share of the input (noise) and its model (error "
+                           f"{MODEL_ERROR:.0%}), scaled to the share's flux",
+               "conserve": "each band's footprint pixels split in proportion to the models "
                            "(sources + residual = input)",
                "model": "each source is its model inside its footprint (noise in the "
                         "residual)"}[flux]

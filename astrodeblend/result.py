@@ -12,6 +12,7 @@ import numpy as np
 from astropy.table import Table
 
 from .errors import InvalidInputError
+from .footprints import FLUX_MODES
 from .image import GalaxyImage
 
 __all__ = ["DeblendResult", "CATALOG_COLUMNS", "FLUX_MODES"]
@@ -20,10 +21,6 @@ __all__ = ["DeblendResult", "CATALOG_COLUMNS", "FLUX_MODES"]
 CATALOG_COLUMNS = ("id", "x_centroid", "y_centroid", "ra", "dec", "flux",
                    "bbox_xmin", "bbox_xmax", "bbox_ymin", "bbox_ymax")
 
-#: How source pixels were made (the ``ADBFLUX`` card): ``'conserve'`` shares
-#: the input's footprint pixels among the sources, ``'model'`` keeps the
-#: model's noiseless estimate.
-FLUX_MODES = ("conserve", "model")
 
 
 class DeblendResult:

@@ -22,7 +22,7 @@ Real FITS (``../shared/data/fits`` and a Galaxy Zoo JPG, skipped when absent):
 number of sources against photutils (`~astrodeblend.detect.find_centers`),
 output file size against the input, time, peak RSS.
 
-    python benchmarks/bench_scenes.py [--n 100] [--flux conserve|model]
+    python benchmarks/bench_scenes.py [--n 100] [--flux weighted|conserve|model]
 """
 
 import argparse
@@ -39,6 +39,7 @@ from scipy.ndimage import gaussian_filter
 
 from astrodeblend.baselines import SegmentationDeblender
 from astrodeblend.detect import estimate_sky
+from astrodeblend.footprints import FLUX_MODES
 from astrodeblend.pipeline import Deblender
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -295,7 +296,7 @@ def real_files(deblender):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=100, help="scenes per test")
-    parser.add_argument("--flux", default="conserve", choices=["conserve", "model"])
+    parser.add_argument("--flux", default="weighted", choices=list(FLUX_MODES))
     parser.add_argument("--model", default=None,
                         help="checkpoint for astrodeblend (default: the shipped model)")
     args = parser.parse_args(argv)

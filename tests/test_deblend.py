@@ -42,7 +42,7 @@ def test_linear_mode_finds_both_and_leaves_noise_outside(untrained):
     result = untrained(cube)
     assert isinstance(result, DeblendResult)
     assert result.n_sources == 2
-    assert result.flux_mode == "conserve"
+    assert result.flux_mode == "weighted"
     found = np.column_stack([result.catalog["x_centroid"], result.catalog["y_centroid"]])
     for t in truth:
         assert np.min(np.hypot(*(found - t).T)) < 1.0
@@ -57,7 +57,7 @@ def test_linear_mode_finds_both_and_leaves_noise_outside(untrained):
 
 def test_flux_model_gives_scaled_models(untrained):
     cube, _ = two_gaussians()
-    conserve = untrained(cube)
+    conserve = untrained(cube, flux="conserve")
     model = untrained(cube, flux="model")
     assert model.flux_mode == "model"
     assert any("flux: model" in line for line in model.history)

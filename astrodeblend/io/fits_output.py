@@ -457,7 +457,7 @@ def _build_hdus(result, *, full_frame=False):
                 "UTC time of writing")
     primary.set("PROCSOFT", f"astrodeblend {__version__}", "processing software and version")
     primary.set("ADBFMT", FORMAT_VERSION, "astrodeblend output format version")
-    primary.set("ADBFLUX", result.flux_mode, "SOURCE pixels: conserve (input) or model")
+    primary.set("ADBFLUX", result.flux_mode, "SOURCE pixels: weighted, conserve or model")
     primary.set("ADBMODEL", result.model_name, "model used for deblending")
     primary.set("ADBMHASH", result.model_hash, "sha256 of the model weights")
     for i, source in enumerate(_input_paths(blend), start=1):
