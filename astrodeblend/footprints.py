@@ -34,8 +34,8 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["SourceModel", "FLUX_MODES", "fill_masked", "taper", "grow_footprint",
-           "fit_amplitudes", "monotonic", "share_flux"]
+__all__ = ["SourceModel", "FLUX_MODES", "MODEL_ERROR", "WING_SCALE", "fill_masked", "taper",
+           "grow_footprint", "fit_amplitudes", "monotonic", "share_flux"]
 
 #: How source pixels are made (the ``ADBFLUX`` card of the output):
 #: ``'weighted'`` combines the input's share and the model pixel by pixel,
@@ -46,6 +46,9 @@ FLUX_MODES = ("weighted", "conserve", "model")
 #: Relative error of a model pixel assumed by ``flux='weighted'`` (chosen by
 #: measurement on real-galaxy and ``physical`` scenes; 0.25 and 1 were tried).
 MODEL_ERROR = 0.5
+#: Bounds of the scale that matches the model's part of a ``'weighted'``
+#: source to its share's flux (those of `fit_amplitudes`).
+WING_SCALE = (0.2, 5.0)
 
 
 @dataclass
@@ -347,8 +350,8 @@ def share_flux(data, bad, sources, noise, *, flux="conserve", model_error=MODEL_
         pixel is the inverse-variance weighted mean of the ``'conserve'``
         share (noise ``share * noise``) and the model (error ``model_error
         * model``): the data where the model is bright against the noise,
-        the model where it is faint; each band is then scaled to the
-        ``'conserve'`` flux of that band (when both are positive).
+        the model where it is faint; in each band the model's part is then
+        scaled so that the source's flux is its ``'conserve'`` flux.
     model_error : float, optional
         Relative error of a model pixel, for ``flux='weighted'``.
 
@@ -424,22 +427,27 @@ def _weighted(shared, share, model, noise, keep, model_error):
     Two estimates of each pixel: the share of the data (noise
     ``share * noise``) and the model (error ``model_error * model``).  Their
     inverse-variance weighted mean takes the data where the model is bright
-    against the noise and the model where it is faint.  Each band is then
-    scaled so that its flux is that of the share (``'conserve'``), when
-    both are positive.
+    against the noise and the model where it is faint.  In each band, the
+    model's part is then scaled so that the source's flux is that of its
+    share (``'conserve'``): the model's light in the wings is matched to
+    the data's there, and the core, where the data are taken, is left as
+    it is.  The scale is kept within ``WING_SCALE`` (where the model's part
+    is too faint to hold the difference, the flux is not matched).
     """
     model = np.asarray(model, dtype=np.float32)
     var_model = (model_error * model) ** 2
     var_data = (share * noise[:, None, None]) ** 2
     weight = np.divide(var_model, var_model + var_data, out=np.zeros_like(var_model),
                        where=var_model + var_data > 0)
-    pixels = weight * shared + (1.0 - weight) * model
-    for band in range(len(pixels)):
-        total = float(shared[band][keep[band]].sum())
-        own = float(pixels[band][keep[band]].sum())
-        if total > 0 and own > 0:
-            pixels[band] *= np.float32(total / own)
-    return pixels
+    wings = (1.0 - weight) * model
+    for band in range(len(wings)):
+        inside = keep[band]
+        # the share's flux less what the data part holds, from the model's part
+        wanted = float(shared[band][inside].sum() - (weight[band] * shared[band])[inside].sum())
+        held = float(wings[band][inside].sum())
+        if held > 0:
+            wings[band] *= np.float32(np.clip(wanted / held, *WING_SCALE))
+    return weight * shared + wings
 
 
 def _weight(source, noise):
