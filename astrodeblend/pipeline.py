@@ -113,8 +113,8 @@ class Deblender:
         the inverse-variance weighted mean of the two, the share where the
         model is bright against the noise and the model where it is faint,
         with each band's flux that of the share (:ref:`flux-conservation`;
-        real-galaxy scenes 48.1 / 45.6 dB against 46.5 / 44.0 with
-        ``'conserve'``, at the same flux errors).
+        real-galaxy scenes 48.0 / 45.5 dB against 46.5 / 44.0 with
+        ``'conserve'``, median flux errors 5.9 / 5.3 % against 6.1 / 5.6 %).
         Display images (JPG) always use ``'model'``.
     monotonic : bool, optional
         Make each linear model decrease outwards from its centre where it is
@@ -454,8 +454,11 @@ class Deblender:
             models = _merge_duplicates(models, sky=None if mode == "linear" else pad)
         merged = n_found - len(models)
         sky_in_model = None if mode == "linear" else pad
+        # weighted sources take their faint pixels from the model, not the
+        # noisy data: their footprints can reach further into the wings
+        reach = _WEIGHTED_FOOTPRINT if mode == "linear" and flux == "weighted" else {}
         for model in models:
-            grow_footprint(model, groups, noise, sky=sky_in_model)
+            grow_footprint(model, groups, noise, sky=sky_in_model, **reach)
         if mode == "linear":
             fit_amplitudes(signal, bad, models)
         unneeded = 0
@@ -486,7 +489,7 @@ class Deblender:
             # footprints from the generator's models (the sources added last
             # have none yet): they reach into the wings
             if model.footprint is None:
-                grow_footprint(model, groups, noise, sky=sky_in_model)
+                grow_footprint(model, groups, noise, sky=sky_in_model, **reach)
         if mode == "linear" and self.monotonic:
             # after the candidates' test (which trusts the generator: a knot
             # it gives to its galaxy is explained), light leaked from a
@@ -1092,6 +1095,13 @@ def _peaked_at_scale(image, x, y, scale, tol):
     yy, xx = np.nonzero(local)
     near = np.hypot(xx + x0 - x, yy + y0 - y) <= tol
     return bool(near.any())
+
+
+#: Footprint threshold of ``flux='weighted'`` sources (`grow_footprint`'s
+#: default, 6, was chosen for ``'conserve'``, whose wing pixels are the data):
+#: real-galaxy median flux errors 5.9 / 5.3 % against 6.1 / 5.6 % at 6, PSNR
+#: within 0.1 dB.
+_WEIGHTED_FOOTPRINT = {"n_sigma": 4.0}
 
 
 def _check_flux(flux):
