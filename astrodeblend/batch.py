@@ -44,7 +44,11 @@ Parallelism uses Dask when it is installed (``pip install
 "astrodeblend[distributed]"``): a `distributed.LocalCluster` of ``workers``
 single-threaded processes, an existing scheduler (``scheduler=ADDRESS``) or
 an existing `distributed.Client`.  Without Dask, ``workers > 1`` uses a
-`concurrent.futures.ProcessPoolExecutor` (spawned processes).  In a script,
+`concurrent.futures.ProcessPoolExecutor` of ``workers - 1`` spawned
+processes, and the calling process works as the last worker; the spawned
+processes are started, and load their model, while the calling process
+loads its own (200 cutouts of 80x80x3 on 2 cores, two workers: 9.7 s
+against 11.5 s for one).  In a script,
 run parallel batches under ``if __name__ == "__main__":``, as always with
 spawned processes.
 """
@@ -745,30 +749,60 @@ class _DaskRunner:
 
 
 class _PoolRunner:
-    """A bounded window of tasks on spawned processes (when Dask is absent)."""
+    """A bounded window of tasks on spawned processes, and this process (when Dask is absent).
+
+    ``n_workers - 1`` processes are spawned; this process is the last worker
+    and deblends groups itself between collecting theirs, with its own
+    ``local`` deblender (set before `run`).  `start` spawns the processes
+    and has each load its model at once, so that they start up while this
+    one loads its own.  Torch runs on one thread in every process (this
+    one's setting is restored at the end).
+    """
 
     parallel = True
 
     def __init__(self, key, deblender, *, n_workers):
         self.key, self.deblender, self.n_workers = key, deblender, n_workers
-        self.window = 2 * n_workers
+        self.n_spawned = max(n_workers - 1, 1)
+        self.window = 2 * self.n_spawned
+        self.executor, self.local, self._threads = None, None, None
 
-    def __enter__(self):
+    def start(self):
+        """Spawn the worker processes (if not yet) and have them load their model."""
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        if self.executor is not None:
+            return self
         try:
             self.executor = ProcessPoolExecutor(
-                max_workers=self.n_workers, mp_context=multiprocessing.get_context("spawn"),
+                max_workers=self.n_spawned, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_pool_worker, initargs=(1, self.deblender))
+            if self.key is not None:
+                for _ in range(self.n_spawned):
+                    self.executor.submit(_warm_worker, self.key)
         except (OSError, NotImplementedError, ImportError) as exc:
-            raise AstrodeblendError(f"cannot start {self.n_workers} worker processes here "
+            raise AstrodeblendError(f"cannot start {self.n_spawned} worker processes here "
                                     f"({exc}): use workers=1, or install Dask "
                                     f"({_INSTALL_HINT}) and use a scheduler") from None
         return self
 
+    def close(self):
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor = None
+        torch = sys.modules.get("torch")
+        if self._threads is not None and torch is not None:
+            torch.set_num_threads(self._threads)
+            _WORKER["threads"] = None
+
+    def __enter__(self):
+        torch = sys.modules.get("torch")
+        self._threads = torch.get_num_threads() if torch is not None else None
+        return self.start()
+
     def __exit__(self, *exc):
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.close()
         return False
 
     def run(self, tasks, options):
@@ -784,24 +818,44 @@ class _PoolRunner:
                                               torch_threads=1, **options)
                 pending[future] = group
 
+        def collect(future):
+            group = pending.pop(future)
+            try:
+                records = future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker process died
+                records = [_record("failed", f"worker process failed: "
+                                   f"{type(exc).__name__}: {exc}") for _ in group]
+            try:
+                submit()
+            except Exception:  # noqa: BLE001 - broken pool: this process does the rest
+                pass
+            return zip(group, records, strict=True)
+
+        def here(group):  # this process's deblender (loaded from the key if not given)
+            return _process_group(group, self.key if self.local is None else None,
+                                  deblender=self.local, torch_threads=1, **options)
+
         for _ in range(self.window):
             submit()
+        while True:  # this process works too, collecting the others' results between groups
+            for future in [f for f in pending if f.done()]:
+                yield from collect(future)
+            group = next(groups, None)
+            if group is None:
+                break
+            yield from here(group)
+        for future in list(pending):  # groups no worker has started: done here
+            if future.cancel():
+                yield from here(pending.pop(future))
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                group = pending.pop(future)
-                try:
-                    records = future.result()
-                except Exception as exc:  # noqa: BLE001 - a worker process died
-                    records = [_record("failed", f"worker process failed: "
-                                       f"{type(exc).__name__}: {exc}") for _ in group]
-                try:
-                    submit()
-                except Exception:  # noqa: BLE001 - broken pool: report the rest
-                    for rest in groups:
-                        for task in rest:
-                            yield task, _record("failed", "worker pool is broken")
-                yield from zip(group, records, strict=True)
+                yield from collect(future)
+
+
+def _warm_worker(key):
+    """Load the model of ``key`` in a worker process (its start-up, overlapped)."""
+    _cached_deblender(*key)
 
 
 # ------------------------------------------------------------------ summary
@@ -1219,6 +1273,7 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
         names = ", ".join(name for name, _ in deblender_options)
         target = "a ready deblender" if deblender is not None else f"method {method!r}"
         raise InvalidInputError(f"{names} apply to method 'gan' only, not to {target}")
+    pool = None
     if deblender is None:
         if model is not None:
             model = Path(model).expanduser()
@@ -1226,32 +1281,49 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
                 raise CheckpointError(f"model file {model} not found")
             model = str(model.resolve())
         key = (method, model, device, max_pixels, deblender_options)
-        local = _cached_deblender(*key)
+        if workers > 1 and not _uses_dask(workers, scheduler, client):
+            # spawned now, the workers load their model while this process loads its own
+            pool = _PoolRunner(key, None, n_workers=workers).start()
+        try:
+            local = _cached_deblender(*key)
+        except BaseException:
+            if pool is not None:
+                pool.close()
+            raise
     else:
         if not callable(deblender):
             raise InvalidInputError(f"deblender must be callable, not {type(deblender).__name__}")
         key, local = None, deblender
     expect_model = (str(getattr(local, "name", "")), str(getattr(local, "model_hash", "")))
 
-    output_dir = Path(output_dir).expanduser()
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise WriteError(f"cannot create output folder {output_dir}: "
-                         f"{exc.strerror or exc}") from None
-    # the lock proves the folder writable, before any input is read
-    with _FolderLock(output_dir):
-        return _run_batch(
-            paths, explicit, reasons, output_dir, started=started, key=key, local=local,
-            deblender=deblender, workers=workers, scheduler=scheduler, client=client,
-            options={"hdu": hdu, "overwrite": bool(overwrite), "png": bool(png),
-                     "expect_model": expect_model, "max_image_pixels": max_image_pixels,
-                     **({"full_frame": True} if full_frame else {})},
-            progress=progress)
+        output_dir = Path(output_dir).expanduser()
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WriteError(f"cannot create output folder {output_dir}: "
+                             f"{exc.strerror or exc}") from None
+        # the lock proves the folder writable, before any input is read
+        with _FolderLock(output_dir):
+            return _run_batch(
+                paths, explicit, reasons, output_dir, started=started, key=key, local=local,
+                deblender=deblender, workers=workers, scheduler=scheduler, client=client,
+                options={"hdu": hdu, "overwrite": bool(overwrite), "png": bool(png),
+                         "expect_model": expect_model, "max_image_pixels": max_image_pixels,
+                         **({"full_frame": True} if full_frame else {})},
+                progress=progress, pool=pool)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _uses_dask(workers, scheduler, client):
+    """Whether a batch runs on Dask (a scheduler, a client, or workers with Dask installed)."""
+    return scheduler is not None or client is not None or (workers > 1 and HAS_DASK)
 
 
 def _run_batch(paths, explicit, reasons, output_dir, *, started, key, local, deblender,
-               workers, scheduler, client, options, progress):
+               workers, scheduler, client, options, progress, pool=None):
     """Run the part of `deblend_files` that needs the output folder's lock."""
     # plan: paths only; an output named twice is an error of the later input
     tasks, planned_failures, owners, ignored = [], [], {}, 0
@@ -1279,20 +1351,17 @@ def _run_batch(paths, explicit, reasons, output_dir, *, started, key, local, deb
     _remove_stale_temporaries(output_dir, {name for out in owners
                                            for name in (out.name, _png_path(out).name)})
 
-    use_dask = scheduler is not None or client is not None or (workers > 1 and HAS_DASK)
-    if use_dask:
+    if _uses_dask(workers, scheduler, client):
         if deblender is None:  # each worker loads its own copy
             _cached_deblender.cache_clear()
             local = None
         runner = _DaskRunner(key, deblender, n_workers=workers, scheduler=scheduler,
                              client=client)
     elif workers > 1:
-        _note(f"Dask is not installed: using {workers} local worker processes "
-              f"(for clusters: {_INSTALL_HINT})")
-        if deblender is None:
-            _cached_deblender.cache_clear()
-            local = None
-        runner = _PoolRunner(key, deblender, n_workers=workers)
+        _note(f"Dask is not installed: using {workers} local worker processes, this one "
+              f"included (for clusters: {_INSTALL_HINT})")
+        runner = pool if pool is not None else _PoolRunner(key, deblender, n_workers=workers)
+        runner.local = local  # this process is one of the workers
     else:
         runner = _SerialRunner(local)
 
