@@ -20,8 +20,9 @@ frame (each source is a cutout over its own box):
    scaled model (``flux='model'``: the noise stays in the residual), or
    (``flux='weighted'``, the pipeline's default) each pixel of a source is
    the inverse-variance weighted mean of its share of the data and its
-   model, scaled to its share's flux in each band.  Pixels outside every
-   footprint, and masked pixels, go to no source.
+   model, the model's part scaled so that its flux in each band is its
+   share's.  Pixels outside every footprint, and masked pixels, go to no
+   source.
 
 Everything here is numpy and scipy; nothing needs torch.
 """
