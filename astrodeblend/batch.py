@@ -40,15 +40,15 @@ get interrupted:
   worker too) before the first input is read; paths are sent to workers as
   absolute paths.
 
-Parallelism uses Dask when it is installed (``pip install
-"astrodeblend[distributed]"``): a `distributed.LocalCluster` of ``workers``
-single-threaded processes, an existing scheduler (``scheduler=ADDRESS``) or
-an existing `distributed.Client`.  Without Dask, ``workers > 1`` uses a
+Local parallelism (``workers > 1``) uses a
 `concurrent.futures.ProcessPoolExecutor` of ``workers - 1`` spawned
 processes, and the calling process works as the last worker; the spawned
 processes are started, and load their model, while the calling process
 loads its own (200 cutouts of 80x80x3 on 2 cores, two workers: 9.7 s
-against 11.5 s for one).  In a script,
+against 11.5 s for one; a local Dask cluster, which earlier versions
+started when Dask was installed, took 13.4 s).  Clusters use Dask
+(``pip install "astrodeblend[distributed]"``): an existing scheduler
+(``scheduler=ADDRESS``) or an existing `distributed.Client`.  In a script,
 run parallel batches under ``if __name__ == "__main__":``, as always with
 spawned processes.
 """
@@ -655,40 +655,25 @@ class _SerialRunner:
 
 
 class _DaskRunner:
-    """A bounded window of tasks on a Dask cluster (local, remote or given)."""
+    """A bounded window of tasks on a Dask cluster (a scheduler's address or a given client)."""
 
     parallel = True
 
-    def __init__(self, key, deblender, *, n_workers=None, scheduler=None, client=None):
+    def __init__(self, key, deblender, *, scheduler=None, client=None):
         self.key, self.deblender = key, deblender
-        self.n_workers, self.scheduler, self.client = n_workers, scheduler, client
+        self.scheduler, self.client = scheduler, client
         self._stack = contextlib.ExitStack()
 
     def __enter__(self):
-        import logging
-
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         try:
-            if self.client is None and self.scheduler is not None:
+            if self.client is None:
                 try:
                     self.client = self._stack.enter_context(Client(self.scheduler, timeout=30))
                 except (OSError, ValueError, TypeError) as exc:
                     raise InvalidInputError(f"cannot connect to the Dask scheduler "
                                             f"{self.scheduler!r}: {exc}") from None
-            elif self.client is None:
-                try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        cluster = self._stack.enter_context(LocalCluster(
-                            n_workers=self.n_workers, threads_per_worker=1, processes=True,
-                            dashboard_address=None, silence_logs=logging.ERROR))
-                        self.client = self._stack.enter_context(Client(cluster))
-                except (OSError, RuntimeError) as exc:
-                    raise AstrodeblendError(
-                        f"cannot start a local Dask cluster of {self.n_workers} workers "
-                        f"({exc}); in a script, run the batch under "
-                        "'if __name__ == \"__main__\":', or use workers=1") from None
             self.window = 2 * max(1, sum(self.client.nthreads().values()))
             self.shipped = (self.client.scatter(self.deblender, broadcast=True, hash=False)
                             if self.deblender is not None else None)
@@ -1160,10 +1145,11 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
     png : bool, optional
         Also write a quick-look figure per input.
     workers : int, optional
-        Parallel worker processes (one model copy and one image each).
+        Parallel worker processes on this machine, this one included (one
+        model copy each; a process pool, see the module's notes).
     scheduler : str, optional
         Address of a running Dask scheduler (``'tcp://host:8786'``) to use
-        instead of a local cluster.
+        instead of local processes.
     client : `distributed.Client`, optional
         An existing Dask client to use.
     max_pixels : int, optional
@@ -1281,7 +1267,7 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
                 raise CheckpointError(f"model file {model} not found")
             model = str(model.resolve())
         key = (method, model, device, max_pixels, deblender_options)
-        if workers > 1 and not _uses_dask(workers, scheduler, client):
+        if workers > 1 and not _uses_dask(scheduler, client):
             # spawned now, the workers load their model while this process loads its own
             pool = _PoolRunner(key, None, n_workers=workers).start()
         try:
@@ -1317,9 +1303,9 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
             pool.close()
 
 
-def _uses_dask(workers, scheduler, client):
-    """Whether a batch runs on Dask (a scheduler, a client, or workers with Dask installed)."""
-    return scheduler is not None or client is not None or (workers > 1 and HAS_DASK)
+def _uses_dask(scheduler, client):
+    """Whether a batch runs on Dask: a scheduler's address or a client is given."""
+    return scheduler is not None or client is not None
 
 
 def _run_batch(paths, explicit, reasons, output_dir, *, started, key, local, deblender,
@@ -1351,15 +1337,12 @@ def _run_batch(paths, explicit, reasons, output_dir, *, started, key, local, deb
     _remove_stale_temporaries(output_dir, {name for out in owners
                                            for name in (out.name, _png_path(out).name)})
 
-    if _uses_dask(workers, scheduler, client):
+    if _uses_dask(scheduler, client):
         if deblender is None:  # each worker loads its own copy
             _cached_deblender.cache_clear()
             local = None
-        runner = _DaskRunner(key, deblender, n_workers=workers, scheduler=scheduler,
-                             client=client)
+        runner = _DaskRunner(key, deblender, scheduler=scheduler, client=client)
     elif workers > 1:
-        _note(f"Dask is not installed: using {workers} local worker processes, this one "
-              f"included (for clusters: {_INSTALL_HINT})")
         runner = pool if pool is not None else _PoolRunner(key, deblender, n_workers=workers)
         runner.local = local  # this process is one of the workers
     else:

@@ -331,8 +331,9 @@ def _add_deblend(sub):
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--png", action="store_true", help="also write a quick-look PNG per input")
     p.add_argument("--workers", type=_positive_int, default=1,
-                   help="parallel worker processes, each with its own model copy (a local "
-                        "Dask cluster, or a process pool without Dask)")
+                   help="parallel worker processes on this machine, this one included, "
+                        "each with its own model copy (a process pool; clusters: "
+                        "--scheduler)")
     p.add_argument("--scheduler", default=None,
                    help="address of an existing Dask scheduler, e.g. tcp://host:8786 "
                         "(default: none, work locally)")

@@ -297,11 +297,18 @@ def _compare_outputs(out_a, out_b, paths):
 
 @pytest.mark.skipif(not batch.HAS_DASK, reason="needs dask.distributed")
 def test_dask_cluster_matches_serial(tmp_path):
+    import logging
+
+    from distributed import Client, LocalCluster
+
     paths = make_cutouts(tmp_path / "in", 50, size=40)
     serial, parallel = tmp_path / "serial", tmp_path / "dask"
     assert deblend_files(paths, serial, method=METHOD, progress=False).n_done == 50
-    summary = deblend_files(tmp_path / "in", parallel, method=METHOD, workers=2,
-                            progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
+        summary = deblend_files(tmp_path / "in", parallel, method=METHOD, client=client,
+                                progress=False)
     assert (summary.n_done, summary.n_failed) == (50, 0)
     _compare_outputs(serial, parallel, paths)
     assert sorted(r["input"] for r in read_log(parallel)) == sorted(str(p) for p in paths)
@@ -328,18 +335,22 @@ def test_existing_client_and_a_ready_deblender(tmp_path):
     _compare_outputs(serial, tmp_path / "dask", paths)
 
 
-def test_process_pool_without_dask(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(batch, "HAS_DASK", False)
-    paths = make_cutouts(tmp_path / "in", 4, size=40)
+@pytest.mark.parametrize("dask_installed", [True, False])
+def test_local_workers_are_a_process_pool(tmp_path, monkeypatch, dask_installed):
+    # local workers never start a Dask cluster, installed or not: the pool is faster
+    monkeypatch.setattr(batch, "HAS_DASK", dask_installed)
+    monkeypatch.setattr(batch, "_DaskRunner", None)  # would fail if it were used
+    paths = make_cutouts(tmp_path / "in", 20, size=40)
     paths[2].write_bytes(b"not a FITS file")
     serial, pooled = tmp_path / "serial", tmp_path / "pool"
     deblend_files(paths, serial, method=METHOD, progress=False)
     summary = deblend_files(paths, pooled, method=METHOD, workers=2, progress=False)
-    assert (summary.n_done, summary.n_failed) == (3, 1)
-    assert "Dask is not installed" in capsys.readouterr().err
+    assert (summary.n_done, summary.n_failed) == (19, 1)
     _compare_outputs(serial, pooled, [p for i, p in enumerate(paths) if i != 2])
-    with pytest.raises(InvalidInputError, match="astrodeblend\\[distributed\\]"):
-        deblend_files(paths, pooled, method=METHOD, scheduler="tcp://127.0.0.1:1")
+    assert sorted(r["input"] for r in read_log(pooled)) == sorted(str(p) for p in paths)
+    if not dask_installed:  # a cluster needs Dask
+        with pytest.raises(InvalidInputError, match="astrodeblend\\[distributed\\]"):
+            deblend_files(paths, pooled, method=METHOD, scheduler="tcp://127.0.0.1:1")
 
 
 # ------------------------------------------- the GAN in parallel, a scheduler by address
@@ -375,18 +386,24 @@ def _assert_same_gan_outputs(reference, out, paths):
 
 @pytest.mark.skipif(not batch.HAS_DASK, reason="needs dask.distributed")
 def test_gan_through_a_local_dask_cluster(gan_files, tmp_path):
+    import logging
+
+    from distributed import Client, LocalCluster
+
     paths, serial = gan_files
-    summary = deblend_files(paths, tmp_path / "dask", device="cpu", workers=2, progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
+        summary = deblend_files(paths, tmp_path / "dask", device="cpu", client=client,
+                                progress=False)
     assert (summary.n_done, summary.n_failed) == (2, 0)
     _assert_same_gan_outputs(serial, tmp_path / "dask", paths)
 
 
-def test_gan_through_the_process_pool(gan_files, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(batch, "HAS_DASK", False)
+def test_gan_through_the_process_pool(gan_files, tmp_path):
     paths, serial = gan_files
     summary = deblend_files(paths, tmp_path / "pool", device="cpu", workers=2, progress=False)
     assert (summary.n_done, summary.n_failed) == (2, 0)
-    assert "Dask is not installed" in capsys.readouterr().err
     _assert_same_gan_outputs(serial, tmp_path / "pool", paths)
 
 
