@@ -22,7 +22,6 @@ CATALOG_COLUMNS = ("id", "x_centroid", "y_centroid", "ra", "dec", "flux",
                    "bbox_xmin", "bbox_xmax", "bbox_ymin", "bbox_ymax")
 
 
-
 class DeblendResult:
     """The deblended sources of one image, each stored as a cutout.
 
