@@ -11,9 +11,11 @@ separate processes, each method in turn:
 Prints files per second of each, their ratio (default model / segmentation;
 the target is >= 1.0) and each process's peak resident memory.  Two sets:
 ``--n-small`` 80x80x3 cutouts of two galaxies and ``--n-large`` 256x256x3
-cutouts of 3-6 galaxies.  Run it on an idle machine::
+cutouts of 3-6 galaxies.  ``--workers N`` runs both commands with
+``--workers N`` (local worker processes, this one included).  Run it on an
+idle machine::
 
-    python benchmarks/bench_cli.py [--n-small 200] [--n-large 500] [--repeat 1]
+    python benchmarks/bench_cli.py [--n-small 200] [--n-large 500] [--repeat 1] [--workers 1]
 """
 
 import argparse
@@ -74,9 +76,10 @@ def run_cli(folder, out, extra):
     return seconds, usage.ru_maxrss / 1024, code
 
 
-def compare(folder, n, label, repeat):
+def compare(folder, n, label, repeat, workers=1):
     """Time both methods ``repeat`` times in turn and print the medians and their ratio."""
-    methods = {"gan": [], "segmentation": ["--method", "segmentation"]}
+    parallel = ["--workers", str(workers)] if workers > 1 else []
+    methods = {"gan": parallel, "segmentation": ["--method", "segmentation", *parallel]}
     times = {name: [] for name in methods}
     rss = dict.fromkeys(methods, 0.0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,16 +104,18 @@ def main(argv=None):
     parser.add_argument("--n-small", type=int, default=200, help="80x80x3 cutouts (0: skip)")
     parser.add_argument("--n-large", type=int, default=500, help="256x256x3 cutouts (0: skip)")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs of each method")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="--workers of both commands (local processes)")
     args = parser.parse_args(argv)
-    print(f"{os.cpu_count()} CPUs")
+    print(f"{os.cpu_count()} CPUs, {args.workers} worker(s)")
     with tempfile.TemporaryDirectory() as tmp:
         if args.n_small:
             folder = make_cutouts(Path(tmp) / "small", args.n_small, size=80, n_galaxies=(2, 2))
-            compare(folder, args.n_small, "80x80x3, 2 galaxies ", args.repeat)
+            compare(folder, args.n_small, "80x80x3, 2 galaxies ", args.repeat, args.workers)
         if args.n_large:
             folder = make_cutouts(Path(tmp) / "large", args.n_large, size=256,
                                   n_galaxies=(3, 6), seed=1)
-            compare(folder, args.n_large, "256x256x3, 3-6 gal. ", args.repeat)
+            compare(folder, args.n_large, "256x256x3, 3-6 gal. ", args.repeat, args.workers)
     return 0
 
 
