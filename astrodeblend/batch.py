@@ -747,7 +747,7 @@ class _PoolRunner:
     parallel = True
 
     def __init__(self, key, deblender, *, n_workers):
-        self.key, self.deblender, self.n_workers = key, deblender, n_workers
+        self.key, self.deblender = key, deblender
         self.n_spawned = max(n_workers - 1, 1)
         self.window = 2 * self.n_spawned
         self.executor, self.local, self._threads = None, None, None
@@ -816,9 +816,9 @@ class _PoolRunner:
                 pass
             return zip(group, records, strict=True)
 
-        def here(group):  # this process's deblender (loaded from the key if not given)
-            return _process_group(group, self.key if self.local is None else None,
-                                  deblender=self.local, torch_threads=1, **options)
+        def here(group):
+            return _process_group(group, None, deblender=self.local, torch_threads=1,
+                                  **options)
 
         for _ in range(self.window):
             submit()

@@ -35,8 +35,8 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["SourceModel", "FLUX_MODES", "MODEL_ERROR", "WING_SCALE", "fill_masked", "taper",
-           "grow_footprint", "fit_amplitudes", "monotonic", "share_flux"]
+__all__ = ["SourceModel", "FLUX_MODES", "MODEL_ERROR", "WING_SCALE", "WEIGHTED_SIGMA",
+           "fill_masked", "taper", "grow_footprint", "fit_amplitudes", "monotonic", "share_flux"]
 
 #: How source pixels are made (the ``ADBFLUX`` card of the output):
 #: ``'weighted'`` combines the input's share and the model pixel by pixel,
@@ -50,6 +50,11 @@ MODEL_ERROR = 0.5
 #: Bounds of the scale that matches the model's part of a ``'weighted'``
 #: source to its share's flux (those of `fit_amplitudes`).
 WING_SCALE = (0.2, 5.0)
+#: Footprint threshold (`grow_footprint`'s ``n_sigma``) of ``'weighted'``
+#: sources, whose wing pixels come mostly from the model (the default, 6,
+#: suits ``'conserve'``, whose wing pixels are the data): real-galaxy median
+#: flux errors 5.9 / 5.3 % against 6.1 / 5.6 % at 6, PSNR within 0.1 dB.
+WEIGHTED_SIGMA = 4.0
 
 
 @dataclass

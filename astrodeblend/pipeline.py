@@ -44,7 +44,7 @@ import numpy as np
 
 from ._version import __version__
 from .errors import CheckpointError, InvalidInputError
-from .footprints import MODEL_ERROR
+from .footprints import MODEL_ERROR, WEIGHTED_SIGMA
 from .image import GalaxyImage, as_galaxy_image
 from .result import DeblendResult
 from .utils import plural, resolve_device
@@ -456,7 +456,8 @@ class Deblender:
         sky_in_model = None if mode == "linear" else pad
         # weighted sources take their faint pixels from the model, not the
         # noisy data: their footprints can reach further into the wings
-        reach = _WEIGHTED_FOOTPRINT if mode == "linear" and flux == "weighted" else {}
+        reach = ({"n_sigma": WEIGHTED_SIGMA} if mode == "linear" and flux == "weighted"
+                 else {})
         for model in models:
             grow_footprint(model, groups, noise, sky=sky_in_model, **reach)
         if mode == "linear":
@@ -1095,13 +1096,6 @@ def _peaked_at_scale(image, x, y, scale, tol):
     yy, xx = np.nonzero(local)
     near = np.hypot(xx + x0 - x, yy + y0 - y) <= tol
     return bool(near.any())
-
-
-#: Footprint threshold of ``flux='weighted'`` sources (`grow_footprint`'s
-#: default, 6, was chosen for ``'conserve'``, whose wing pixels are the data):
-#: real-galaxy median flux errors 5.9 / 5.3 % against 6.1 / 5.6 % at 6, PSNR
-#: within 0.1 dB.
-_WEIGHTED_FOOTPRINT = {"n_sigma": 4.0}
 
 
 def _check_flux(flux):
