@@ -56,9 +56,12 @@ def _recipe(tool, path):
                              "batch_size": 8, "lr": 2e-3, "val_max_scenes": 3,
                              "sample_every": 1, "n_sample_scenes": 2, "max_memory_gb": 1.0,
                              "model": TINY_MODEL}},
-        "detector": {"init_from": "run", "generator_sha256": None,
+        "detector": {"init_from": "run",
                      "config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8,
                                 "val_max_scenes": 3, "max_memory_gb": 1.0}},
+        "generator": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8,
+                                 "lr": 2e-3, "val_max_scenes": 3, "sample_every": 0,
+                                 "max_memory_gb": 1.0}},
         "sampler": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8,
                                "model": TINY_MODEL}},
         "compare": {"protocols": ["reiman"], "n": 2},
@@ -95,6 +98,13 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
     assert not torch.equal(tuned["models"]["detector"]["net.head.weight"],
                            run["models"]["detector"]["net.head.weight"])
     assert run["history"][0]["w_adv"] > 0 and run["history"][0]["loss_d"] > 0
+    # the generator stage: the detector stage's detector, a generator trained further
+    stage = load_checkpoint(work / "generator" / "checkpoint_last.pt")
+    assert stage["train_config"]["train_detector"] is False
+    assert stage["train_config"]["w_adv"] == 0
+    for key, value in tuned["models"]["detector"].items():
+        assert torch.equal(stage["models"]["detector"][key], value)
+    assert stage["generator_sha256"] != tuned["generator_sha256"]
     # the ablation: no adversarial term at any epoch, the discriminator never trained
     assert ablation["train_config"]["w_adv"] == 0
     assert all(row["w_adv"] == 0 and row["loss_d"] == 0 for row in ablation["history"])
@@ -105,6 +115,7 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
     # export: the stripped default, the full checkpoint beside it, the card
     default = load_checkpoint(weights / "default.pt")
     assert sorted(default["models"]) == ["detector", "generator", "sample_generator"]
+    assert default["generator_sha256"] == stage["generator_sha256"]   # the generator stage
     assert "optimizers" not in default and "discriminator" not in default["models"]
     assert training_galaxy_ids(default).tolist() == training_galaxy_ids(run).tolist()
     assert default["galaxy_split"]["fractions"] == [0.8, 0.1, 0.1]
@@ -127,7 +138,7 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
     capsys.readouterr()
     assert tool.main(argv) == 0
     out = capsys.readouterr().out
-    assert out.count("skipped") == 5     # run, detector, ablation, compare, sampler
+    assert out.count("skipped") == 6     # run, detector, generator, ablation, compare, sampler
     again = load_checkpoint(work / "run" / "checkpoint_last.pt")
     assert again["step"] == run["step"] and len(again["history"]) == 1
 
@@ -138,18 +149,20 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
         evaluate(images, n=1, methods=["gan"], model=weights / "default.pt", split="train",
                  progress=False)
 
-    # the shipped recipe's detector stage: from the shipped model, whose
-    # generator it names by hash, kept unchanged
-    shipped = tool.load_recipe()["detector"]
+    # a detector stage from the installed default, whose generator it names
+    # by hash, kept unchanged
+    from astrodeblend.weights import default_model_path
+
+    installed = load_checkpoint(default_model_path())["generator_sha256"]
     spec = json.loads(recipe.read_text())
     spec["detector"] = {**spec["detector"], "init_from": "default", "out": "det_default",
                         "generator_sha256": "0" * 64}
     with pytest.raises(SystemExit, match="expects"):
         tool.train_detector(spec, work, device="cpu", progress=False)
-    spec["detector"]["generator_sha256"] = shipped["generator_sha256"]
+    spec["detector"]["generator_sha256"] = installed
     tool.train_detector(spec, work, device="cpu", progress=False)
     tuned = load_checkpoint(work / "det_default" / "checkpoint_last.pt")
-    assert tuned["generator_sha256"] == shipped["generator_sha256"]
+    assert tuned["generator_sha256"] == installed
     assert tuned["train_config"]["model"]["generator_channels"] == 24   # the shipped networks
 
     # adversarial fine-tuning starts from the full checkpoint, discriminator included
@@ -159,13 +172,14 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
                    config={"adv_warmup_epochs": 0, "sample_every": 0}, epochs=1,
                    progress=False)
     assert result.history[0]["loss_d"] > 0 and result.history[0]["loss_g_l1"] > 0
-    # or resumes it as it was (here: the detector stage, the generator kept)
+    # or resumes it as it was (here: the generator stage, the detector kept)
     tune = tmp_path / "resumed"
     tune.mkdir()
     shutil.copy(weights / "default_full.pt", tune / "checkpoint_last.pt")
     result = train([work / "reiman.h5"], tune, epochs=2, resume=True, reschedule=True,
                    progress=False)
-    assert len(result.history) == 2 and result.history[1]["loss_det"] > 0
+    assert len(result.history) == 2 and result.history[1]["loss_g_l1"] > 0
+    assert result.history[1]["loss_det"] == 0
 
 
 def test_full_checkpoint_over_the_limit_stays_in_work(tool, tmp_path):
@@ -212,11 +226,43 @@ def test_smoke_and_shipped_recipe(tool):
 
     TrainConfig.from_dict(config)
     TrainConfig.from_dict(shipped["sampler"]["config"])
-    # the shipped model is the detector stage, from the shipped model's generator
-    assert shipped["export"]["from"] == "detector"
-    assert shipped["detector"]["init_from"] == "default"
+    # the shipped model is the generator stage, from the detector stage, from
+    # the first release's model
+    assert shipped["export"]["from"] == "generator"
+    assert shipped["generator"]["init_from"] == "detector"
+    assert shipped["detector"]["init_from"] == "start"
+    assert len(shipped["start"]["generator_sha256"]) == 64
     assert smoke["detector"]["config"]["epochs"] == 1
+    assert smoke["generator"]["config"]["epochs"] == 1
     TrainConfig.from_dict(shipped["detector"]["config"])
+    assert TrainConfig.from_dict(shipped["generator"]["config"]).w_adv == 0
+
+
+def test_start_model_from_the_repository_history(tool, tmp_path):
+    import subprocess
+
+    recipe = tool.load_recipe()
+    where = f"{recipe['start']['commit']}:{recipe['start']['path']}"
+    try:
+        known = subprocess.run(["git", "-C", str(tool.REPO), "cat-file", "-e", where],
+                               capture_output=True).returncode == 0
+    except OSError:
+        known = False
+    if not known:
+        pytest.skip(f"no git history holding {where} (a shallow clone or an sdist)")
+    path = tool.start_model(recipe, tmp_path)
+    assert path == tmp_path / "start.pt"
+    from astrodeblend._checkpoint import weights_hash
+
+    assert (weights_hash(load_checkpoint(path)["models"]["generator"])
+            == recipe["start"]["generator_sha256"])
+    assert tool.stage_init(recipe, tmp_path, "start") == str(path)      # read once, then kept
+    wrong = tool.merge(recipe, {"start": {"generator_sha256": "0" * 64}})
+    with pytest.raises(SystemExit, match="the recipe starts from"):
+        tool.start_model(wrong, tmp_path)
+    missing = tool.merge(recipe, {"start": {"path": "no/such/file.pt"}})
+    with pytest.raises(SystemExit, match="cannot read"):
+        tool.start_model(missing, tmp_path / "other")
 
 
 def test_binned_copies_average_linear_flux(tool, tmp_path):

@@ -13,22 +13,27 @@ Steps, each also on its own (same options)::
     python tools/make_default_model.py datasets --jobs 2   # reiman, physical, survey files
     python tools/make_default_model.py train      # the GAN and the detector
     python tools/make_default_model.py detector   # the detector alone, generator kept
+    python tools/make_default_model.py generator  # then the generator alone, detector kept
     python tools/make_default_model.py train --no-adversarial   # ablation: w_adv = 0 throughout
     python tools/make_default_model.py compare    # both runs on the same held-out scenes
     python tools/make_default_model.py sampler    # the unconditional generator (sample)
     python tools/make_default_model.py export     # default.pt, default_full.pt, default.json
 
-``all`` runs datasets, train, detector, sampler and export; ``all
---with-ablation`` also trains the ablation and runs ``compare`` before
-``export``, so that ``default.json`` holds the ablation table of the model
-card.
+``all`` runs datasets, train, detector, generator, sampler and export;
+``all --with-ablation`` also trains the ablation and runs ``compare``
+before ``export``, so that ``default.json`` holds the ablation table of the
+model card.
 
 The detector stage (``recipe['detector']``) fine-tunes the centre detector
-alone, starting from ``init_from``: ``'default'``, the shipped model (whose
-generator the recipe names by its sha256), or ``'run'``, the recipe's GAN
-run.  ``recipe['export']['from']`` says which run is shipped.  The shipped
-model is the detector stage from the shipped model: ``all`` then skips the
-GAN run (``train`` still runs it) and the sampler (the shipped one is kept).
+alone, starting from ``init_from``: ``'start'``, the first release's model
+(``recipe['start']``: read with ``git show`` from the repository's history,
+its generator named by sha256), ``'default'``, the installed model, or
+``'run'``, the recipe's GAN run.  The generator stage
+(``recipe['generator']``) then fine-tunes the generator alone from the
+detector stage's networks, the detector kept.  ``recipe['export']['from']``
+says which run is shipped.  The shipped model is the generator stage: ``all``
+then skips the GAN run (``train`` still runs it) and the sampler (the first
+release's is kept).
 
 Data: the Galaxy Zoo images of ``recipe['images']`` (relative to the
 repository root; ``--images`` overrides it).  Scenes of the training split
@@ -90,6 +95,8 @@ SMOKE = {
                          "sample_every": 1}},
     "detector": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8,
                             "val_max_scenes": 8}},
+    "generator": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8,
+                             "val_max_scenes": 8}},
     "sampler": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 16}},
     "compare": {"n": 4},
 }
@@ -261,11 +268,54 @@ def train_model(recipe, work, *, no_adversarial=False, device="auto", progress=T
                       else "train")
 
 
+def start_model(recipe, work):
+    """The model the recipe's stages start from (``recipe['start']``), in ``WORK/start.pt``.
+
+    It is read from the repository's history (``git show COMMIT:PATH``: the
+    first release's ``default.pt``), since the installed default is the
+    model this recipe makes; its generator must have the recipe's sha256.
+    """
+    import subprocess
+
+    from astrodeblend._checkpoint import load_checkpoint, weights_hash
+
+    spec = recipe["start"]
+    path = Path(work) / "start.pt"
+    if not path.exists():
+        where = f"{spec['commit']}:{spec['path']}"
+        try:
+            shown = subprocess.run(["git", "-C", str(REPO), "show", where], capture_output=True,
+                                   check=False)
+        except OSError as exc:
+            raise SystemExit(f"make_default_model: cannot run git to read {where}: {exc}") \
+                from None
+        if shown.returncode:
+            raise SystemExit(f"make_default_model: cannot read {where} from the repository's "
+                             f"history: {shown.stderr.decode(errors='replace').strip()}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".part")
+        partial.write_bytes(shown.stdout)
+        partial.replace(path)
+    found = weights_hash(load_checkpoint(path)["models"]["generator"])
+    if found != spec["generator_sha256"]:
+        raise SystemExit(f"make_default_model: the generator of {_shown(path)} has sha256 "
+                         f"{found}, the recipe starts from {spec['generator_sha256']}")
+    return path
+
+
+def stage_init(recipe, work, init):
+    """The checkpoint a stage starts from: ``'start'``, ``'default'``, or a stage's run name."""
+    if init == "start":
+        return str(start_model(recipe, work))
+    if init == "default":
+        return init
+    return str(Path(work) / recipe[init]["out"] / "checkpoint_last.pt")
+
+
 def detector_init(recipe, work):
-    """The checkpoint the detector stage starts from: ``'default'`` or the recipe's run."""
+    """The checkpoint the detector stage starts from (``recipe['detector']['init_from']``)."""
     init = recipe["detector"]["init_from"]
-    return str(Path(work) / recipe["train"]["out"] / "checkpoint_last.pt") if init == "run" \
-        else init
+    return stage_init(recipe, work, "train" if init == "run" else init)
 
 
 def train_detector(recipe, work, *, device="auto", progress=True):
@@ -294,6 +344,27 @@ def train_detector(recipe, work, *, device="auto", progress=True):
     config = merge(spec["config"], {"init_from": init, "train_generator": False})
     data = [dataset_path(work, name) for name in spec.get("data", recipe["train"]["data"])]
     return _train_run(data, out, config, device=device, progress=progress, label="detector")
+
+
+def train_generator(recipe, work, *, device="auto", progress=True):
+    """Fine-tune the generator alone (``recipe['generator']``), the detector kept as it is.
+
+    The run starts from the networks of ``recipe['generator']['init_from']``
+    (a stage's name, ``'start'`` or ``'default'``) with ``train_detector``
+    off, so its checkpoint holds that stage's detector unchanged beside the
+    new generator: the generator learns the ``survey`` scenes (noise, PSF,
+    stars, neighbours as their own sources) beside ``reiman`` and
+    ``physical``.
+    """
+    spec = recipe["generator"]
+    init = stage_init(recipe, work, spec["init_from"])
+    if init != "default" and not Path(init).exists():
+        raise SystemExit(f"make_default_model: the generator stage starts from {init}, which "
+                         f"does not exist: run the {spec['init_from']} step first")
+    config = merge(spec["config"], {"init_from": init, "train_detector": False})
+    data = [dataset_path(work, name) for name in spec.get("data", recipe["train"]["data"])]
+    return _train_run(data, Path(work) / spec["out"], config, device=device,
+                      progress=progress, label="generator")
 
 
 def exported_run(recipe, work):
@@ -513,6 +584,8 @@ def main(argv=None):
                    help="the ablation: w_adv = 0 for the whole run, in recipe['ablation']['out']")
     sub.add_parser("detector", parents=[common], help="fine-tune the detector alone from "
                    "recipe['detector']['init_from'] (the generator kept)")
+    sub.add_parser("generator", parents=[common], help="fine-tune the generator alone from "
+                   "recipe['generator']['init_from'] (the detector kept)")
     sub.add_parser("sampler", parents=[common], help="train the unconditional generator")
     sub.add_parser("compare", parents=[common], help="run and ablation on the same held-out "
                    "scenes (WORK/ablation.json)")
@@ -543,6 +616,8 @@ def main(argv=None):
                     device=args.device, progress=progress)
     if args.step == "detector" or (args.step == "all" and "detector" in recipe):
         train_detector(recipe, work, device=args.device, progress=progress)
+    if args.step == "generator" or (args.step == "all" and "generator" in recipe):
+        train_generator(recipe, work, device=args.device, progress=progress)
     if args.step == "all" and args.with_ablation:
         train_model(recipe, work, no_adversarial=True, device=args.device, progress=progress)
     if args.step == "compare" or (args.step == "all" and args.with_ablation):
