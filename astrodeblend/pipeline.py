@@ -113,8 +113,8 @@ class Deblender:
         the inverse-variance weighted mean of the two, the share where the
         model is bright against the noise and the model where it is faint,
         with each band's flux that of the share (:ref:`flux-conservation`;
-        real-galaxy scenes 48.0 / 45.5 dB against 46.5 / 44.0 with
-        ``'conserve'``, median flux errors 5.9 / 5.3 % against 6.1 / 5.6 %).
+        real-galaxy scenes 48.8 / 46.4 dB against 46.5 / 44.2 with
+        ``'conserve'``, median flux errors 5.2 / 4.9 % against 5.8 / 5.1 %).
         Display images (JPG) always use ``'model'``.
     monotonic : bool, optional
         Make each linear model decrease outwards from its centre where it is
