@@ -331,3 +331,9 @@ def test_export_takes_the_generator_of_another_checkpoint(tool, tmp_path):
                                         .state_dict()}})
     with pytest.raises(SystemExit, match="generator_channels"):
         tool.export(recipe, work, weights=weights, generator=source)
+
+
+def test_generator_stage_needs_its_starting_run(tool, tmp_path):
+    recipe = tool.load_recipe()
+    with pytest.raises(SystemExit, match="run the detector step first"):
+        tool.train_generator(recipe, tmp_path / "work", device="cpu", progress=False)

@@ -357,18 +357,19 @@ def train_generator(recipe, work, *, device="auto", progress=True):
     ``physical``.
     """
     spec = recipe["generator"]
+    out = Path(work) / spec["out"]
     init = stage_init(recipe, work, spec["init_from"])
-    if init != "default" and not Path(init).exists():
+    if not (out / "checkpoint_last.pt").exists() and init != "default" \
+            and not Path(init).exists():
         raise SystemExit(f"make_default_model: the generator stage starts from {init}, which "
                          f"does not exist: run the {spec['init_from']} step first")
     config = merge(spec["config"], {"init_from": init, "train_detector": False})
     data = [dataset_path(work, name) for name in spec.get("data", recipe["train"]["data"])]
-    return _train_run(data, Path(work) / spec["out"], config, device=device,
-                      progress=progress, label="generator")
+    return _train_run(data, out, config, device=device, progress=progress, label="generator")
 
 
 def exported_run(recipe, work):
-    """The run whose checkpoint ``export`` ships: the detector stage's when the recipe has one."""
+    """The run whose checkpoint ``export`` ships: the stage ``recipe['export']['from']`` names."""
     name = recipe.get("export", {}).get("from", "train")
     return Path(work) / recipe[name]["out"] / "checkpoint_last.pt"
 
