@@ -277,8 +277,6 @@ def start_model(recipe, work):
     """
     import subprocess
 
-    from astrodeblend._checkpoint import load_checkpoint, weights_hash
-
     spec = recipe["start"]
     path = Path(work) / "start.pt"
     if not path.exists():
@@ -296,11 +294,18 @@ def start_model(recipe, work):
         partial = path.with_name(path.name + ".part")
         partial.write_bytes(shown.stdout)
         partial.replace(path)
-    found = weights_hash(load_checkpoint(path)["models"]["generator"])
-    if found != spec["generator_sha256"]:
-        raise SystemExit(f"make_default_model: the generator of {_shown(path)} has sha256 "
-                         f"{found}, the recipe starts from {spec['generator_sha256']}")
+    _require_generator(path, spec["generator_sha256"], "the recipe starts from")
     return path
+
+
+def _require_generator(path, expected, what):
+    """Stop unless the generator of checkpoint ``path`` has the sha256 ``expected``."""
+    from astrodeblend._checkpoint import load_checkpoint, weights_hash
+
+    found = weights_hash(load_checkpoint(path)["models"]["generator"])
+    if found != expected:
+        raise SystemExit(f"make_default_model: the generator of {_shown(path)} has sha256 "
+                         f"{found}, {what} {expected}")
 
 
 def stage_init(recipe, work, init):
@@ -322,13 +327,12 @@ def train_detector(recipe, work, *, device="auto", progress=True):
     """Fine-tune the detector alone (``recipe['detector']``), the generator kept as it is.
 
     The run starts from the networks of ``recipe['detector']['init_from']``
-    (``'default'``: the shipped model; ``'run'``: the recipe's GAN run) with
+    (``'start'``: the first release's model, `start_model`; ``'default'``:
+    the installed model; ``'run'``: the recipe's GAN run) with
     ``train_generator`` off, so its checkpoint holds that generator unchanged
     beside the new detector.  When ``generator_sha256`` is given, the
-    starting generator must have that hash (the recipe names the generator
-    it ships).
+    starting generator must have that hash.
     """
-    from astrodeblend._checkpoint import load_checkpoint
     from astrodeblend.weights import model_path
 
     spec = recipe["detector"]
@@ -336,11 +340,7 @@ def train_detector(recipe, work, *, device="auto", progress=True):
     out = Path(work) / spec["out"]
     expected = spec.get("generator_sha256")
     if expected and not (out / "checkpoint_last.pt").exists():
-        path = model_path(init)
-        found = load_checkpoint(path).get("generator_sha256")
-        if found != expected:
-            raise SystemExit(f"make_default_model: the generator of {_shown(path)} has sha256 "
-                             f"{found}, the recipe's detector stage expects {expected}")
+        _require_generator(model_path(init), expected, "the recipe's detector stage expects")
     config = merge(spec["config"], {"init_from": init, "train_generator": False})
     data = [dataset_path(work, name) for name in spec.get("data", recipe["train"]["data"])]
     return _train_run(data, out, config, device=device, progress=progress, label="detector")
