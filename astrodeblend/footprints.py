@@ -534,7 +534,12 @@ def monotonic(source, others=()):
     if len(others):
         own = r ** 2
         nearer = np.zeros((h, w), dtype=bool)
-        for ox, oy in others:
+        # a centre can be nearer than the source's own to a pixel only if it
+        # lies within twice the pixel's distance (triangle inequality), so
+        # centres beyond twice the box's farthest pixel are skipped
+        centres = np.asarray(others, dtype=np.float64).reshape(-1, 2)
+        gap = np.hypot(*(centres - np.asarray(source.center, dtype=np.float64)).T)
+        for ox, oy in centres[gap < 2.0 * float(r.max())]:
             nearer |= (xx - (ox - source.box[2])) ** 2 + (yy - (oy - source.box[0])) ** 2 < own
         mono = np.where(nearer, mono, np.clip(total, 0, None)).astype(np.float32)
     scale = np.divide(mono, total, out=np.zeros_like(mono), where=total > 0)

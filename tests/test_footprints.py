@@ -9,6 +9,7 @@ from astrodeblend.footprints import (
     fill_masked,
     fit_amplitudes,
     grow_footprint,
+    monotonic,
     share_flux,
     taper,
 )
@@ -135,3 +136,21 @@ def test_weighted_mode_beats_data_and_model_and_keeps_shared_flux():
     for mine, shared in zip(made["weighted"][0], made["conserve"][0], strict=True):
         np.testing.assert_allclose(mine.sum(axis=(1, 2)), shared.sum(axis=(1, 2)), rtol=1e-5)
     np.testing.assert_array_equal(made["weighted"][1], made["conserve"][1])
+
+
+def test_monotonic_constrains_only_pixels_nearer_to_another_centre():
+    """A leaked bump in a neighbour's territory is removed; the source's own
+    second bump stays; centres too far to be nearer to any pixel change nothing."""
+    plane = gaussian((21, 21), 10, 10, 2, 5) + gaussian((21, 21), 17, 10, 1, 3)
+    plane += gaussian((21, 21), 3, 10, 1, 3)  # the source's own knot, on the far side
+
+    def run(others):
+        src = SourceModel((10.0, 10.0), (0, 21, 0, 21), plane[None].astype(np.float32))
+        return monotonic(src, others)
+
+    near = run([(18.0, 10.0)])
+    assert near[10, 17] < 0.5 * plane[10, 17]  # the bump nearer the neighbour is capped
+    assert near[10, 3] == pytest.approx(plane[10, 3], rel=1e-6)  # own knot kept
+    far = [(10.0 + 60.0 * np.cos(a), 10.0 + 60.0 * np.sin(a)) for a in np.linspace(0, 6, 40)]
+    np.testing.assert_array_equal(run([(18.0, 10.0), *far]), near)
+    np.testing.assert_array_equal(run(far), np.clip(plane, 0, None).astype(np.float32))
