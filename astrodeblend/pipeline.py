@@ -463,6 +463,11 @@ class Deblender:
         if mode == "linear":
             fit_amplitudes(signal, bad, models)
         unneeded = 0
+        # linear images: a model explains no light of another group outside its
+        # footprint (the generator passes a neighbour's light through, and an
+        # isolated star beside a galaxy was taken for its light); display
+        # models carry the sky and their light is not additive: the whole model
+        territory = groups if mode == "linear" else None
         if self.confirm and self.detector is not None:
             n_before = len(models)
             # display images: only groups larger than the working size (a
@@ -472,9 +477,10 @@ class Deblender:
             tested = None if mode == "linear" else {
                 label for label, (side, _) in plans.items() if side > self.size}
             models = _needed(models, signal, noise, aperture, self.min_snr, sky=sky_in_model,
-                             groups=tested)
+                             groups=tested, group_map=territory)
             unneeded = n_before - len(models)
-        added = _unexplained(candidates, models, signal, noise, aperture, self.min_snr)
+        added = _unexplained(candidates, models, signal, noise, aperture, self.min_snr,
+                             group_map=territory)
         if added:
             methods.add("photutils")
             models += yield from self._models(work, pad, added, plans, mode, bands, groups)
@@ -865,10 +871,11 @@ def _less_sky(models, sky):
     if sky is None:
         return models
     level = np.asarray(sky, dtype=np.float32).reshape(-1, 1, 1)
-    return [SourceModel(m.center, m.box, m.model - level, group=m.group) for m in models]
+    return [SourceModel(m.center, m.box, m.model - level, group=m.group, footprint=m.footprint)
+            for m in models]
 
 
-def _needed(models, signal, noise, aperture, min_snr, *, sky=None, groups=None):
+def _needed(models, signal, noise, aperture, min_snr, *, sky=None, groups=None, group_map=None):
     """Drop the sources of a group whose light the brighter ones' models explain.
 
     Faintest first, a source sharing its group with a brighter one is kept
@@ -877,7 +884,7 @@ def _needed(models, signal, noise, aperture, min_snr, *, sky=None, groups=None):
     half-of-the-light condition, which is for photutils' candidates).
     ``sky``: the level display models include, taken off them for the test
     (``signal`` is sky-subtracted).  ``groups``: test only the sources of
-    these groups (None: all).
+    these groups (None: all).  ``group_map``: as for `_unexplained`.
     """
     tested = _less_sky(models, sky)
     flux = [float(np.clip(m.model, 0, None).sum()) for m in tested]
@@ -890,12 +897,22 @@ def _needed(models, signal, noise, aperture, min_snr, *, sky=None, groups=None):
             continue
         others = [tested[k] for k in kept if k != i]
         if not _unexplained([(m.center[0], m.center[1], m.group)], others, signal, noise,
-                            aperture, min_snr, strict=False):
+                            aperture, min_snr, strict=False, group_map=group_map):
             kept.remove(i)
     return [models[i] for i in sorted(kept)]
 
 
-def _unexplained(candidates, models, signal, noise, aperture, min_snr, *, strict=True):
+def _monotonic_model(source):
+    """Return a copy of ``source``'s ``(C, h, w)`` model made monotonic from its centre."""
+    from .footprints import SourceModel, monotonic
+
+    copy = SourceModel(source.center, source.box, source.model.copy(), group=source.group)
+    monotonic(copy)
+    return copy.model
+
+
+def _unexplained(candidates, models, signal, noise, aperture, min_snr, *, strict=True,
+                 group_map=None):
     """Return the candidate peaks whose light the models leave unexplained.
 
     Around each candidate the residual (data minus every model, bands
@@ -909,6 +926,10 @@ def _unexplained(candidates, models, signal, noise, aperture, min_snr, *, strict
     peak in the residual; a knot the generator gives to its galaxy does
     not, nor does the smooth outskirt of a galaxy its model underestimates.
     ``strict=False`` keeps every candidate that stands out by ``min_snr``.
+    With ``group_map`` (the frame's detection groups), a model explains the
+    light of another group outside its footprint only as far as the model
+    made monotonic from its centre (`~astrodeblend.footprints.monotonic`)
+    holds it: its wings, not a star its generator stamp passed through.
     """
     if not candidates:
         return []
@@ -919,19 +940,31 @@ def _unexplained(candidates, models, signal, noise, aperture, min_snr, *, strict
     yy, xx = np.mgrid[-7:8, -7:8]
     rr = np.hypot(xx, yy)
     core, ring = rr <= 1.5, (rr >= 4) & (rr <= 7)
-    added = []
+    added, wings = [], {}
     for x, y, label in candidates:
         col, row = int(round(x)), int(round(y))
         y0, x0 = max(row - 7, 0), max(col - 7, 0)
         y1, x1 = min(row + 8, h), min(col + 8, w)
         residual = (signal[:, y0:y1, x0:x1] * weights).sum(axis=0)
         light = residual.copy()
-        for m in models:
+        for k, m in enumerate(models):
             my0, my1 = max(m.box[0], y0), min(m.box[1], y1)
             mx0, mx1 = max(m.box[2], x0), min(m.box[3], x1)
             if my1 > my0 and mx1 > mx0:
-                sub = m.model[:, my0 - m.box[0]:my1 - m.box[0], mx0 - m.box[2]:mx1 - m.box[2]]
-                residual[my0 - y0:my1 - y0, mx0 - x0:mx1 - x0] -= (sub * weights).sum(axis=0)
+                inner = (slice(None), slice(my0 - m.box[0], my1 - m.box[0]),
+                         slice(mx0 - m.box[2], mx1 - m.box[2]))
+                sub = (m.model[inner] * weights).sum(axis=0)
+                if group_map is not None and m.footprint is not None:
+                    # on another group, outside its footprint, a model explains
+                    # only its monotonic part: its own wings, not a neighbour's
+                    # light the generator passed through
+                    foreign = ~m.footprint[inner[1:]] & (group_map[my0:my1, mx0:mx1] != 0)
+                    if foreign.any():
+                        if k not in wings:
+                            wings[k] = _monotonic_model(m)
+                        sub = np.where(foreign, np.minimum(
+                            sub, (wings[k][inner] * weights).sum(axis=0)), sub)
+                residual[my0 - y0:my1 - y0, mx0 - x0:mx1 - x0] -= sub
         window = (slice(y0 - row + 7, y1 - row + 7), slice(x0 - col + 7, x1 - col + 7))
         in_core, in_ring = core[window], ring[window]
         light_core = float(light[in_core].sum())

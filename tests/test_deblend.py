@@ -375,6 +375,48 @@ def test_a_detection_the_brighter_model_explains_is_dropped():
     assert len(_needed([galaxy, tip], signal, [1.0], aperture, 5.0, groups=set())) == 2
 
 
+
+def test_a_model_explains_no_star_of_another_group_outside_its_footprint():
+    """_unexplained: a galaxy's model that passed a separate star's light
+    through (as the generator does over its stamp) explains the star only
+    without ``group_map``; with it, the star, in its own group outside the
+    galaxy's footprint, is a source of its own.  The star in the galaxy's
+    own group stays explained."""
+    from astrodeblend.pipeline import _unexplained
+
+    shape, rng = (64, 64), np.random.default_rng(5)
+    galaxy = _gauss_model(shape, 20.0, 32.0, 40.0, 4.0, 3.0)
+    star = _gauss_model(shape, 46.0, 32.0, 30.0, 1.2, 1.2, group=2)
+    signal = galaxy.model + star.model + rng.normal(0, 1.0, (1, *shape)).astype(np.float32)
+    galaxy.model = galaxy.model + star.model  # the star's light passed through
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    galaxy.footprint = np.hypot(xx - 20.0, yy - 32.0) < 14
+    groups = np.where(galaxy.footprint, 1, 0)
+    groups[np.hypot(xx - 46.0, yy - 32.0) < 5] = 2
+    aperture = np.full(shape, 60.0)
+    candidate = [(46.0, 32.0, 2)]
+    assert _unexplained(candidate, [galaxy], signal, [1.0], aperture, 5.0) == []
+    assert _unexplained(candidate, [galaxy], signal, [1.0], aperture, 5.0,
+                        group_map=groups) == candidate
+    # the same star inside the galaxy's footprint: its model explains it
+    galaxy.footprint = np.hypot(xx - 20.0, yy - 32.0) < 30
+    assert _unexplained(candidate, [galaxy], signal, [1.0], aperture, 5.0,
+                        group_map=groups) == []
+    # a group of the galaxy's own smooth wing outside its footprint (a bump of
+    # noise on it): the model's monotonic wings still explain it
+    wide = _gauss_model(shape, 20.0, 32.0, 40.0, 10.0, 10.0)
+    wide.footprint = np.hypot(xx - 20.0, yy - 32.0) < 12
+    bump = wide.model[0, 32, 40] * np.exp(-((xx - 40.0) ** 2 + (yy - 32.0) ** 2) / 2.0) * 0.3
+    signal = wide.model + bump[None].astype(np.float32)
+    groups = np.where(wide.footprint, 1, 0)
+    groups[np.hypot(xx - 40.0, yy - 32.0) < 4] = 2
+    aperture = np.full(shape, 40.0)
+    on_wing = [(40.0, 32.0, 2)]
+    assert _unexplained(on_wing, [wide], signal, [1.0], aperture, 5.0, group_map=groups) == []
+    wide.model = np.zeros_like(wide.model)  # no model light there: unexplained
+    assert _unexplained(on_wing, [wide], signal, [1.0], aperture, 5.0,
+                        group_map=groups) == on_wing
+
 def test_second_peak_on_a_galaxy_cut_by_the_edge_is_dropped():
     """_edge_duplicates: on a galaxy whose nucleus lies near the frame's edge,
     a detection on its body that is no peak of the data goes; a companion that
