@@ -13,6 +13,7 @@ from ._deblended_reader import read_deblended
 from .fits_output import FORMAT_VERSION, default_output_path, write_deblended
 from .galaxyzoo import GalaxyZooDataset, list_galaxy_images, read_galaxy_zoo
 from .readers import (
+    BAD_MASK_PLANES,
     FITS_SUFFIXES,
     IMAGE_SUFFIXES,
     MAX_ABS_VALUE,
@@ -36,6 +37,7 @@ __all__ = [
     "sha256_file",
     "MAX_PIXELS",
     "MAX_ABS_VALUE",
+    "BAD_MASK_PLANES",
     "FITS_SUFFIXES",
     "IMAGE_SUFFIXES",
     "FORMAT_VERSION",

@@ -333,11 +333,12 @@ def _largest_finite(data, *, chunk=1 << 22):
     return largest
 
 
-def _load_pixels(path, label, hdu, shape, *, check_range=True):
+def _load_pixels(path, label, hdu, shape, *, check_range=True, dtype=np.float32):
     """Read the data of an image HDU as a new float32 array of ``shape``.
 
     With ``check_range``, values beyond +-``MAX_ABS_VALUE`` (among them float64
     values that do not fit in float32 at all) are refused before the cast.
+    ``dtype=None`` keeps the HDU's own type (integer flags keep every bit).
     """
     try:
         with warnings.catch_warnings():
@@ -352,7 +353,7 @@ def _load_pixels(path, label, hdu, shape, *, check_range=True):
                         f"{path}: {label} has values up to {largest:.3g}; astrodeblend "
                         f"computes in float32 and reads values within +-{MAX_ABS_VALUE:.0e} "
                         "(rescale the image, or set blank-pixel markers to NaN)")
-            array = np.array(data, dtype=np.float32)
+            array = np.array(data, dtype=dtype)
     except AstrodeblendError:
         raise
     except MemoryError:
@@ -403,15 +404,37 @@ def _find_side(hdus, names, extver):
     return None
 
 
+#: LSST / HSC mask planes (``MP_<NAME>`` cards of a ``MASK`` extension) that mark bad pixels
+BAD_MASK_PLANES = ("BAD", "SAT", "CR", "NO_DATA", "SUSPECT", "EDGE", "UNMASKEDNAN")
+
+
+def _bad_pixels(header, flags):
+    """Return where a ``MASK`` or ``DQ`` extension's values mark a pixel as bad.
+
+    A mask that names its bit planes in ``MP_<NAME>`` cards (LSST and HSC
+    images) flags a pixel as bad only in the planes of `BAD_MASK_PLANES`:
+    its other planes (``DETECTED`` is set on every source, ``INTRP``,
+    ``CROSSTALK``, ...) are information, not defects.  Any other mask, and
+    an HST data-quality (``DQ``) array, flags every non-zero pixel.
+    """
+    planes = {key[3:]: value for key, value in header.items()
+              if key.startswith("MP_") and isinstance(value, int) and 0 <= value < 63}
+    if planes and np.issubdtype(flags.dtype, np.integer):
+        bits = sum(1 << planes[name] for name in BAD_MASK_PLANES if name in planes)
+        return (flags.astype(np.int64) & bits) != 0
+    return flags != 0
+
+
 def _side_arrays(path, hdus, image_hdu, index, shape, limit):
-    """Return ``(mask, uncertainty)`` from MASK / UNCERT, ERR, VAR, IVAR extensions."""
+    """Return ``(mask, uncertainty)`` from MASK or DQ / UNCERT, ERR, VAR, IVAR extensions."""
     if index > 0 and image_hdu.name in ("", "PRIMARY"):
         return None, None
     extver = image_hdu.header.get("EXTVER", 1)
     if image_hdu.name == "BLEND":
         names_mask, names_unc = ("BLENDMSK",), ("BLENDUNC",)
     else:
-        names_mask, names_unc = ("MASK",), ("UNCERT", "ERR", "ERROR", "VAR", "VARIANCE", "IVAR")
+        names_mask, names_unc = ("MASK", "DQ"), ("UNCERT", "ERR", "ERROR", "VAR", "VARIANCE",
+                                                 "IVAR")
     result = []
     for names in (names_mask, names_unc):
         hdu = _find_side(hdus, names, extver)
@@ -423,10 +446,11 @@ def _side_arrays(path, hdus, image_hdu, index, shape, limit):
         if side_shape not in (shape, shape[-2:]):
             raise ReadError(f"{path}: {label} has shape {side_shape}, the image "
                             f"has {shape}")
-        values = _load_pixels(path, label, hdu, side_shape, check_range=False)
         if names is names_mask:
-            result.append(values != 0)
+            flags = _load_pixels(path, label, hdu, side_shape, check_range=False, dtype=None)
+            result.append(_bad_pixels(hdu.header, flags))
             continue
+        values = _load_pixels(path, label, hdu, side_shape, check_range=False)
         utype = str(hdu.header.get("UTYPE", "")).lower()
         if hdu.name in ("VAR", "VARIANCE") or "variance" in utype and "inverse" not in utype:
             values = np.sqrt(np.clip(values, 0, None))

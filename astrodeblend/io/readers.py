@@ -34,10 +34,18 @@ from ._files import (  # noqa: F401 (MAX_*, _default_max_pixels: importable from
     _kind,
     _limit,
 )
-from ._fits_reader import _hdu_label, _list_hdus, _OpenFits, _read_fits, _select_hdu
+from ._fits_reader import (
+    BAD_MASK_PLANES,
+    _hdu_label,
+    _list_hdus,
+    _OpenFits,
+    _read_fits,
+    _select_hdu,
+)
 from ._pillow_reader import _read_pillow
 
 __all__ = ["read_image", "read_bands", "describe_image", "MAX_PIXELS", "MAX_ABS_VALUE",
+           "BAD_MASK_PLANES",
            "FITS_SUFFIXES", "IMAGE_SUFFIXES"]
 
 

@@ -203,6 +203,56 @@ def test_mask_and_uncert_extensions(tmp_path):
     assert image.mask.sum() == mask.sum()
 
 
+
+def test_hst_dq_extension_masks_flagged_pixels(tmp_path):
+    """An HST exposure (SCI, ERR and DQ per chip): DQ != 0 is masked, chip by chip."""
+    data = sersic_plane()
+    dq1, dq2 = np.zeros(data.shape, np.int16), np.zeros(data.shape, np.int16)
+    dq1[5, 3:9] = 256       # saturated
+    dq2[:, 0] = 4           # bad detector column, chip 2 only
+    hdus = [fits.PrimaryHDU()]
+    for ver, dq in ((1, dq1), (2, dq2)):
+        hdus += [fits.ImageHDU(data, name="SCI", ver=ver),
+                 fits.ImageHDU(np.full(data.shape, 0.5, np.float32), name="ERR", ver=ver),
+                 fits.ImageHDU(dq, name="DQ", ver=ver)]
+    fits.HDUList(hdus).writeto(tmp_path / "flt.fits")
+    chip1 = read_image(tmp_path / "flt.fits")
+    np.testing.assert_array_equal(chip1.mask[0], dq1 != 0)
+    np.testing.assert_allclose(chip1.uncertainty.array, 0.5)
+    chip2 = read_image(tmp_path / "flt.fits", hdu=("SCI", 2))
+    np.testing.assert_array_equal(chip2.mask[0], dq2 != 0)
+
+
+def test_lsst_mask_planes_mask_only_bad_planes(tmp_path):
+    """An HSC / LSST image (IMAGE, MASK with MP_ plane cards, VARIANCE): the
+    DETECTED plane, set on every source, is no defect; BAD, SAT, NO_DATA are."""
+    data = sersic_plane()
+    flags = np.zeros(data.shape, np.int32)
+    flags[data > 0.05 * data.max()] |= 1 << 5   # DETECTED on the galaxy
+    flags[:, :3] |= 1 << 8                      # NO_DATA columns
+    flags[10, 10] |= 1 << 1                     # SAT
+    flags[20:22, 20:22] |= 1 << 2               # INTRP: interpolated, kept
+    flags[0, 30] |= (1 << 30) | 1               # BAD beside a high plane (lost in float32)
+    mask_hdu = fits.ImageHDU(flags, name="MASK")
+    for name, bit in (("BAD", 0), ("SAT", 1), ("INTRP", 2), ("CR", 3), ("EDGE", 4),
+                      ("DETECTED", 5), ("DETECTED_NEGATIVE", 6), ("NO_DATA", 8),
+                      ("STREAK", 30)):
+        mask_hdu.header[f"HIERARCH MP_{name}"] = bit  # as LSST writes them
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data, name="IMAGE"), mask_hdu,
+                  fits.ImageHDU(np.full(data.shape, 0.04, np.float32), name="VARIANCE")]
+                 ).writeto(tmp_path / "calexp.fits")
+    image = read_image(tmp_path / "calexp.fits")
+    expected = np.zeros(data.shape, bool)
+    expected[:, :3] = True
+    expected[10, 10] = expected[0, 30] = True
+    np.testing.assert_array_equal(image.mask[0], expected)
+    np.testing.assert_allclose(image.uncertainty.array, 0.2)
+    # without the plane cards, every non-zero value is a bad pixel
+    del mask_hdu.header["MP_*"]
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data, name="IMAGE"), mask_hdu]).writeto(
+        tmp_path / "plain.fits")
+    np.testing.assert_array_equal(read_image(tmp_path / "plain.fits").mask[0], flags != 0)
+
 def test_extension_selection(tmp_path):
     a, b = sersic_plane(), 2 * sersic_plane()
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(a, name="SCI", ver=1),
