@@ -426,45 +426,52 @@ def _bad_pixels(header, flags):
 
 
 def _side_arrays(path, hdus, image_hdu, index, shape, limit):
-    """Return ``(mask, uncertainty)`` from MASK or DQ / UNCERT, ERR, VAR, IVAR extensions."""
+    """Return ``(mask, uncertainty)`` from the image's side extensions.
+
+    ``MASK`` or ``DQ`` give the mask (`_bad_pixels`), ``UNCERT``, ``ERR``,
+    ``VAR`` or ``IVAR`` the uncertainty, a drizzled image's ``WHT`` masks
+    the pixels of weight 0 (no exposure covered them); each with the
+    image's ``EXTVER``.
+    """
     if index > 0 and image_hdu.name in ("", "PRIMARY"):
         return None, None
     extver = image_hdu.header.get("EXTVER", 1)
-    if image_hdu.name == "BLEND":
-        names_mask, names_unc = ("BLENDMSK",), ("BLENDUNC",)
-    else:
-        names_mask, names_unc = ("MASK", "DQ"), ("UNCERT", "ERR", "ERROR", "VAR", "VARIANCE",
-                                                 "IVAR")
-    result = []
-    for names in (names_mask, names_unc):
+    output = image_hdu.name == "BLEND"
+    names_mask = ("BLENDMSK",) if output else ("MASK", "DQ")
+    names_unc = ("BLENDUNC",) if output else ("UNCERT", "ERR", "ERROR", "VAR", "VARIANCE",
+                                              "IVAR")
+
+    def side(names, dtype=np.float32):
         hdu = _find_side(hdus, names, extver)
         if hdu is None:
-            result.append(None)
-            continue
+            return None, None
         label = _hdu_label(hdus.index(hdu), hdu)
         side_shape = _check_image_header(path, label, hdu, limit)
         if side_shape not in (shape, shape[-2:]):
             raise ReadError(f"{path}: {label} has shape {side_shape}, the image "
                             f"has {shape}")
-        if names is names_mask:
-            flags = _load_pixels(path, label, hdu, side_shape, check_range=False, dtype=None)
-            result.append(_bad_pixels(hdu.header, flags))
-            continue
-        values = _load_pixels(path, label, hdu, side_shape, check_range=False)
+        return hdu, _load_pixels(path, label, hdu, side_shape, check_range=False, dtype=dtype)
+
+    hdu, flags = side(names_mask, dtype=None)
+    mask = None if hdu is None else _bad_pixels(hdu.header, flags)
+    hdu, uncertainty = side(names_unc)
+    if hdu is not None:
         utype = str(hdu.header.get("UTYPE", "")).lower()
         if hdu.name in ("VAR", "VARIANCE") or "variance" in utype and "inverse" not in utype:
-            values = np.sqrt(np.clip(values, 0, None))
+            uncertainty = np.sqrt(np.clip(uncertainty, 0, None))
         elif hdu.name == "IVAR" or "inverse" in utype:
             with np.errstate(divide="ignore"):
-                values = np.where(values > 0, 1.0 / np.sqrt(np.clip(values, 0, None)), np.inf)
-        result.append(values.astype(np.float32))
-    mask, uncertainty = result
-    if uncertainty is not None:
+                uncertainty = np.where(uncertainty > 0,
+                                       1.0 / np.sqrt(np.clip(uncertainty, 0, None)), np.inf)
         uncertainty = np.broadcast_to(uncertainty, shape).astype(np.float32)
         bad = ~np.isfinite(uncertainty)
         if bad.any():
             mask = bad if mask is None else (np.broadcast_to(mask, shape) | bad)
             uncertainty = np.where(bad, 0, uncertainty).astype(np.float32)
+    hdu, weight = (None, None) if output else side(("WHT",))
+    if hdu is not None:
+        empty = ~(weight > 0)
+        mask = empty if mask is None else (np.broadcast_to(mask, shape) | empty)
     return mask, uncertainty
 
 

@@ -223,6 +223,23 @@ def test_hst_dq_extension_masks_flagged_pixels(tmp_path):
     np.testing.assert_array_equal(chip2.mask[0], dq2 != 0)
 
 
+
+def test_drizzled_weight_map_masks_uncovered_pixels(tmp_path):
+    """A drizzled HST image (SCI, WHT, CTX): pixels no exposure covered
+    (weight 0, science 0) are masked, the others are not."""
+    data = sersic_plane()
+    weight = np.full(data.shape, 800.0, np.float32)
+    yy, xx = np.mgrid[:data.shape[0], :data.shape[1]]
+    weight[xx + yy < 12] = 0.0      # the corner of a rotated mosaic
+    data = np.where(weight > 0, data, 0.0).astype(np.float32)
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data, name="SCI"),
+                  fits.ImageHDU(weight, name="WHT"),
+                  fits.ImageHDU(np.ones(data.shape, np.int32), name="CTX")]
+                 ).writeto(tmp_path / "drz.fits")
+    image = read_image(tmp_path / "drz.fits")
+    np.testing.assert_array_equal(image.mask[0], weight == 0)
+    assert image.uncertainty is None
+
 def test_lsst_mask_planes_mask_only_bad_planes(tmp_path):
     """An HSC / LSST image (IMAGE, MASK with MP_ plane cards, VARIANCE): the
     DETECTED plane, set on every source, is no defect; BAD, SAT, NO_DATA are."""
