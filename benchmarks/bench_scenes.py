@@ -8,7 +8,8 @@ model against photutils segmentation (``--method segmentation``):
 - isolated galaxies anywhere in the frame: exactly one source, flux error
   (also at peak S/N 40);
 - pairs 6-24 px apart: both found (within 4 px), flux errors;
-- a galaxy and a star 6-24 px apart: both found (within 3 px);
+- a galaxy and a star 6-24 px apart, and 24-40 px apart (the star in a detection
+  group of its own): both found (within 3 px), the star inside the frame;
 - a blue and a red galaxy 10 px apart in 3 and 5 bands: per-band flux errors;
 - a 10x20 NaN block on a galaxy: totals, finite and zero masked pixels;
 - a galaxy larger than its cutout: the sky level's error and the noise
@@ -20,7 +21,8 @@ model against photutils segmentation (``--method segmentation``):
 
 Real FITS (``../shared/data/fits`` and a Galaxy Zoo JPG, skipped when absent):
 number of sources against photutils (`~astrodeblend.detect.find_centers`),
-output file size against the input, time, peak RSS.
+output file size against the input, time, peak RSS, and the bright light
+no source took (`residual_peaks`: blobs of the residual above 20 sigma).
 
     python benchmarks/bench_scenes.py [--n 100] [--flux weighted|conserve|model]
 """
@@ -129,15 +131,20 @@ def pairs(methods, n, *, size=96):
     return stats
 
 
-def stars(methods, n, *, size=96):
-    """A galaxy and a star (Gaussian PSF) 6-24 px apart, the star 0.1-1 times as bright."""
-    rng = np.random.default_rng(6)
+def stars(methods, n, *, size=96, separation=(6, 24), seed=6):
+    """A galaxy and a star (Gaussian PSF) ``separation`` px apart, the star 0.1-1 times as bright.
+
+    The star lies at least 6 px inside the frame.
+    """
+    rng = np.random.default_rng(seed)
     stats = {name: {"both": 0} for name in methods}
     yy, xx = np.mgrid[:size, :size]
     for _ in range(n):
-        sep, angle = rng.uniform(6, 24), rng.uniform(0, 2 * np.pi)
-        x, y = rng.uniform(20, size - 20, 2)
-        sx, sy = x + sep * np.cos(angle), y + sep * np.sin(angle)
+        sx = sy = -1.0
+        while not (6 <= sx <= size - 7 and 6 <= sy <= size - 7):
+            sep, angle = rng.uniform(*separation), rng.uniform(0, 2 * np.pi)
+            x, y = rng.uniform(20, size - 20, 2)
+            sx, sy = x + sep * np.cos(angle), y + sep * np.sin(angle)
         peak = rng.uniform(20, 200)
         fwhm = rng.uniform(1.5, 3.0)
         star = np.exp(-((xx - sx) ** 2 + (yy - sy) ** 2) / (2 * (fwhm / 2.355) ** 2))
@@ -289,8 +296,31 @@ def real_files(deblender):
             seconds = time.perf_counter() - start
             out = write_deblended(result, Path(tmp) / (path.stem + "_deblended.fits"))
             rows.append((path.name, result.n_sources, len(find_centers(image).catalog),
-                         out.stat().st_size / path.stat().st_size, seconds))
+                         out.stat().st_size / path.stat().st_size, seconds,
+                         residual_peaks(result)))
     return rows
+
+
+def residual_peaks(result, n_sigma=20.0):
+    """Light left out of every source: blobs of the residual above ``n_sigma``.
+
+    The residual's bands are sky-subtracted (median) and scaled by their
+    noise (median absolute deviation), summed over bands and over 3x3
+    apertures; connected regions above ``n_sigma`` are counted (a star or a
+    galaxy that no source took, or a badly modelled core).
+    """
+    from scipy.ndimage import label, uniform_filter
+
+    residual = np.asarray(result.residual.data, dtype=np.float64)
+    bad = ~np.isfinite(residual)
+    plane = np.zeros(residual.shape[1:])
+    for band, masked in zip(residual, bad, strict=True):
+        values = band[~masked]
+        level = np.median(values)
+        sigma = 1.4826 * np.median(np.abs(values - level))
+        plane += np.where(masked, 0.0, (band - level) / sigma)
+    snr = uniform_filter(plane / np.sqrt(len(residual)), 3) * 3
+    return int(label(snr > n_sigma)[1])
 
 
 def main(argv=None):
@@ -317,6 +347,8 @@ def main(argv=None):
               f"median |flux err| {np.median(np.abs(e)):.2%}")
     for name, s in stars(methods, args.n).items():
         print(f"{'galaxy + star 6-24 px':22s} {name:12s}: both found {s['both'] / args.n:6.1%}")
+    for name, s in stars(methods, args.n, separation=(24, 40), seed=16).items():
+        print(f"{'galaxy + star 24-40 px':22s} {name:12s}: both found {s['both'] / args.n:6.1%}")
     for n_bands in (3, 5):
         e = colours(gan, n_bands)
         print(f"blue + red 10 px, {n_bands} bands: worst band |flux err| median "
@@ -329,9 +361,9 @@ def main(argv=None):
           f"{n} source(s), flux error {ferr:+.2%}")
     n, jump = big_sersic(gan)
     print(f"500 px Sersic: {n} source(s), largest smoothed step {jump:.2f} x its noise")
-    for name, n, n_phot, ratio, seconds in real_files(gan):
+    for name, n, n_phot, ratio, seconds, peaks in real_files(gan):
         print(f"{name:42s}: {n:4d} sources (photutils {n_phot:4d}), output {ratio:5.2f} x "
-              f"input, {seconds:5.1f} s")
+              f"input, {seconds:5.1f} s, residual peaks > 20 sigma {peaks}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:.0f} MiB (pid {os.getpid()})")
     found, seconds, rss, ratio = large_frame(model=args.model)
