@@ -463,10 +463,11 @@ class Deblender:
         if mode == "linear":
             fit_amplitudes(signal, bad, models)
         unneeded = 0
-        # linear images: a model explains no light of another group outside its
-        # footprint (the generator passes a neighbour's light through, and an
-        # isolated star beside a galaxy was taken for its light); display
-        # models carry the sky and their light is not additive: the whole model
+        # linear images: outside its footprint, a model explains another
+        # group's light only with its monotonic wings (the generator passes a
+        # neighbour's light through: a star beside a galaxy was taken for the
+        # galaxy's light); display models carry the sky and their light is not
+        # additive: the whole model
         territory = groups if mode == "linear" else None
         if self.confirm and self.detector is not None:
             n_before = len(models)
