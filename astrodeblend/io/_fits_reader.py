@@ -419,7 +419,9 @@ def _bad_pixels(header, flags):
     """
     planes = {key[3:]: value for key, value in header.items()
               if key.startswith("MP_") and isinstance(value, int) and 0 <= value < 63}
-    if planes and np.issubdtype(flags.dtype, np.integer):
+    integral = np.issubdtype(flags.dtype, np.integer) or bool(
+        np.all(np.isfinite(flags)) and np.all(flags == np.round(flags)))
+    if planes and integral:
         bits = sum(1 << planes[name] for name in BAD_MASK_PLANES if name in planes)
         return (flags.astype(np.int64) & bits) != 0
     return flags != 0

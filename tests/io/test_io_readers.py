@@ -264,6 +264,12 @@ def test_lsst_mask_planes_mask_only_bad_planes(tmp_path):
     expected[10, 10] = expected[0, 30] = True
     np.testing.assert_array_equal(image.mask[0], expected)
     np.testing.assert_allclose(image.uncertainty.array, 0.2)
+    # the same mask stored as floats (integral values): the same bad pixels
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data, name="IMAGE"),
+                  fits.ImageHDU((flags & 0xFFFF).astype(np.float32), header=mask_hdu.header,
+                                name="MASK")]).writeto(tmp_path / "float.fits")
+    expected[0, 30] = True  # BAD (bit 0) is kept in the low bits
+    np.testing.assert_array_equal(read_image(tmp_path / "float.fits").mask[0], expected)
     # without the plane cards, every non-zero value is a bad pixel
     del mask_hdu.header["MP_*"]
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data, name="IMAGE"), mask_hdu]).writeto(
