@@ -469,6 +469,7 @@ class Deblender:
         # galaxy's light); display models carry the sky and their light is not
         # additive: the whole model
         territory = groups if mode == "linear" else None
+        wings = {}  # the models' monotonic copies, made once
         if self.confirm and self.detector is not None:
             n_before = len(models)
             # display images: only groups larger than the working size (a
@@ -478,10 +479,10 @@ class Deblender:
             tested = None if mode == "linear" else {
                 label for label, (side, _) in plans.items() if side > self.size}
             models = _needed(models, signal, noise, aperture, self.min_snr, sky=sky_in_model,
-                             groups=tested, group_map=territory)
+                             groups=tested, group_map=territory, wings=wings)
             unneeded = n_before - len(models)
         added = _unexplained(candidates, models, signal, noise, aperture, self.min_snr,
-                             group_map=territory)
+                             group_map=territory, wings=wings)
         if added:
             methods.add("photutils")
             models += yield from self._models(work, pad, added, plans, mode, bands, groups)
@@ -876,7 +877,8 @@ def _less_sky(models, sky):
             for m in models]
 
 
-def _needed(models, signal, noise, aperture, min_snr, *, sky=None, groups=None, group_map=None):
+def _needed(models, signal, noise, aperture, min_snr, *, sky=None, groups=None, group_map=None,
+            wings=None):
     """Drop the sources of a group whose light the brighter ones' models explain.
 
     Faintest first, a source sharing its group with a brighter one is kept
@@ -885,7 +887,7 @@ def _needed(models, signal, noise, aperture, min_snr, *, sky=None, groups=None, 
     half-of-the-light condition, which is for photutils' candidates).
     ``sky``: the level display models include, taken off them for the test
     (``signal`` is sky-subtracted).  ``groups``: test only the sources of
-    these groups (None: all).  ``group_map``: as for `_unexplained`.
+    these groups (None: all).  ``group_map``, ``wings``: as for `_unexplained`.
     """
     tested = _less_sky(models, sky)
     flux = [float(np.clip(m.model, 0, None).sum()) for m in tested]
@@ -898,7 +900,8 @@ def _needed(models, signal, noise, aperture, min_snr, *, sky=None, groups=None, 
             continue
         others = [tested[k] for k in kept if k != i]
         if not _unexplained([(m.center[0], m.center[1], m.group)], others, signal, noise,
-                            aperture, min_snr, strict=False, group_map=group_map):
+                            aperture, min_snr, strict=False, group_map=group_map,
+                            wings=wings):
             kept.remove(i)
     return [models[i] for i in sorted(kept)]
 
@@ -913,7 +916,7 @@ def _monotonic_model(source):
 
 
 def _unexplained(candidates, models, signal, noise, aperture, min_snr, *, strict=True,
-                 group_map=None):
+                 group_map=None, wings=None):
     """Return the candidate peaks whose light the models leave unexplained.
 
     Around each candidate the residual (data minus every model, bands
@@ -931,6 +934,8 @@ def _unexplained(candidates, models, signal, noise, aperture, min_snr, *, strict
     light of another group outside its footprint only as far as the model
     made monotonic from its centre (`~astrodeblend.footprints.monotonic`)
     holds it: its wings, not a star its generator stamp passed through.
+    ``wings``: a dict that keeps those copies between calls on the same
+    models (keyed by the model's ``id``, the model kept beside its copy).
     """
     if not candidates:
         return []
@@ -941,14 +946,15 @@ def _unexplained(candidates, models, signal, noise, aperture, min_snr, *, strict
     yy, xx = np.mgrid[-7:8, -7:8]
     rr = np.hypot(xx, yy)
     core, ring = rr <= 1.5, (rr >= 4) & (rr <= 7)
-    added, wings = [], {}
+    added = []
+    wings = {} if wings is None else wings
     for x, y, label in candidates:
         col, row = int(round(x)), int(round(y))
         y0, x0 = max(row - 7, 0), max(col - 7, 0)
         y1, x1 = min(row + 8, h), min(col + 8, w)
         residual = (signal[:, y0:y1, x0:x1] * weights).sum(axis=0)
         light = residual.copy()
-        for k, m in enumerate(models):
+        for m in models:
             my0, my1 = max(m.box[0], y0), min(m.box[1], y1)
             mx0, mx1 = max(m.box[2], x0), min(m.box[3], x1)
             if my1 > my0 and mx1 > mx0:
@@ -961,10 +967,11 @@ def _unexplained(candidates, models, signal, noise, aperture, min_snr, *, strict
                     # light the generator passed through
                     foreign = ~m.footprint[inner[1:]] & (group_map[my0:my1, mx0:mx1] != 0)
                     if foreign.any():
-                        if k not in wings:
-                            wings[k] = _monotonic_model(m)
+                        kept = wings.get(id(m))
+                        if kept is None or kept[0] is not m:  # (the model held: no id reuse)
+                            kept = wings[id(m)] = (m, _monotonic_model(m))
                         sub = np.where(foreign, np.minimum(
-                            sub, (wings[k][inner] * weights).sum(axis=0)), sub)
+                            sub, (kept[1][inner] * weights).sum(axis=0)), sub)
                 residual[my0 - y0:my1 - y0, mx0 - x0:mx1 - x0] -= sub
         window = (slice(y0 - row + 7, y1 - row + 7), slice(x0 - col + 7, x1 - col + 7))
         in_core, in_ring = core[window], ring[window]
