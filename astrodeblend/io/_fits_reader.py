@@ -404,7 +404,9 @@ def _find_side(hdus, names, extver):
     return None
 
 
-#: LSST / HSC mask planes (``MP_<NAME>`` cards of a ``MASK`` extension) that mark bad pixels
+#: LSST / HSC mask planes (``MP_<NAME>`` cards of a ``MASK`` extension) that mark bad
+#: pixels: the LSST pipelines' scarlet deblender's default ``badMask`` (``BAD``, ``CR``,
+#: ``NO_DATA``, ``SAT``, ``SUSPECT``, ``EDGE``) and ``UNMASKEDNAN``
 BAD_MASK_PLANES = ("BAD", "SAT", "CR", "NO_DATA", "SUSPECT", "EDGE", "UNMASKEDNAN")
 
 
