@@ -309,18 +309,18 @@ def _require_generator(path, expected, what):
 
 
 def stage_init(recipe, work, init):
-    """The checkpoint a stage starts from: ``'start'``, ``'default'``, or a stage's run name."""
+    """The checkpoint a stage starts from.
+
+    ``init``: ``'start'`` (`start_model`), ``'default'`` (the installed
+    model), ``'run'`` (the recipe's GAN run, ``recipe['train']``) or a
+    stage's name.
+    """
     if init == "start":
         return str(start_model(recipe, work))
     if init == "default":
         return init
-    return str(Path(work) / recipe[init]["out"] / "checkpoint_last.pt")
-
-
-def detector_init(recipe, work):
-    """The checkpoint the detector stage starts from (``recipe['detector']['init_from']``)."""
-    init = recipe["detector"]["init_from"]
-    return stage_init(recipe, work, "train" if init == "run" else init)
+    stage = "train" if init == "run" else init
+    return str(Path(work) / recipe[stage]["out"] / "checkpoint_last.pt")
 
 
 def train_detector(recipe, work, *, device="auto", progress=True):
@@ -336,7 +336,7 @@ def train_detector(recipe, work, *, device="auto", progress=True):
     from astrodeblend.weights import model_path
 
     spec = recipe["detector"]
-    init = detector_init(recipe, work)
+    init = stage_init(recipe, work, spec["init_from"])
     out = Path(work) / spec["out"]
     expected = spec.get("generator_sha256")
     if expected and not (out / "checkpoint_last.pt").exists():
