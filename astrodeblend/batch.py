@@ -151,8 +151,8 @@ def parse_background(text):
     return values
 
 
-def _deblender_options(mode, background, flux, batch_size=None):
-    """Check ``mode``, ``background``, ``flux`` and ``batch_size``; return those given.
+def _deblender_options(mode, background, flux, batch_size=None, augment=None):
+    """Check ``mode``, ``background``, ``flux``, ``batch_size`` and ``augment``; return those given.
 
     The result is a sorted tuple of ``(name, value)`` pairs with hashable
     values (a per-band background becomes a tuple of floats), so that it
@@ -184,6 +184,10 @@ def _deblender_options(mode, background, flux, batch_size=None):
         from .pipeline import _check_batch_size
 
         options.append(("batch_size", _check_batch_size(batch_size)))
+    if augment is not None:
+        from .pipeline import _check_augment
+
+        options.append(("augment", _check_augment(augment)))
     return tuple(sorted(options))
 
 
@@ -1110,7 +1114,7 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
                   device="auto", hdu=None, overwrite=False, png=False, workers=1,
                   scheduler=None, client=None, max_pixels=None, mode="auto",
                   background="auto", flux=None, full_frame=False, progress=True,
-                  max_image_pixels=None, batch_size=None):
+                  max_image_pixels=None, batch_size=None, augment=None):
     """Deblend many image files into one FITS result each, restartably.
 
     Each input ``<stem>.<ext>`` gives ``output_dir/<stem>_deblended.fits``
@@ -1179,6 +1183,10 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
     batch_size : int, optional
         Stamps per forward pass of the networks (``'gan'`` only), gathered
         across a group of images; None: 64 on a CPU, 512 on a GPU.
+    augment : {1, 2, 4, 8}, optional
+        Symmetric copies of each stamp whose generator outputs are averaged
+        (``'gan'`` only; `astrodeblend.pipeline.Deblender`); None: the
+        deblender's default, 2.
 
     Returns
     -------
@@ -1189,7 +1197,8 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
     InvalidInputError
         If the inputs name no file at all, or an option is wrong (unknown
         method, Dask needed but absent, ``mode``/``background``/``flux``/
-        ``batch_size`` with a baseline method or a ready ``deblender``).
+        ``batch_size``/``augment`` with a baseline method or a ready
+        ``deblender``).
     CheckpointError
         If ``model`` is missing or not a valid checkpoint.
     DeviceError
@@ -1254,7 +1263,7 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
         max_image_pixels = _limit(max_image_pixels)
 
     # options are checked (and the model loaded) before anything is written
-    deblender_options = _deblender_options(mode, background, flux, batch_size)
+    deblender_options = _deblender_options(mode, background, flux, batch_size, augment)
     if deblender_options and (deblender is not None or method != "gan"):
         names = ", ".join(name for name, _ in deblender_options)
         target = "a ready deblender" if deblender is not None else f"method {method!r}"
@@ -1434,7 +1443,8 @@ def deblend_from_cli(args):
             background=parse_background(background) if isinstance(background, str)
             else background,
             flux=getattr(args, "flux", None), full_frame=getattr(args, "full_frame", False),
-            batch_size=getattr(args, "batch_size", None), progress=not args.no_progress)
+            batch_size=getattr(args, "batch_size", None), augment=getattr(args, "augment", None),
+            progress=not args.no_progress)
     except KeyboardInterrupt as exc:
         done = getattr(exc, "summary", None)
         if done is not None:

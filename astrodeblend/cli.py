@@ -285,7 +285,8 @@ Deblend FITS, JPG or PNG images into one FITS result each
 Restartable: outputs are written atomically, and outputs that exist and verify
 are skipped, so an interrupted run resumes when the same command is run again.
 Inputs that fail are reported on one line each and the batch goes on (exit
-status 1).  --mode, --background, --flux and --batch-size apply to the gan method."""
+status 1).  --mode, --background, --flux, --batch-size and --augment apply to the gan
+method."""
 
 
 def _add_deblend(sub):
@@ -345,6 +346,10 @@ def _add_deblend(sub):
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="stamps per forward pass of the networks, gathered across images "
                         "(gan only; default: 64 on a CPU, 512 on a GPU)")
+    p.add_argument("--augment", type=int, choices=[1, 2, 4, 8], default=None,
+                   help="symmetric copies (flips, transpositions) of each stamp whose "
+                        "generator outputs are averaged: better sources, the generator's "
+                        "time times N (gan only; default: 2)")
     p.add_argument("--no-progress", action="store_true", help=_NO_PROGRESS_HELP)
     p.set_defaults(func=_cmd_deblend)
 

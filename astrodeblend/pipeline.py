@@ -138,6 +138,17 @@ class Deblender:
         of a neighbour bright in that band, which the summed shape dilutes.
         Two galaxies of opposite colours 10 px apart: worst band's median
         flux error 5.4 % against 9.8 % (3 bands), 6.4 % against 9.0 % (5).
+    augment : {1, 2, 4, 8}, optional
+        Symmetric copies of each stamp (flips, then transpositions:
+        `~astrodeblend.models.symmetric_copies`) given to the
+        generator, whose outputs, each turned back, are averaged (in linear
+        flux for linear images): the network was trained on flipped and
+        rotated scenes, and the mean of its estimates has less of their
+        error.  The generator's time grows N times.  With 2 (the default),
+        against 1: Galaxy Zoo ``reiman`` 31.20 / 30.51 dB against 31.08 /
+        30.35, ``physical`` 40.27 / 40.62 against 39.93 / 40.38; real-galaxy
+        scenes 48.9 / 46.4 dB and median flux errors 4.9 / 4.9 % against
+        48.8 / 46.4 dB and 5.2 / 4.9 % (:ref:`symmetric copies <augment>`).
 
     Examples
     --------
@@ -154,7 +165,7 @@ class Deblender:
     def __init__(self, generator, detector, config, *, device, name="custom", model_hash="",
                  mode="auto", detect_threshold=0.3, min_snr=5.0, batch_size=None,
                  max_pixels=None, background="auto", flux="weighted", monotonic=True,
-                 confirm=False, separable=True):
+                 confirm=False, separable=True, augment=2):
         if mode not in ("auto", "display", "linear"):
             raise InvalidInputError(f"mode must be 'auto', 'display' or 'linear', not {mode!r}")
         import torch
@@ -183,6 +194,7 @@ class Deblender:
         self.monotonic = bool(monotonic)
         self.confirm = bool(confirm)
         self.separable = bool(separable)
+        self.augment = _check_augment(augment)
         if not (isinstance(background, str) and background == "auto"):
             try:
                 background = np.atleast_1d(np.asarray(background, dtype=np.float64))
@@ -539,6 +551,8 @@ class Deblender:
                "model": "each source is its model inside its footprint (noise in the "
                         "residual)"}[flux]
         history.append(f"flux: {flux}: {how}")
+        history.append(f"extraction: generator on {self.augment} symmetric copies of each "
+                       "stamp (flips, transpositions), averaged")
         history.append(f"generator: {self.name} sha256={self.model_hash[:16]}... "
                        f"astrodeblend {__version__}, {time.perf_counter() - started:.2f} s")
         catalog = DeblendResult.make_catalog(image, cutouts, xy[:, 0], xy[:, 1],
@@ -792,7 +806,7 @@ class Deblender:
         import torch.nn.functional as F
 
         from .footprints import SourceModel, taper
-        from .models import make_heatmap
+        from .models import make_heatmap, mean_of_copies, symmetric_copies
         from .models.stretch import unstretch
 
         h, w = work.shape[1:]
@@ -817,9 +831,15 @@ class Deblender:
                 heat = torch.cat([make_heatmap(p[None], tensor.shape[-2:],
                                                sigma=self.heatmap_sigma, device=self.device)
                                   for p in xy])
-                out = yield ("generator", (tensor, heat))
+                n = self.augment
+                out = yield ("generator", (symmetric_copies(tensor, n),
+                                           symmetric_copies(heat, n)))
                 if mode == "linear":
-                    out = unstretch(out) * peak  # sign kept: the sky's noise averages out
+                    # sign kept: the sky's noise averages out; the copies are
+                    # averaged in linear flux, where light adds
+                    out = mean_of_copies(unstretch(out), n) * peak
+                else:
+                    out = mean_of_copies(out, n)
                 if side != self.size:
                     out = F.interpolate(out, size=(side, side), mode="bilinear",
                                         align_corners=False)
@@ -1145,6 +1165,13 @@ def _check_flux(flux):
     if flux not in FLUX_MODES:
         raise InvalidInputError(f"flux must be one of {', '.join(FLUX_MODES)}, not {flux!r}")
     return flux
+
+
+def _check_augment(augment):
+    if isinstance(augment, bool) or augment not in (1, 2, 4, 8):
+        raise InvalidInputError(f"augment must be 1, 2, 4 or 8 symmetric copies, not "
+                                f"{augment!r}")
+    return int(augment)
 
 
 def _check_batch_size(batch_size):

@@ -543,3 +543,75 @@ def test_deblending_a_cutout_does_not_import_photutils():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=300)
     assert out.stdout.strip() == "[]"
+
+
+class _Skewed(torch.nn.Module):
+    """The untrained generator plus a random convolution: a network with no symmetry.
+
+    Keeps the stamps of each call (``seen``).
+    """
+
+    def __init__(self, generator, n_bands):
+        super().__init__()
+        torch.manual_seed(1)
+        self.generator = generator
+        self.conv = torch.nn.Conv2d(n_bands, n_bands, 3, padding=1)
+        self.seen = []
+
+    def forward(self, x, heat):
+        self.seen.append(x.detach().clone())
+        return self.generator(x, heat) + 0.05 * self.conv(x)
+
+
+class _FlipMean(torch.nn.Module):
+    """``net`` averaged by hand with its left-right flipped copy."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, heat):
+        return (self.net(x, heat) + self.net(x.flip(-1), heat.flip(-1)).flip(-1)) / 2
+
+
+def test_augment_averages_the_generator_on_flipped_stamps():
+    cfg = ModelConfig(generator_channels=8, detector_channels=4, discriminator_channels=4)
+    skewed = _Skewed(build_models(cfg)["generator"], cfg.n_bands)
+    cube, _ = two_gaussians(noise=0.0)
+    image = GalaxyImage(np.clip(cube, 0, 1), meta={"ADBDISP": True})  # values as they come
+    cpu = torch.device("cpu")
+    by_option = Deblender(skewed, None, cfg, device=cpu, augment=2)(image)
+    by_hand = Deblender(_FlipMean(skewed), None, cfg, device=cpu, augment=1)(image)
+    plain = Deblender(skewed, None, cfg, device=cpu, augment=1)(image)
+    assert by_option.n_sources == by_hand.n_sources == plain.n_sources == 2
+    for a, b, c in zip(by_option.sources, by_hand.sources, plain.sources, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        assert np.abs(a - c).max() > 1e-3  # the copies changed the sources
+    # linear images: the same copies (averaged in linear flux)
+    skewed.seen.clear()
+    Deblender(skewed, None, cfg, device=cpu, augment=4)(GalaxyImage(two_gaussians()[0]))
+    stamps = skewed.seen[0]
+    assert len(skewed.seen) == 1 and len(stamps) == 4 * 2  # two sources, four copies each
+    first = stamps[:2]
+    for k, axes in enumerate([(-1,), (-2,), (-2, -1)], start=1):
+        torch.testing.assert_close(stamps[2 * k:2 * k + 2], first.flip(axes))
+
+
+def test_augment_option_is_checked_and_reaches_the_cli(tmp_path):
+    from astrodeblend.cli import main
+    from astrodeblend.io import read_deblended
+
+    with pytest.raises(InvalidInputError, match="augment must be 1, 2, 4 or 8"):
+        Deblender.load(device="cpu", augment=3)
+    assert Deblender.load(device="cpu").augment == 2
+    cube, _ = two_gaussians()
+    path = tmp_path / "pair.fits"
+    fits.PrimaryHDU(cube).writeto(path)
+    for n in ("1", "4"):
+        assert main(["deblend", str(path), "--output-dir", str(tmp_path / n), "--augment", n,
+                     "--no-progress"]) == 0
+        history = read_deblended(tmp_path / n / "pair_deblended.fits").history
+        assert any(f"generator on {n} symmetric copies" in line for line in history)
+    with pytest.raises(SystemExit) as exc:
+        main(["deblend", str(path), "--output-dir", str(tmp_path / "x"), "--augment", "3"])
+    assert exc.value.code == 2

@@ -6,8 +6,11 @@
 - `SampleGenerator`, `SampleDiscriminator`: the unconditional DCGAN.
 - `ModelConfig`, `build_models`: architectures and their construction.
 - `stretch`, `unstretch`, `robust_peak`: the model's value space.
+- `symmetric_copies`, `mean_of_copies`: a network's output averaged over
+  flipped and transposed copies of its input (test-time augmentation).
 """
 
+from .augment import SYMMETRIES, mean_of_copies, symmetric_copies
 from .config import (
     MAX_PARAMETERS,
     SETTING_RANGES,
@@ -37,4 +40,7 @@ __all__ = [
     "stretch",
     "unstretch",
     "robust_peak",
+    "SYMMETRIES",
+    "symmetric_copies",
+    "mean_of_copies",
 ]
