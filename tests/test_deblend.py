@@ -190,9 +190,9 @@ def test_large_image_detection_in_tiles(untrained):
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-@pytest.mark.xfail(reason="89.5 % with the scene pipeline: the shipped model misses some "
-                   "B galaxies and a linear image's centre detection needs a data peak; "
-                   "the survey-trained model of issue 13 is to bring it back", strict=False)
+@pytest.mark.xfail(reason="at the target's edge: 90.0 % with two symmetric copies of each "
+                   "stamp, 89.5 % with one; the shipped model misses some B galaxies and a "
+                   "linear image's centre detection needs a data peak", strict=False)
 def test_default_model_finds_physical_pairs(galaxy_zoo_dir):
     """Issue 3's detection target on held-out galaxies: both galaxies of physical pairs
     separated by more than 8 px found (within 4 px) in >= 90 % of 200 scenes (photutils
