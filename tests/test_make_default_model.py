@@ -182,6 +182,35 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
     assert result.history[1]["loss_det"] == 0
 
 
+def test_ablation_starts_from_the_gan_runs_warm_up(tool, images, tmp_path, capsys):
+    """Both runs train their warm-up with w_adv = 0: the ablation branches off the GAN run."""
+    recipe_path = _recipe(tool, tmp_path / "recipe.json")
+    recipe = json.loads(recipe_path.read_text())
+    recipe["train"]["config"].update({"epochs": 2, "schedule_epochs": 2, "adv_warmup_epochs": 1,
+                                      "adv_ramp_epochs": 0, "sample_every": 0})
+    recipe_path.write_text(json.dumps(recipe))
+    common = ["--recipe", str(recipe_path), "--work", str(tmp_path / "work"), "--images",
+              str(images), "--device", "cpu", "--no-progress"]
+    assert tool.main(["datasets", *common]) == 0
+    assert tool.main(["train", *common]) == 0
+    run_dir = tmp_path / "work" / "run"
+    warm = load_checkpoint(run_dir / tool.WARMUP)
+    run = load_checkpoint(run_dir / "checkpoint_last.pt")
+    assert warm["epoch"] == 1 and run["epoch"] == 2
+    assert run["history"][0]["w_adv"] == 0 < run["history"][1]["w_adv"]
+    assert run["history"][1]["loss_d"] > 0
+    capsys.readouterr()
+    assert tool.main(["train", "--no-adversarial", *common]) == 0
+    assert "starts from the GAN run's warm-up" in capsys.readouterr().out
+    ablation = load_checkpoint(tmp_path / "work" / "run_noadv" / "checkpoint_last.pt")
+    assert ablation["epoch"] == 2 and ablation["train_config"]["w_adv"] == 0
+    np.testing.assert_equal(ablation["history"][0], warm["history"][0])  # the shared warm-up
+    assert ablation["history"][1]["w_adv"] == 0 == ablation["history"][1]["loss_d"]
+    assert ablation["generator_sha256"] != run["generator_sha256"]
+    # the schedule is the run's: the same learning rate at the same epoch
+    assert ablation["history"][1]["lr"] == run["history"][1]["lr"]
+
+
 def test_full_checkpoint_over_the_limit_stays_in_work(tool, tmp_path):
     from astrodeblend._checkpoint import save_checkpoint
     from astrodeblend.models import ModelConfig, build_models

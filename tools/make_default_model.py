@@ -255,17 +255,51 @@ def _train_run(data, out, config, *, device, progress, label):
     return result.last_checkpoint
 
 
+#: The GAN run's checkpoint at the end of its adversarial warm-up, where the ablation starts.
+WARMUP = "checkpoint_warmup.pt"
+
+
 def train_model(recipe, work, *, no_adversarial=False, device="auto", progress=True):
-    """Train the GAN and the detector (``no_adversarial``: the w_adv = 0 ablation)."""
+    """Train the GAN and the detector (``no_adversarial``: the w_adv = 0 ablation).
+
+    Both runs train their first ``adv_warmup_epochs`` with ``w_adv = 0``, so
+    they share them: the GAN run stops once at the end of its warm-up and
+    keeps that checkpoint (`WARMUP`), and the ablation, when it has not
+    started, starts from it.  The two runs then differ only in the
+    adversarial term (same weights, data order and schedule at the branch),
+    and the ablation costs only the epochs after the warm-up.
+    """
+    from astrodeblend._checkpoint import load_checkpoint
+
     spec = recipe["train"]
-    config, out = spec["config"], spec["out"]
-    if no_adversarial:
-        config = merge(config, recipe["ablation"]["config"])
-        out = recipe["ablation"]["out"]
+    config, run = spec["config"], Path(work) / spec["out"]
     data = [dataset_path(work, name) for name in spec["data"]]
-    return _train_run(data, Path(work) / out, config, device=device,
-                      progress=progress, label="train-no-adversarial" if no_adversarial
-                      else "train")
+    warm = int(config.get("adv_warmup_epochs") or 0)
+    shared = run / WARMUP
+    if no_adversarial:
+        out = Path(work) / recipe["ablation"]["out"]
+        if warm and shared.exists() and not (out / "checkpoint_last.pt").exists():
+            out.mkdir(parents=True, exist_ok=True)
+            _copy_atomic(shared, out / "checkpoint_last.pt")
+            print(f"[train-no-adversarial] starts from the GAN run's warm-up ({shared})")
+        return _train_run(data, out, merge(config, recipe["ablation"]["config"]),
+                          device=device, progress=progress, label="train-no-adversarial")
+    if 0 < warm < int(config["epochs"]) and not shared.exists():
+        # the warm-up alone first, on the run's own schedule
+        first = merge(config, {"epochs": warm,
+                               "schedule_epochs": config.get("schedule_epochs", config["epochs"])})
+        last = _train_run(data, run, first, device=device, progress=progress,
+                          label="train (warm-up)")
+        if int(load_checkpoint(last).get("epoch", 0)) == warm:
+            _copy_atomic(last, shared)
+    return _train_run(data, run, config, device=device, progress=progress, label="train")
+
+
+def _copy_atomic(source, target):
+    """Copy ``source`` to ``target`` through a temporary name beside it."""
+    partial = Path(target).with_name(Path(target).name + ".part")
+    shutil.copyfile(source, partial)
+    partial.replace(target)
 
 
 def start_model(recipe, work):
