@@ -9,6 +9,8 @@ better one (`~astrodeblend.pipeline.Deblender`'s ``augment``).
 
 import torch
 
+from ..errors import InvalidInputError
+
 #: The symmetries of a square in the order they are used: (axes flipped, transposed).
 #: The first four are the flips; the last four add a transposition.
 SYMMETRIES = (((), False), ((-1,), False), ((-2,), False), ((-2, -1), False),
@@ -16,11 +18,15 @@ SYMMETRIES = (((), False), ((-1,), False), ((-2,), False), ((-2, -1), False),
 
 
 def _check(n, tensor):
-    if n not in (1, 2, 4, 8):
-        raise ValueError(f"the number of symmetric copies must be 1, 2, 4 or 8, not {n!r}")
+    if isinstance(n, bool) or n not in (1, 2, 4, 8):
+        raise InvalidInputError(f"the number of symmetric copies must be 1, 2, 4 or 8, "
+                                f"not {n!r}")
+    if tensor.ndim < 3:
+        raise InvalidInputError(f"symmetric copies need a batch (B, ..., H, W), not shape "
+                                f"{tuple(tensor.shape)}")
     if n > 4 and tensor.shape[-1] != tensor.shape[-2]:
-        raise ValueError(f"copies transposed (n={n}) need square stamps, not "
-                         f"{tuple(tensor.shape[-2:])}")
+        raise InvalidInputError(f"copies transposed (n={n}) need square stamps, not "
+                                f"{tuple(tensor.shape[-2:])}")
 
 
 def symmetric_copies(tensor, n):
@@ -37,6 +43,12 @@ def symmetric_copies(tensor, n):
     -------
     `torch.Tensor`
         ``(n * B, ..., H, W)``: copy ``k`` of every image, then copy ``k + 1``.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``n`` is not 1, 2, 4 or 8, ``tensor`` has fewer than 3 axes, or
+        ``n > 4`` on stamps that are not square.
 
     Examples
     --------
@@ -70,6 +82,11 @@ def mean_of_copies(output, n):
     `torch.Tensor`
         ``(B, ..., H, W)``, in the orientation of the original batch.
 
+    Raises
+    ------
+    InvalidInputError
+        As `symmetric_copies`, or if ``output`` does not hold ``n`` copies.
+
     Examples
     --------
     >>> import torch
@@ -78,6 +95,8 @@ def mean_of_copies(output, n):
     True
     """
     _check(n, output)
+    if len(output) % n:
+        raise InvalidInputError(f"{len(output)} outputs are not {n} copies of one batch")
     if n == 1:
         return output
     total = None

@@ -4,6 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from astrodeblend.errors import InvalidInputError  # noqa: E402
 from astrodeblend.models import (  # noqa: E402
     SYMMETRIES,
     mean_of_copies,
@@ -43,8 +44,12 @@ def test_mean_of_a_network_on_copies_is_the_mean_of_its_turned_back_outputs():
 
 def test_bad_counts_and_shapes():
     x = torch.zeros(1, 1, 4, 6)
-    with pytest.raises(ValueError, match="1, 2, 4 or 8"):
+    with pytest.raises(InvalidInputError, match="1, 2, 4 or 8"):
         symmetric_copies(x, 3)
-    with pytest.raises(ValueError, match="square"):
+    with pytest.raises(InvalidInputError, match="square"):
         symmetric_copies(x, 8)
+    with pytest.raises(InvalidInputError, match="a batch"):
+        symmetric_copies(torch.zeros(4, 6), 2)
+    with pytest.raises(InvalidInputError, match="not 2 copies"):
+        mean_of_copies(torch.zeros(3, 1, 4, 6), 2)
     assert symmetric_copies(x, 4).shape == (4, 1, 4, 6)
