@@ -278,7 +278,10 @@ def train_model(recipe, work, *, no_adversarial=False, device="auto", progress=T
     shared = run / WARMUP
     if no_adversarial:
         out = Path(work) / recipe["ablation"]["out"]
-        if warm and shared.exists() and not (out / "checkpoint_last.pt").exists():
+        # only an ablation that changes nothing but the adversarial term shares the warm-up
+        same_warm_up = set(recipe["ablation"]["config"]) <= {"w_adv"}
+        if warm and same_warm_up and shared.exists() \
+                and not (out / "checkpoint_last.pt").exists():
             out.mkdir(parents=True, exist_ok=True)
             _copy_atomic(shared, out / "checkpoint_last.pt")
             print(f"[train-no-adversarial] starts from the GAN run's warm-up ({shared})")
