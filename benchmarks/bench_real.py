@@ -27,6 +27,7 @@ noise that no method finds.  Exits quietly when the data folder is absent::
 
     python benchmarks/bench_real.py [--n 100] [--seed 0]
         [--methods astrodeblend,segmentation,scarlet2] [--scarlet2-steps 100]
+        [--augment 1|2|4|8]
 """
 
 import argparse
@@ -137,10 +138,11 @@ class Scarlet2Deblender:
                              history=[f"scarlet2 fit max_iter={self.max_iter}"])
 
 
-def make_deblenders(names, *, scarlet2_steps=100, model=None):
+def make_deblenders(names, *, scarlet2_steps=100, model=None, augment=None):
     """Return ``[(name, deblender)]``, leaving out (with a line) what is unavailable.
 
-    ``model``: a checkpoint for ``astrodeblend`` instead of the shipped model.
+    ``model``: a checkpoint for ``astrodeblend`` instead of the shipped model;
+    ``augment``: its symmetric copies per stamp (None: the deblender's default).
     """
     out = []
     for name in names:
@@ -151,7 +153,8 @@ def make_deblenders(names, *, scarlet2_steps=100, model=None):
             if not path.exists():
                 print(f"astrodeblend left out: no model at {path}")
                 continue
-            out.append((name, Deblender.load(path)))
+            options = {} if augment is None else {"augment": augment}
+            out.append((name, Deblender.load(path, **options)))
         elif name == "segmentation":
             from astrodeblend.baselines import SegmentationDeblender
 
@@ -321,6 +324,8 @@ def main(argv=None):
                         help="Adam steps of the scarlet2 fit")
     parser.add_argument("--model", default=None,
                         help="checkpoint for astrodeblend (default: the shipped model)")
+    parser.add_argument("--augment", type=int, choices=[1, 2, 4, 8], default=None,
+                        help="astrodeblend's symmetric copies per stamp (default: its own, 2)")
     parser.add_argument("--no-pairs", action="store_true", help="skip the pairs table")
     args = parser.parse_args(argv)
 
@@ -333,7 +338,8 @@ def main(argv=None):
     start = time.perf_counter()
     stamps = read_clean_stamps(args.fits)
     deblenders = make_deblenders([m.strip() for m in args.methods.split(",") if m.strip()],
-                                 scarlet2_steps=args.scarlet2_steps, model=args.model)
+                                 scarlet2_steps=args.scarlet2_steps, model=args.model,
+                                 augment=args.augment)
     if not deblenders:
         print("skipped: no method available")
         return 0
