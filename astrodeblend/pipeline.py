@@ -551,7 +551,8 @@ class Deblender:
                "model": "each source is its model inside its footprint (noise in the "
                         "residual)"}[flux]
         history.append(f"flux: {flux}: {how}")
-        history.append(f"extraction: generator on {self.augment} symmetric copies of each "
+        history.append(f"extraction: generator on "
+                       f"{plural(self.augment, 'symmetric copy', 'symmetric copies')} of each "
                        "stamp (flips, transpositions), averaged")
         history.append(f"generator: {self.name} sha256={self.model_hash[:16]}... "
                        f"astrodeblend {__version__}, {time.perf_counter() - started:.2f} s")

@@ -611,7 +611,8 @@ def test_augment_option_is_checked_and_reaches_the_cli(tmp_path):
         assert main(["deblend", str(path), "--output-dir", str(tmp_path / n), "--augment", n,
                      "--no-progress"]) == 0
         history = read_deblended(tmp_path / n / "pair_deblended.fits").history
-        assert any(f"generator on {n} symmetric copies" in line for line in history)
+        copies = "1 symmetric copy" if n == "1" else f"{n} symmetric copies"
+        assert any(f"generator on {copies} of each" in line for line in history)
     with pytest.raises(SystemExit) as exc:
         main(["deblend", str(path), "--output-dir", str(tmp_path / "x"), "--augment", "3"])
     assert exc.value.code == 2
