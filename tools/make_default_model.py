@@ -299,10 +299,11 @@ def train_model(recipe, work, *, no_adversarial=False, device="auto", progress=T
 
 
 def _copy_atomic(source, target):
-    """Copy ``source`` to ``target`` through a temporary name beside it."""
-    partial = Path(target).with_name(Path(target).name + ".part")
-    shutil.copyfile(source, partial)
-    partial.replace(target)
+    """Copy ``source`` to a new file ``target`` atomically (`astrodeblend.io.atomic_write`)."""
+    from astrodeblend.io import atomic_write
+
+    with atomic_write(target) as partial:
+        shutil.copyfile(source, partial)
 
 
 def start_model(recipe, work):
