@@ -234,7 +234,9 @@ def _add_train(sub):
                    help="JSON file of TrainConfig settings (explicit options above win)")
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="fine-tune: start a new run from the networks of this checkpoint "
-                        "('default': the shipped model) instead of random weights")
+                        "('default': the shipped model; 'default_full': its full checkpoint, "
+                        "with a discriminator for adversarial fine-tuning) instead of random "
+                        "weights")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     p.add_argument("--reschedule", action="store_true",
                    help="with --resume and a new --epochs: lay the learning-rate cosine and the "

@@ -62,6 +62,8 @@ def _recipe(tool, path):
         "generator": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8,
                                  "lr": 2e-3, "val_max_scenes": 3, "sample_every": 0,
                                  "max_memory_gb": 1.0}},
+        "discriminator": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8,
+                                     "lr": 2e-3, "val_max_scenes": 3, "max_memory_gb": 1.0}},
         "sampler": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8,
                                "model": TINY_MODEL}},
         "compare": {"protocols": ["reiman"], "n": 2},
@@ -105,6 +107,16 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
     for key, value in tuned["models"]["detector"].items():
         assert torch.equal(stage["models"]["detector"][key], value)
     assert stage["generator_sha256"] != tuned["generator_sha256"]
+    # the discriminator stage: a discriminator for the generator stage's frozen generator
+    judge = load_checkpoint(work / "discriminator" / "checkpoint_last.pt")
+    assert judge["train_config"]["discriminator_only"] is True
+    for name in ("generator", "detector"):
+        for key, value in stage["models"][name].items():
+            assert torch.equal(judge["models"][name][key], value), (name, key)
+    assert any(not torch.equal(judge["models"]["discriminator"][key], value)
+               for key, value in stage["models"]["discriminator"].items())
+    assert judge["history"][0]["loss_d"] > 0
+    assert 0 <= judge["history"][0]["val_d_accuracy"] <= 1
     # the ablation: no adversarial term at any epoch, the discriminator never trained
     assert ablation["train_config"]["w_adv"] == 0
     assert all(row["w_adv"] == 0 and row["loss_d"] == 0 for row in ablation["history"])
@@ -125,8 +137,16 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
     full = load_checkpoint(weights / "default_full.pt")
     assert {"generator", "detector", "discriminator"} <= set(full["models"])
     assert "discriminator" in full["optimizers"] and full["epoch"] == 1
+    # ... whose discriminator (and its optimiser state) is the discriminator stage's
+    for key, value in judge["models"]["discriminator"].items():
+        assert torch.equal(full["models"]["discriminator"][key], value)
+    assert full["optimizers"]["discriminator"]["state"]
+    assert full["generator_sha256"] == stage["generator_sha256"]
     card = json.loads((weights / "default.json").read_text())
     assert card["full_checkpoint"]["path"].endswith("default_full.pt")
+    taken = card["full_checkpoint"]["discriminator_from"]
+    assert taken["path"].endswith("checkpoint_last.pt") and taken["epochs"] == 1
+    assert taken["val_d_accuracy"] == judge["history"][0]["val_d_accuracy"]
     assert card["recipe"]["datasets"]["survey"]["protocol"] == "survey"
     assert "train_ids" not in card["galaxy_split"]
     assert set(card["ablation"]["runs"]) == {"adversarial", "no_adversarial"}
@@ -138,7 +158,8 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
     capsys.readouterr()
     assert tool.main(argv) == 0
     out = capsys.readouterr().out
-    assert out.count("skipped") == 6     # run, detector, generator, ablation, compare, sampler
+    # run, detector, generator, discriminator, ablation, compare, sampler
+    assert out.count("skipped") == 7
     again = load_checkpoint(work / "run" / "checkpoint_last.pt")
     assert again["step"] == run["step"] and len(again["history"]) == 1
 
@@ -226,7 +247,8 @@ def test_full_checkpoint_over_the_limit_stays_in_work(tool, tmp_path):
                      "model_config": cfg.to_dict(), "epoch": 1, "history": [],
                      "models": {k: m.state_dict() for k, m in nets.items()},
                      "optimizers": {"generator": {"state": {}, "param_groups": []}}})
-    recipe = tool.merge(tool.load_recipe(), {"export": {"full_max_mb": 0.001, "from": "train"}})
+    recipe = tool.merge(tool.load_recipe(), {"export": {"full_max_mb": 0.001, "from": "train",
+                                                        "discriminator_from": None}})
     default, full, card = tool.export(recipe, work, weights=weights)
     assert full == work / "default_full.pt" and full.is_file()
     assert not (weights / "default_full.pt").exists()          # no stale copy left
@@ -258,6 +280,10 @@ def test_smoke_and_shipped_recipe(tool):
     # the shipped model is the generator stage, from the detector stage, from
     # the first release's model
     assert shipped["export"]["from"] == "generator"
+    # its full checkpoint takes a discriminator trained against that generator
+    assert shipped["export"]["discriminator_from"] == "discriminator"
+    assert shipped["discriminator"]["init_from"] == "generator"
+    TrainConfig.from_dict({**shipped["discriminator"]["config"], "discriminator_only": True})
     assert shipped["generator"]["init_from"] == "detector"
     assert shipped["detector"]["init_from"] == "start"
     assert len(shipped["start"]["generator_sha256"]) == 64
@@ -335,7 +361,8 @@ def test_export_takes_the_generator_of_another_checkpoint(tool, tmp_path):
     save_checkpoint(source, {"format": "astrodeblend-checkpoint", "version": 1,
                              "model_config": cfg.to_dict(), "epoch": 7,
                              "models": {"generator": other["generator"].state_dict()}})
-    recipe = tool.merge(tool.load_recipe(), {"export": {"from": "train"}})
+    recipe = tool.merge(tool.load_recipe(), {"export": {"from": "train",
+                                                        "discriminator_from": None}})
     default, full, card = tool.export(recipe, work, weights=weights, generator=source)
     shipped, resumable = load_checkpoint(default), load_checkpoint(full)
     for payload in (shipped, resumable):

@@ -312,6 +312,37 @@ def test_detector_alone_continues_a_run(dataset, run_a, tmp_path):
     assert row["loss_det"] > 0 and row["loss_g_l1"] == row["loss_d"] == 0.0
 
 
+def test_discriminator_alone_learns_a_frozen_generator(dataset, run_a, tmp_path):
+    """discriminator_only: a discriminator trained against a generator that
+    stays as it is (detector and generator unchanged); validation scores how
+    often it ranks the truth above the generator's output."""
+    source = run_a[0] / "checkpoint_last.pt"
+    before = _state(source)
+    result = train(dataset, tmp_path / "judge", config={"discriminator_only": True,
+                                                         "sample_every": 0, "lr": 2e-3},
+                   init_from=source, epochs=2, progress=False)
+    after = _state(result.last_checkpoint)
+    for name in ("generator", "detector"):
+        for key, value in before[name].items():
+            assert torch.equal(after[name][key], value), (name, key)
+    assert any(not torch.equal(after["discriminator"][k], v)
+               for k, v in before["discriminator"].items())
+    assert result.generator_sha256 == load_checkpoint(source)["generator_sha256"]
+    for row in result.history:
+        assert row["loss_d"] > 0 and row["loss_g_l1"] == row["loss_det"] == 0.0
+        assert 0.0 <= row["val_d_accuracy"] <= 1.0
+        assert row["val_d_accuracy"] == row["val_d_accuracy_reiman"]
+    # it learns: the loss falls, and it tells the truth from the generator's output
+    assert result.history[1]["loss_d"] < result.history[0]["loss_d"]
+    assert result.history[1]["val_d_accuracy"] > 0.5
+    # runs that never train the discriminator do not score it
+    assert "val_d_accuracy" not in train(
+        dataset, tmp_path / "noadv", config={**TINY, "w_adv": 0.0, "sample_every": 0},
+        epochs=1, progress=False).history[0]
+    with pytest.raises(ValueError, match="exclude each other"):
+        TrainConfig(discriminator_only=True, sampler_only=True)
+
+
 def test_sampler_only_and_sample(dataset, run_a, tmp_path):
     cfg = {**TINY, "sampler_only": True, "sample_every": 0,
            "model": {**TINY["model"], "sampler_size": 16, "sampler_channels": 4,

@@ -14,12 +14,14 @@ Steps, each also on its own (same options)::
     python tools/make_default_model.py train      # the GAN and the detector
     python tools/make_default_model.py detector   # the detector alone, generator kept
     python tools/make_default_model.py generator  # then the generator alone, detector kept
+    python tools/make_default_model.py discriminator  # a discriminator for that generator
     python tools/make_default_model.py train --no-adversarial   # ablation: w_adv = 0 throughout
     python tools/make_default_model.py compare    # both runs on the same held-out scenes
     python tools/make_default_model.py sampler    # the unconditional generator (sample)
     python tools/make_default_model.py export     # default.pt, default_full.pt, default.json
 
-``all`` runs datasets, train, detector, generator, sampler and export;
+``all`` runs datasets, train, detector, generator, discriminator, sampler
+and export;
 ``all --with-ablation`` also trains the ablation and runs ``compare``
 before ``export``, so that ``default.json`` holds the ablation table of the
 model card.
@@ -30,8 +32,12 @@ alone, starting from ``init_from``: ``'start'``, the first release's model
 its generator named by sha256), ``'default'``, the installed model, or
 ``'run'``, the recipe's GAN run.  The generator stage
 (``recipe['generator']``) then fine-tunes the generator alone from the
-detector stage's networks, the detector kept.  ``recipe['export']['from']``
-says which run is shipped.  The shipped model is the generator stage: ``all``
+detector stage's networks, the detector kept.  The discriminator stage
+(``recipe['discriminator']``) then trains a conditional discriminator
+alone against that stage's frozen generator (``discriminator_only``), so
+that the full checkpoint holds a discriminator that knows the shipped
+generator's outputs.  ``recipe['export']['from']`` says which run is
+shipped.  The shipped model is the generator stage: ``all``
 then skips the GAN run (``train`` still runs it) and the sampler (the first
 release's is kept).
 
@@ -57,7 +63,9 @@ Export: ``default.pt`` keeps what deblending needs (generator, detector,
 the sampler's generator, configs, history, the galaxy split record), as
 plain data for ``torch.load(weights_only=True)``; the full checkpoint of the
 run (discriminator, optimiser, scaler and random states: resumable, for
-adversarial fine-tuning) goes to ``default_full.pt`` beside it when it is
+adversarial fine-tuning; its discriminator and that network's optimiser
+state from the run ``recipe['export']['discriminator_from']`` names, when
+it does) goes to ``default_full.pt`` beside it when it is
 smaller than ``recipe['export']['full_max_mb']`` MiB, else to
 ``WORK/default_full.pt`` (the card says where).  ``default.json`` holds the
 model-card data.
@@ -97,6 +105,8 @@ SMOKE = {
                             "val_max_scenes": 8}},
     "generator": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8,
                              "val_max_scenes": 8}},
+    "discriminator": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8,
+                                 "val_max_scenes": 8}},
     "sampler": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 16}},
     "compare": {"n": 4},
 }
@@ -406,9 +416,37 @@ def train_generator(recipe, work, *, device="auto", progress=True):
     return _train_run(data, out, config, device=device, progress=progress, label="generator")
 
 
-def exported_run(recipe, work):
-    """The run whose checkpoint ``export`` ships: the stage ``recipe['export']['from']`` names."""
-    name = recipe.get("export", {}).get("from", "train")
+def train_discriminator(recipe, work, *, device="auto", progress=True):
+    """Train a discriminator alone against a stage's frozen generator (``recipe['discriminator']``).
+
+    The run starts from the networks of ``recipe['discriminator']['init_from']``
+    (a stage's name) with ``discriminator_only`` on: the generator, the
+    detector and the sampler stay as they are (the run checks that its
+    generator's sha256 is the starting one's), and the discriminator learns
+    to tell the truths from that generator's outputs.  Export takes it into
+    the full checkpoint (``recipe['export']['discriminator_from']``).
+    """
+    from astrodeblend._checkpoint import load_checkpoint, weights_hash
+
+    spec = recipe["discriminator"]
+    out = Path(work) / spec["out"]
+    init = stage_init(recipe, work, spec["init_from"])
+    if not (out / "checkpoint_last.pt").exists() and not Path(init).exists():
+        raise SystemExit(f"make_default_model: the discriminator stage starts from {init}, "
+                         f"which does not exist: run the {spec['init_from']} step first")
+    config = merge(spec["config"], {"init_from": init, "discriminator_only": True,
+                                    "train_detector": False, "train_generator": False})
+    data = [dataset_path(work, name) for name in spec.get("data", recipe["train"]["data"])]
+    last = _train_run(data, out, config, device=device, progress=progress,
+                      label="discriminator")
+    _require_generator(last, weights_hash(load_checkpoint(init)["models"]["generator"]),
+                       "the generator it was trained against has")
+    return last
+
+
+def exported_run(recipe, work, name=None):
+    """The checkpoint of stage ``name``; by default the run ``export`` ships (``export.from``)."""
+    name = name or recipe.get("export", {}).get("from", "train")
     return Path(work) / recipe[name]["out"] / "checkpoint_last.pt"
 
 
@@ -506,6 +544,35 @@ def _take_generator(payload, source):
     return record
 
 
+def _take_discriminator(payload, source):
+    """Put the discriminator of checkpoint ``source`` and its optimiser state into ``payload``.
+
+    ``source`` must have been trained against the payload's generator (the
+    same sha256): a discriminator judges the outputs of the generator it
+    learnt.  Returns the record written to the card (its validation
+    accuracy: truths scored above the generator's outputs).
+    """
+    from astrodeblend._checkpoint import load_checkpoint, weights_hash
+
+    if not Path(source).exists():
+        raise SystemExit(f"make_default_model: {_shown(source)} does not exist: run the "
+                         "discriminator step first")
+    other = load_checkpoint(source)
+    if weights_hash(other["models"]["generator"]) != weights_hash(
+            payload["models"]["generator"]):
+        raise SystemExit(f"make_default_model: the discriminator of {_shown(source)} was "
+                         f"trained against another generator than the exported one")
+    payload["models"] = dict(payload["models"], discriminator=other["models"]["discriminator"])
+    optimizers = dict(payload.get("optimizers") or {})
+    optimizers["discriminator"] = other["optimizers"]["discriminator"]
+    payload["optimizers"] = optimizers
+    last = (other.get("history") or [{}])[-1]
+    record = {"path": _shown(source), "epochs": other.get("epoch"),
+              "loss_d": last.get("loss_d"), "val_d_accuracy": last.get("val_d_accuracy")}
+    payload["discriminator_from"] = record
+    return record
+
+
 def export(recipe, work, *, checkpoint=None, sampler=None, weights=WEIGHTS, card=None,
            generator=None):
     """Write ``default.pt``, the full checkpoint and ``default.json``; return their paths.
@@ -527,6 +594,8 @@ def export(recipe, work, *, checkpoint=None, sampler=None, weights=WEIGHTS, card
     if not sampler.exists() and "sample_generator" in payload["models"]:
         sampler = checkpoint    # a fine-tuned model keeps the sample generator it started with
     taken = _take_generator(payload, Path(generator)) if generator else None
+    judge = recipe.get("export", {}).get("discriminator_from")
+    judged = _take_discriminator(payload, exported_run(recipe, work, judge)) if judge else None
     models = {name: payload["models"][name] for name in ("generator", "detector")}
     slim = {key: payload[key] for key in ("format", "version", "model_config", "train_config",
                                           "epoch", "history", "galaxy_split", "generator_from")
@@ -567,7 +636,7 @@ def export(recipe, work, *, checkpoint=None, sampler=None, weights=WEIGHTS, card
                 "galaxy_split": record or None, "recipe": recipe, "generator_from": taken,
                 "deblender": slim.get("deblender"),
                 "full_checkpoint": {"path": _shown(full), "bytes": full.stat().st_size,
-                                    "sha256": sha256_file(full)},
+                                    "sha256": sha256_file(full), "discriminator_from": judged},
                 "ablation": json.loads(ablation.read_text()) if ablation.exists() else None,
                 "timings": (json.loads((work / "recipe_log.json").read_text())
                             if (work / "recipe_log.json").exists() else None),
@@ -625,6 +694,8 @@ def main(argv=None):
                    "recipe['detector']['init_from'] (the generator kept)")
     sub.add_parser("generator", parents=[common], help="fine-tune the generator alone from "
                    "recipe['generator']['init_from'] (the detector kept)")
+    sub.add_parser("discriminator", parents=[common], help="train a discriminator alone "
+                   "against the frozen generator of recipe['discriminator']['init_from']")
     sub.add_parser("sampler", parents=[common], help="train the unconditional generator")
     sub.add_parser("compare", parents=[common], help="run and ablation on the same held-out "
                    "scenes (WORK/ablation.json)")
@@ -657,6 +728,8 @@ def main(argv=None):
         train_detector(recipe, work, device=args.device, progress=progress)
     if args.step == "generator" or (args.step == "all" and "generator" in recipe):
         train_generator(recipe, work, device=args.device, progress=progress)
+    if args.step == "discriminator" or (args.step == "all" and "discriminator" in recipe):
+        train_discriminator(recipe, work, device=args.device, progress=progress)
     if args.step == "all" and args.with_ablation:
         train_model(recipe, work, no_adversarial=True, device=args.device, progress=progress)
     if args.step == "compare" or (args.step == "all" and args.with_ablation):

@@ -78,10 +78,19 @@ class TrainConfig:
         Train the generator and its discriminator (False: the detector
         alone, for example to continue a run's detector while keeping its
         generator).
+    discriminator_only : bool
+        Train only the conditional discriminator, against the outputs of the
+        frozen generator (generator, detector and sampler kept as they are,
+        ``w_adv`` and its schedule not used): it calibrates a discriminator
+        for a generator trained without one (``init_from``), so that
+        adversarial fine-tuning starts from a judge that knows the
+        generator's outputs.  Validation then also scores
+        ``val_d_accuracy``.
     init_from : str or None
         A new run starts from the network weights of this checkpoint (a
         training checkpoint, a model written by ``tools/make_default_model.py
-        export``, or ``'default'`` for the shipped model) instead of random
+        export``, ``'default'`` for the shipped model or ``'default_full'``
+        for its full checkpoint, with a discriminator) instead of random
         ones: fine-tuning.  The run adopts the checkpoint's network settings
         (``model``); networks the file lacks (a stripped model has no
         discriminator) start at random; the optimisers, the schedule and the
@@ -149,6 +158,7 @@ class TrainConfig:
     shift_fraction: float = 0.25
     train_detector: bool = True
     train_generator: bool = True
+    discriminator_only: bool = False
     init_from: str | None = None
     train_sampler: bool = False
     sampler_only: bool = False
@@ -180,6 +190,8 @@ class TrainConfig:
                                     f"{self.shift_fraction!r}")
         if self.init_from is not None and not isinstance(self.init_from, str):
             self.init_from = str(self.init_from)
+        if self.discriminator_only and self.sampler_only:
+            raise InvalidInputError("discriminator_only and sampler_only exclude each other")
         if float(self.w_adv) < 0:
             raise InvalidInputError(f"w_adv must be >= 0, not {self.w_adv!r}")
         self.betas = [float(b) for b in self.betas]

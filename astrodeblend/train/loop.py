@@ -42,7 +42,8 @@ __all__ = ["train"]
 
 _HISTORY_KEYS = ["epoch", "step", "lr", "w_adv", "loss_g_l1", "loss_g_adv", "loss_g_flux",
                  "loss_d", "loss_det", "loss_sg", "loss_sd", "val_l1", "val_psnr", "val_ssim",
-                 "val_psnr_blend", "det_recall", "det_precision", "scenes_per_s", "time_s"]
+                 "val_psnr_blend", "det_recall", "det_precision", "val_d_accuracy", "scenes_per_s",
+                 "time_s"]
 _LOSS_KEYS = ("loss_g_l1", "loss_g_adv", "loss_g_flux", "loss_d", "loss_det", "loss_sg",
               "loss_sd")
 _bce = F.binary_cross_entropy_with_logits
@@ -276,6 +277,8 @@ class _Trainer:
         sums = dict.fromkeys(_LOSS_KEYS, 0.0)
         for m in self.models.values():
             m.train()
+        if cfg.discriminator_only:
+            self.models["generator"].eval()   # frozen: it runs as it deblends
         bar = progress_bar(loader, enable=progress, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                            unit="batch")
         losses = {}
@@ -311,10 +314,17 @@ class _Trainer:
         """Discriminator, generator and detector steps on one batch; their losses.
 
         ``generator`` False (no source in the batch on some rank), or
-        ``train_generator`` off: the detector step only.
+        ``train_generator`` off: the detector step only.  ``discriminator_only``:
+        the discriminator step alone, on the frozen generator's outputs.
         """
         cfg, losses = self.cfg, dict.fromkeys(("loss_g_adv", "loss_d", "loss_det", "loss_g_l1",
                                                "loss_g_flux"), 0.0)
+        if cfg.discriminator_only:
+            if generator:
+                with torch.no_grad(), self.autocast():
+                    fake = self.models["generator"](gal["blend"], gal["heat"])
+                self._discriminator_step(gal, fake, losses)
+            return losses
         if generator and cfg.train_generator:
             self._generator_steps(gal, w_adv, losses)
         if cfg.train_detector:
@@ -330,21 +340,25 @@ class _Trainer:
             losses["loss_det"] = float(loss_det.detach())
         return losses
 
+    def _discriminator_step(self, gal, fake, losses):
+        """One discriminator step: the truths of ``gal`` against ``fake`` (``losses`` updated)."""
+        self.optims["discriminator"].zero_grad(set_to_none=True)
+        with self.autocast():
+            logits = self.wrapped["discriminator"](
+                torch.cat([gal["blend"], gal["blend"]]), torch.cat([gal["heat"], gal["heat"]]),
+                torch.cat([gal["truth"], fake.detach()]))
+            loss_d = _bce(logits.float(), _targets(logits, gal["blend"].shape[0],
+                                                   self.cfg.real_label))
+        self._backward_step(loss_d, "discriminator")
+        losses["loss_d"] = float(loss_d.detach())
+
     def _generator_steps(self, gal, w_adv, losses):
         """Discriminator and generator steps on the sources of a batch (``losses`` updated)."""
         cfg = self.cfg
         with self.autocast():
             fake = self.wrapped["generator"](gal["blend"], gal["heat"])
         if w_adv > 0:
-            self.optims["discriminator"].zero_grad(set_to_none=True)
-            with self.autocast():
-                logits = self.wrapped["discriminator"](
-                    torch.cat([gal["blend"], gal["blend"]]), torch.cat([gal["heat"], gal["heat"]]),
-                    torch.cat([gal["truth"], fake.detach()]))
-                loss_d = _bce(logits.float(), _targets(logits, gal["blend"].shape[0],
-                                                       cfg.real_label))
-            self._backward_step(loss_d, "discriminator")
-            losses["loss_d"] = float(loss_d.detach())
+            self._discriminator_step(gal, fake, losses)
         self.optims["generator"].zero_grad(set_to_none=True)
         with self.autocast():
             loss_l1 = scaled_l1(fake.float(), gal["truth"], cfg.l1_eps)
@@ -443,9 +457,13 @@ def _validate(models, val_set, device, sigma, cfg, *, batch_size=32, radius=3.0)
     ``radius`` px), ``val_det_precision_p`` (peaks with a true centre
     within ``radius``; NaN when the detector found no peak) and
     ``val_det_single_p`` (scenes of one source answered by exactly one
-    peak, where there are such scenes).  The overall ``val_l1``,
-    ``val_psnr``, ``val_ssim``, ``val_psnr_blend``, ``det_recall`` and
-    ``det_precision`` are the means over the protocols (the finite ones),
+    peak, where there are such scenes) and, when the run trains the
+    discriminator (``w_adv > 0`` or ``discriminator_only``),
+    ``val_d_accuracy_p``: the fraction of sources whose truth the
+    discriminator scores above the generator's output (mean logit; 0.5: it
+    cannot tell them apart).  The overall ``val_l1``, ``val_psnr``,
+    ``val_ssim``, ``val_psnr_blend``, ``det_recall``, ``det_precision`` and
+    ``val_d_accuracy`` are the means over the protocols (the finite ones),
     each protocol counting once.
     """
     from ..metrics import PSNR_CAP, psnr, ssim
@@ -453,13 +471,15 @@ def _validate(models, val_set, device, sigma, cfg, *, batch_size=32, radius=3.0)
     if len(val_set) == 0 or cfg.sampler_only:
         return {}
     gen, det = models["generator"], models["detector"]
-    gen.eval()
-    det.eval()
+    disc = models.get("discriminator") if cfg.discriminator_only or cfg.w_adv > 0 else None
+    for module in (gen, det, disc):
+        if module is not None:
+            module.eval()
     stats = {}
     for part, protocol in enumerate(val_set.protocols):
         st = stats.setdefault(protocol, {"l1": [], "psnr": [], "psnr_blend": [], "ssim": [],
                                          "found": 0, "total": 0, "peaks": 0, "true_peaks": 0,
-                                         "single": []})
+                                         "single": [], "judged": []})
         scenes = val_set.file_indices(part)
         for start in range(scenes.start, scenes.stop, batch_size):
             batch = val_set.batch(range(start, min(scenes.stop, start + batch_size)))
@@ -474,6 +494,10 @@ def _validate(models, val_set, device, sigma, cfg, *, batch_size=32, radius=3.0)
                     st["psnr"].append(min(psnr(pred, true, data_range=1.0), PSNR_CAP))
                     st["psnr_blend"].append(min(psnr(blend, true, data_range=1.0), PSNR_CAP))
                     st["ssim"].append(ssim(pred, true, data_range=1.0))
+                if disc is not None:
+                    real = disc(gal["blend"], gal["heat"], truth).float().flatten(1).mean(1)
+                    fake = disc(gal["blend"], gal["heat"], out).float().flatten(1).mean(1)
+                    st["judged"].extend((real > fake).tolist())
             if cfg.train_detector:
                 peaks = find_peaks(det(batch["blend"].to(device)), min_distance=2)
                 for i, p in enumerate(peaks):
@@ -487,8 +511,9 @@ def _validate(models, val_set, device, sigma, cfg, *, batch_size=32, radius=3.0)
                         d = torch.cdist(true, p)
                         st["found"] += int((d.min(dim=1).values <= radius).sum())
                         st["true_peaks"] += int((d.min(dim=0).values <= radius).sum())
-    gen.train()
-    det.train()
+    for module in (gen, det, disc):
+        if module is not None:
+            module.train()
     row = {}
     for protocol, st in stats.items():
         if st["psnr"]:
@@ -496,6 +521,8 @@ def _validate(models, val_set, device, sigma, cfg, *, batch_size=32, radius=3.0)
             row[f"val_psnr_{protocol}"] = float(np.mean(st["psnr"]))
             row[f"val_ssim_{protocol}"] = float(np.mean(st["ssim"]))
             row[f"val_psnr_blend_{protocol}"] = float(np.mean(st["psnr_blend"]))
+        if st["judged"]:
+            row[f"val_d_accuracy_{protocol}"] = float(np.mean(st["judged"]))
         if cfg.train_detector:
             if st["total"]:
                 row[f"val_det_recall_{protocol}"] = st["found"] / st["total"]
@@ -506,7 +533,7 @@ def _validate(models, val_set, device, sigma, cfg, *, batch_size=32, radius=3.0)
                 row[f"val_det_single_{protocol}"] = float(np.mean(st["single"]))
     for key, overall in (("l1", "val_l1"), ("psnr", "val_psnr"), ("ssim", "val_ssim"),
                          ("psnr_blend", "val_psnr_blend"), ("det_recall", "det_recall"),
-                         ("det_precision", "det_precision")):
+                         ("det_precision", "det_precision"), ("d_accuracy", "val_d_accuracy")):
         values = [row[f"val_{key}_{p}"] for p in stats
                   if math.isfinite(row.get(f"val_{key}_{p}", math.nan))]
         if values:
