@@ -151,8 +151,10 @@ def parse_background(text):
     return values
 
 
-def _deblender_options(mode, background, flux, batch_size=None, augment=None):
-    """Check ``mode``, ``background``, ``flux``, ``batch_size`` and ``augment``; return those given.
+def _deblender_options(mode, background, flux, batch_size=None, augment=None, halos=None):
+    """Check ``mode``, ``background``, ``flux``, ``batch_size``, ``augment`` and ``halos``.
+
+    Returns those given.
 
     The result is a sorted tuple of ``(name, value)`` pairs with hashable
     values (a per-band background becomes a tuple of floats), so that it
@@ -188,6 +190,10 @@ def _deblender_options(mode, background, flux, batch_size=None, augment=None):
         from .pipeline import _check_augment
 
         options.append(("augment", _check_augment(augment)))
+    if halos is not None:
+        if not isinstance(halos, bool):
+            raise InvalidInputError(f"halos must be True or False, not {halos!r}")
+        options.append(("halos", halos))
     return tuple(sorted(options))
 
 
@@ -1114,7 +1120,7 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
                   device="auto", hdu=None, overwrite=False, png=False, workers=1,
                   scheduler=None, client=None, max_pixels=None, mode="auto",
                   background="auto", flux=None, full_frame=False, progress=True,
-                  max_image_pixels=None, batch_size=None, augment=None):
+                  max_image_pixels=None, batch_size=None, augment=None, halos=None):
     """Deblend many image files into one FITS result each, restartably.
 
     Each input ``<stem>.<ext>`` gives ``output_dir/<stem>_deblended.fits``
@@ -1187,6 +1193,10 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
         Symmetric copies of each stamp whose generator outputs are averaged
         (``'gan'`` only; `astrodeblend.pipeline.Deblender`); None: the
         deblender's default, 2.
+    halos : bool, optional
+        Give each source the smoothed faint light just outside the
+        footprints (``'gan'`` only; `astrodeblend.pipeline.Deblender`);
+        None: the deblender's default, off.
 
     Returns
     -------
@@ -1197,7 +1207,7 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
     InvalidInputError
         If the inputs name no file at all, or an option is wrong (unknown
         method, Dask needed but absent, ``mode``/``background``/``flux``/
-        ``batch_size``/``augment`` with a baseline method or a ready
+        ``batch_size``/``augment``/``halos`` with a baseline method or a ready
         ``deblender``).
     CheckpointError
         If ``model`` is missing or not a valid checkpoint.
@@ -1263,7 +1273,7 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
         max_image_pixels = _limit(max_image_pixels)
 
     # options are checked (and the model loaded) before anything is written
-    deblender_options = _deblender_options(mode, background, flux, batch_size, augment)
+    deblender_options = _deblender_options(mode, background, flux, batch_size, augment, halos)
     if deblender_options and (deblender is not None or method != "gan"):
         names = ", ".join(name for name, _ in deblender_options)
         target = "a ready deblender" if deblender is not None else f"method {method!r}"
@@ -1444,6 +1454,7 @@ def deblend_from_cli(args):
             else background,
             flux=getattr(args, "flux", None), full_frame=getattr(args, "full_frame", False),
             batch_size=getattr(args, "batch_size", None), augment=getattr(args, "augment", None),
+            halos=True if getattr(args, "halos", False) else None,
             progress=not args.no_progress)
     except KeyboardInterrupt as exc:
         done = getattr(exc, "summary", None)

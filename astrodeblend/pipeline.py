@@ -149,6 +149,13 @@ class Deblender:
         30.35, ``physical`` 40.27 / 40.62 against 39.93 / 40.38; real-galaxy
         scenes 48.9 / 46.4 dB and median flux errors 4.9 / 4.9 % against
         48.8 / 46.4 dB and 5.2 / 4.9 % (:ref:`symmetric copies <augment>`).
+    halos : bool, optional
+        In linear images, give each source the faint light just outside the
+        footprints, smoothed (`~astrodeblend.footprints.sweep_halos`): the
+        outer halo of a bright galaxy, below the noise of one pixel, which
+        otherwise stays in the residual as a ring.  Off by default: it also
+        takes a sky gradient that the constant sky of a small frame leaves,
+        and light of undetected neighbours (:ref:`halos`).
 
     Examples
     --------
@@ -165,7 +172,7 @@ class Deblender:
     def __init__(self, generator, detector, config, *, device, name="custom", model_hash="",
                  mode="auto", detect_threshold=0.3, min_snr=5.0, batch_size=None,
                  max_pixels=None, background="auto", flux="weighted", monotonic=True,
-                 confirm=False, separable=True, augment=2):
+                 confirm=False, separable=True, augment=2, halos=False):
         if mode not in ("auto", "display", "linear"):
             raise InvalidInputError(f"mode must be 'auto', 'display' or 'linear', not {mode!r}")
         import torch
@@ -192,6 +199,7 @@ class Deblender:
         self.max_pixels = int(max_pixels) if max_pixels else 2 ** 24
         self.flux = _check_flux(flux)
         self.monotonic = bool(monotonic)
+        self.halos = bool(halos)
         self.confirm = bool(confirm)
         self.separable = bool(separable)
         self.augment = _check_augment(augment)
@@ -403,6 +411,7 @@ class Deblender:
             grow_footprint,
             monotonic,
             share_flux,
+            sweep_halos,
         )
 
         image = as_galaxy_image(image)
@@ -543,6 +552,12 @@ class Deblender:
                        "Gaussian window of 3 px)")
         cutouts, origins, segmap = share_flux(signal if mode == "linear" else data, bad,
                                               models, noise, flux=flux)
+        if mode == "linear" and self.halos:
+            cutouts, origins, segmap = sweep_halos(signal, bad, cutouts, origins, segmap, noise,
+                                                   xy)
+            history.append("halos: the smoothed light outside the footprints (Gaussian of 3 px, "
+                           "above 3 sigma, touching a footprint) given to the source of "
+                           "largest flux / distance**2")
         how = {"weighted": f"each footprint pixel the inverse-variance weighted mean of the "
                            f"source's share of the input (noise) and its model (error "
                            f"{MODEL_ERROR:.0%}), the model's part scaled to the share's flux",

@@ -10,7 +10,8 @@ model against photutils segmentation (``--method segmentation``):
 - pairs 6-24 px apart: both found (within 4 px), flux errors;
 - a galaxy and a star 6-24 px apart, and 24-40 px apart (the star in a detection
   group of its own): both found (within 3 px), the star inside the frame;
-- a blue and a red galaxy 10 px apart in 3 and 5 bands: per-band flux errors;
+- a blue and a red galaxy 10 px apart in 3 and 5 bands (``--n`` scenes
+  each): per-band flux errors;
 - a 10x20 NaN block on a galaxy: totals, finite and zero masked pixels;
 - a galaxy larger than its cutout: the sky level's error and the noise
   (in noise units), sources, flux error against its light in the frame;
@@ -158,12 +159,12 @@ def stars(methods, n, *, size=96, separation=(6, 24), seed=6):
     return stats
 
 
-def colours(deblender, n_bands):
+def colours(deblender, n_bands, n):
     rng = np.random.default_rng(3)
     blue = np.linspace(1.5, 0.5, n_bands)
     red = blue[::-1]
     errors = []
-    for _ in range(10):
+    for _ in range(n):
         x, y = rng.uniform(35, 50, 2)
         angle = rng.uniform(0, 2 * np.pi)
         centers = [(x, y), (x + 10 * np.cos(angle), y + 10 * np.sin(angle))]
@@ -350,8 +351,8 @@ def main(argv=None):
     for name, s in stars(methods, args.n, separation=(24, 40), seed=16).items():
         print(f"{'galaxy + star 24-40 px':22s} {name:12s}: both found {s['both'] / args.n:6.1%}")
     for n_bands in (3, 5):
-        e = colours(gan, n_bands)
-        print(f"blue + red 10 px, {n_bands} bands: worst band |flux err| median "
+        e = colours(gan, n_bands, args.n)
+        print(f"blue + red 10 px, {n_bands} bands ({args.n} scenes): worst band |flux err| median "
               f"{np.median(np.abs(e).max(axis=1)):.2%}, max {np.abs(e).max():.2%}")
     n, lowest, finite, zero, ferr = nan_block(gan)
     print(f"10x20 NaN block: {n} source(s), lowest band total {lowest:.3g}, finite {finite}, "

@@ -616,3 +616,35 @@ def test_augment_option_is_checked_and_reaches_the_cli(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["deblend", str(path), "--output-dir", str(tmp_path / "x"), "--augment", "3"])
     assert exc.value.code == 2
+
+
+def test_halos_option_gives_the_galaxys_outer_light_back(tmp_path):
+    """halos=True (--halos): the faint exponential halo a footprint leaves out goes to
+    the galaxy; off by default; the run history says so."""
+    from astrodeblend.cli import main
+    from astrodeblend.io import read_deblended
+
+    yy, xx = np.mgrid[:96, :96]
+    galaxy = 30 * np.exp(-np.hypot(xx - 47.3, yy - 48.6) / 7)
+    rng = np.random.default_rng(5)
+    cube = (np.stack([galaxy] * 3) + rng.normal(0, 1, (3, 96, 96))).astype(np.float32)
+    truth = 3 * galaxy.sum()
+    plain = Deblender.load(device="cpu")
+    assert plain.halos is False
+    without = plain(cube)
+    with_halos = Deblender.load(device="cpu", halos=True)(cube)
+    assert without.n_sources == with_halos.n_sources == 1
+    lost, kept = (abs(float(r.cutouts[0].sum()) / truth - 1) for r in (without, with_halos))
+    assert lost > 0.1 and kept < 0.6 * lost     # 11.5 % of the flux lost, 5.8 % with halos
+    assert not any(line.startswith("halos:") for line in without.history)
+    assert any(line.startswith("halos:") for line in with_halos.history)
+    path = tmp_path / "halo.fits"
+    fits.PrimaryHDU(cube).writeto(path)
+    assert main(["deblend", str(path), "--output-dir", str(tmp_path / "out"), "--halos",
+                 "--no-progress"]) == 0
+    written = read_deblended(tmp_path / "out" / "halo_deblended.fits")
+    assert any(line.startswith("halos:") for line in written.history)
+    with pytest.raises(InvalidInputError, match="halos must be True or False"):
+        from astrodeblend.batch import deblend_files
+
+        deblend_files(path, tmp_path / "bad", halos="yes")

@@ -11,6 +11,7 @@ from astrodeblend.footprints import (
     grow_footprint,
     monotonic,
     share_flux,
+    sweep_halos,
     taper,
 )
 
@@ -154,3 +155,61 @@ def test_monotonic_constrains_only_pixels_nearer_to_another_centre():
     far = [(10.0 + 60.0 * np.cos(a), 10.0 + 60.0 * np.sin(a)) for a in np.linspace(0, 6, 40)]
     np.testing.assert_array_equal(run([(18.0, 10.0), *far]), near)
     np.testing.assert_array_equal(run(far), np.clip(plane, 0, None).astype(np.float32))
+
+
+def _halo_scene(rng, noise=1.0):
+    """An exponential galaxy (scale 6 px) whose footprint stops at r = 10, and a faint
+    companion 30 px away; their cutouts as share_flux would give them."""
+    yy, xx = np.mgrid[:96, :96]
+    big = 40 * np.exp(-np.hypot(xx - 40, yy - 48) / 6)
+    small = 8 * np.exp(-np.hypot(xx - 70, yy - 48) ** 2 / 4)
+    truth = np.stack([big, small])[:, None].astype(np.float32)
+    data = truth.sum(0) + rng.normal(0, noise, (1, 96, 96)).astype(np.float32)
+    cutouts, origins, segmap = [], [], np.zeros((96, 96), np.int32)
+    for i, (x, r) in enumerate(((40, 10), (70, 3)), start=1):
+        inside = np.hypot(xx - x, yy - 48) <= r
+        segmap[inside] = i
+        y0, x0 = 48 - r, x - r
+        cutouts.append(np.where(inside, data, 0)[:, y0:y0 + 2 * r + 1, x0:x0 + 2 * r + 1])
+        origins.append((x0, y0))
+    return truth, data, cutouts, np.array(origins), segmap
+
+
+def test_halos_go_to_the_bright_galaxy_and_keep_the_sum():
+    rng = np.random.default_rng(3)
+    truth, data, cutouts, origins, segmap = _halo_scene(rng)
+    bad = np.zeros(data.shape, bool)
+    bad[0, 5:10, 5:10] = True
+    grown, new_origins, new_segmap = sweep_halos(data, bad, cutouts, origins, segmap, [1.0],
+                                                 [(40, 48), (70, 48)])
+    big = truth[0].sum()
+    before, after = cutouts[0].sum() / big, grown[0].sum() / big
+    assert before < 0.8 and abs(after - 1) < abs(before - 1) / 2     # most of the halo back
+    # the companion gets (about) its own wings only: the halo around it is the galaxy's
+    assert abs(grown[1].sum() / truth[1].sum() - 1) < 0.1
+    # footprints and the segmentation grow together; nothing on masked pixels
+    assert (new_segmap == 1).sum() > (segmap == 1).sum()
+    full = np.zeros_like(data)
+    for cut, (x0, y0) in zip(grown, new_origins, strict=True):
+        full[:, y0:y0 + cut.shape[1], x0:x0 + cut.shape[2]] += cut
+    swept = (new_segmap > 0) & (segmap == 0)
+    assert np.all(full[bad] == 0) and np.all(full[:, swept] >= 0)
+    assert ((full[0] != 0) <= (new_segmap > 0)).all()
+    # the sources' old pixels are untouched
+    for old, new, (x0, y0), (nx0, ny0) in zip(cutouts, grown, origins, new_origins, strict=True):
+        part = new[:, y0 - ny0:y0 - ny0 + old.shape[1], x0 - nx0:x0 - nx0 + old.shape[2]]
+        np.testing.assert_array_equal(part[old != 0], old[old != 0])
+
+
+def test_halos_on_pure_noise_take_almost_nothing():
+    rng = np.random.default_rng(4)
+    taken = []
+    for _ in range(20):
+        data = rng.normal(0, 1, (2, 64, 64)).astype(np.float32)
+        segmap = np.zeros((64, 64), np.int32)
+        segmap[30:34, 30:34] = 1
+        cut = [data[:, 30:34, 30:34].copy()]
+        grown, _, new_segmap = sweep_halos(data, np.zeros(data.shape, bool), cut,
+                                           np.array([[30, 30]]), segmap, [1.0, 1.0], [(31.5, 31.5)])
+        taken.append((new_segmap > 0).sum() - 16)
+    assert np.mean(taken) < 10      # pixels swept from 4000 of pure noise, on average
