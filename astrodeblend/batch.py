@@ -1196,7 +1196,7 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
     halos : bool, optional
         Give each source the smoothed faint light just outside the
         footprints (``'gan'`` only; `astrodeblend.pipeline.Deblender`);
-        None: the deblender's default, off.
+        None: the deblender's default, on.
 
     Returns
     -------
@@ -1454,7 +1454,7 @@ def deblend_from_cli(args):
             else background,
             flux=getattr(args, "flux", None), full_frame=getattr(args, "full_frame", False),
             batch_size=getattr(args, "batch_size", None), augment=getattr(args, "augment", None),
-            halos=True if getattr(args, "halos", False) else None,
+            halos=False if getattr(args, "no_halos", False) else None,
             progress=not args.no_progress)
     except KeyboardInterrupt as exc:
         done = getattr(exc, "summary", None)

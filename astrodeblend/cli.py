@@ -287,7 +287,7 @@ Deblend FITS, JPG or PNG images into one FITS result each
 Restartable: outputs are written atomically, and outputs that exist and verify
 are skipped, so an interrupted run resumes when the same command is run again.
 Inputs that fail are reported on one line each and the batch goes on (exit
-status 1).  --mode, --background, --flux, --batch-size, --augment and --halos
+status 1).  --mode, --background, --flux, --batch-size, --augment and --no-halos
 apply to the gan method."""
 
 
@@ -352,10 +352,10 @@ def _add_deblend(sub):
                    help="symmetric copies (flips, transpositions) of each stamp whose "
                         "generator outputs are averaged: better sources, the generator's "
                         "time times N (gan only; default: 2)")
-    p.add_argument("--halos", action="store_true",
-                   help="give each source the smoothed faint light just outside the "
-                        "footprints: a bright galaxy's outer halo (gan only; off by default: "
-                        "it also takes sky gradients and undetected neighbours' light)")
+    p.add_argument("--no-halos", action="store_true",
+                   help="leave the smoothed faint light just outside the footprints (a "
+                        "bright galaxy's outer halo) in the residual instead of giving it to "
+                        "the sources (gan only)")
     p.add_argument("--no-progress", action="store_true", help=_NO_PROGRESS_HELP)
     p.set_defaults(func=_cmd_deblend)
 

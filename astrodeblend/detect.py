@@ -444,9 +444,12 @@ def estimate_sky(image, *, box_size=64, mask=None):
     estimate unbiased on pure noise.  Images with at least three
     ``box_size`` boxes on each side get a 2-D background
     (`photutils.background.Background2D`, median in each box, sources
-    masked); smaller ones a constant, the sigma-clipped median of the
-    unmasked sky pixels.  Two passes: the second masks sources found
-    against the first pass's sky.
+    masked); smaller ones a plane: its slopes fitted (sigma-clipped least
+    squares) to the sky pixels at least 8 px from the masked sources, its
+    level the sigma-clipped median of the unmasked sky pixels less the
+    slopes, so that a residual sky gradient does not pass for faint light
+    (a constant, the sigma-clipped median, before).  Two passes: the
+    second masks sources found against the first pass's sky.
 
     A frame filled by one large galaxy has no sky to clip: the spread of
     its unmasked pixels is then the galaxy's light, more than 1.5 times the
@@ -516,9 +519,9 @@ def estimate_sky(image, *, box_size=64, mask=None):
             level = _background_2d(data, keep, box_size)
             method = f"photutils Background2D (box {box_size} px, median), sources masked"
             _, noise = _clipped(data - level, keep)
-        else:  # a constant level: the clipped spread around it is the noise
-            median, noise = _clipped(data, keep)
-            level = np.broadcast_to(median.astype(np.float32)[:, None, None], data.shape)
+        else:  # a plane: a residual gradient would pass for faint light (and halos)
+            level, noise = _clipped_plane(data, keep)
+            method = "sigma-clipped plane (median level, fitted slopes), sources masked"
     # a frame filled by one large galaxy (see above; display images untested)
     filled = False
     if not image.meta.get("ADBDISP", False):
@@ -533,6 +536,59 @@ def estimate_sky(image, *, box_size=64, mask=None):
         method = (f"a frame filled by sources: sigma-clipped median of its faintest "
                   f"{_FAINTEST:.0%}")
     return Sky(np.ascontiguousarray(level, dtype=np.float32), noise, method, sources, filled)
+
+
+#: pixels between the sources' mask and the sky that fits the slopes of a sky plane
+SLOPE_MARGIN = 8
+
+
+def _clipped_plane(data, mask, *, sigma=3.0, iterations=5):
+    """Fit a sky plane per band to the pixels outside ``mask``; return it and the noise.
+
+    The slopes come from a least-squares fit of ``a + b x + c y`` to the
+    pixels left after clipping at ``sigma`` times their spread around the
+    plane (``iterations`` times), on a regular subsample of at most 2**14
+    pixels; the level is then the sigma-clipped median of the pixels less
+    the slopes, as the constant sky's is, so that faint light left outside
+    the mask moves the level no more than it did.  Returns ``(C, H, W)``
+    levels and ``(C,)`` noise.
+    """
+    from scipy.ndimage import binary_dilation
+
+    c, h, w = data.shape
+    step = max(int(math.ceil(math.sqrt(h * w / 2 ** 14))), 1)
+    yy, xx = np.mgrid[:h:step, :w:step]
+    yc, xc = (h - 1) / 2, (w - 1) / 2
+    # the slopes from the sky well away from the sources: a galaxy's faint
+    # wings beyond its mask would tilt the plane towards it
+    far = ~binary_dilation(mask, iterations=SLOPE_MARGIN)
+    if far.mean() < 0.2:
+        far = ~mask
+    sub = far[::step, ::step]
+    x, y = (xx[sub] - xc) / max(w, 1), (yy[sub] - yc) / max(h, 1)
+    design = np.column_stack([np.ones(x.size), x, y])
+    slopes = np.zeros((c, 2))
+    for band in range(c):
+        values = data[band, ::step, ::step][sub].astype(np.float64)
+        kept = np.isfinite(values)
+        if kept.sum() < 30:
+            continue
+        for _ in range(iterations):
+            coef = np.linalg.lstsq(design[kept], values[kept], rcond=None)[0]
+            resid = values - design @ coef
+            spread = np.std(resid[kept])
+            now = np.isfinite(values) & (np.abs(resid) <= sigma * spread)
+            if not spread > 0 or now.sum() < 30 or np.array_equal(now, kept):
+                break
+            kept = now
+        slopes[band] = coef[1:]
+    slopes = slopes.astype(np.float32)
+    tilt = (slopes[:, 0, None, None] * ((np.arange(w, dtype=np.float32) - xc) / max(w, 1))
+            + slopes[:, 1, None, None] * ((np.arange(h, dtype=np.float32)[:, None] - yc)
+                                          / max(h, 1)))
+    median, noise = _clipped(data - tilt, mask)
+    tilt += median.astype(np.float32)[:, None, None]
+    return tilt, noise
 
 
 #: a frame is filled by sources when its clipped spread exceeds this many

@@ -36,7 +36,8 @@ import numpy as np
 from .errors import InvalidInputError
 
 __all__ = ["SourceModel", "FLUX_MODES", "MODEL_ERROR", "WING_SCALE", "WEIGHTED_SIGMA",
-           "fill_masked", "taper", "grow_footprint", "fit_amplitudes", "monotonic", "share_flux"]
+           "fill_masked", "taper", "grow_footprint", "fit_amplitudes", "monotonic", "share_flux",
+           "sweep_halos"]
 
 #: How source pixels are made (the ``ADBFLUX`` card of the output):
 #: ``'weighted'`` combines the input's share and the model pixel by pixel,
@@ -604,20 +605,23 @@ def sweep_halos(data, bad, cutouts, origins, segmap, noise, centers, *, smooth=3
     covered = segmap > 0
     if not covered.any() or covered.all():
         return cutouts, origins, segmap
-    residual = np.where(bad, np.float32(0.0), data).astype(np.float32)
-    for cut, (x0, y0) in zip(cutouts, origins, strict=True):
-        residual[:, y0:y0 + cut.shape[1], x0:x0 + cut.shape[2]] -= cut
-    # smoothed from the pixels outside the footprints: inside, the residual
-    # is the footprints' own (noise, a model's error), not the halo's light
-    outside = (~bad & ~covered[None]).astype(np.float32)
-    smoothed = np.zeros_like(residual)
-    for band in range(c):
-        weight = gaussian_filter(outside[band], smooth)
-        np.divide(gaussian_filter(residual[band] * outside[band], smooth), weight,
-                  out=smoothed[band], where=weight > 0.25)
     noise = np.maximum(np.asarray(noise, dtype=np.float32).reshape(-1), 1e-30)
-    # a Gaussian of sigma s averages white noise down by 2 sqrt(pi) s
-    snr = np.einsum("chw,c->hw", smoothed, 2 * np.sqrt(np.pi) * smooth / noise) / np.sqrt(c)
+    # band by band, so that memory stays a few planes above the input's
+    smoothed = np.zeros((c, h, w), dtype=np.float32)
+    snr = np.zeros((h, w), dtype=np.float32)
+    for band in range(c):
+        residual = np.where(bad[band], np.float32(0.0), data[band]).astype(np.float32)
+        for cut, (x0, y0) in zip(cutouts, origins, strict=True):
+            residual[y0:y0 + cut.shape[1], x0:x0 + cut.shape[2]] -= cut[band]
+        # smoothed from the pixels outside the footprints: inside, the residual
+        # is the footprints' own (noise, a model's error), not the halo's light
+        outside = (~bad[band] & ~covered).astype(np.float32)
+        residual *= outside
+        weight = gaussian_filter(outside, smooth)
+        np.divide(gaussian_filter(residual, smooth), weight, out=smoothed[band],
+                  where=weight > 0.25)
+        # a Gaussian of sigma s averages white noise down by 2 sqrt(pi) s
+        snr += smoothed[band] * np.float32(2 * np.sqrt(np.pi) * smooth / noise[band] / np.sqrt(c))
     halo = (snr > n_sigma) & ~covered & ~bad.any(axis=0)
     parts, n = label(halo)
     if not n:

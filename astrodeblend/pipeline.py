@@ -100,7 +100,7 @@ class Deblender:
     background : 'auto', float or array-like, optional
         Sky level subtracted: ``'auto'`` estimates it with the sources
         masked (`~astrodeblend.detect.estimate_sky`: a 2-D background on
-        large images, a constant on small ones); give ``0`` for images
+        large images, a plane on small ones); give ``0`` for images
         known to be sky-subtracted, or one value per band.  The noise is
         always estimated.
     flux : {'weighted', 'conserve', 'model'}, optional
@@ -153,9 +153,9 @@ class Deblender:
         In linear images, give each source the faint light just outside the
         footprints, smoothed (`~astrodeblend.footprints.sweep_halos`): the
         outer halo of a bright galaxy, below the noise of one pixel, which
-        otherwise stays in the residual as a ring.  Off by default: it also
-        takes a sky gradient that the constant sky of a small frame leaves,
-        and light of undetected neighbours (:ref:`halos`).
+        otherwise stays in the residual as a ring (:ref:`halos <halos>`;
+        real-galaxy scenes 49.6 / 46.6 dB and median flux errors 3.9 /
+        3.5 % against 49.5 / 46.7 dB and 4.1 / 4.5 % without).
 
     Examples
     --------
@@ -172,7 +172,7 @@ class Deblender:
     def __init__(self, generator, detector, config, *, device, name="custom", model_hash="",
                  mode="auto", detect_threshold=0.3, min_snr=5.0, batch_size=None,
                  max_pixels=None, background="auto", flux="weighted", monotonic=True,
-                 confirm=False, separable=True, augment=2, halos=False):
+                 confirm=False, separable=True, augment=2, halos=True):
         if mode not in ("auto", "display", "linear"):
             raise InvalidInputError(f"mode must be 'auto', 'display' or 'linear', not {mode!r}")
         import torch

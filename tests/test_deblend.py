@@ -619,8 +619,8 @@ def test_augment_option_is_checked_and_reaches_the_cli(tmp_path):
 
 
 def test_halos_option_gives_the_galaxys_outer_light_back(tmp_path):
-    """halos=True (--halos): the faint exponential halo a footprint leaves out goes to
-    the galaxy; off by default; the run history says so."""
+    """halos (the default; --no-halos): the faint exponential halo a footprint leaves
+    out goes to the galaxy; the run history says so."""
     from astrodeblend.cli import main
     from astrodeblend.io import read_deblended
 
@@ -629,10 +629,9 @@ def test_halos_option_gives_the_galaxys_outer_light_back(tmp_path):
     rng = np.random.default_rng(5)
     cube = (np.stack([galaxy] * 3) + rng.normal(0, 1, (3, 96, 96))).astype(np.float32)
     truth = 3 * galaxy.sum()
-    plain = Deblender.load(device="cpu")
-    assert plain.halos is False
-    without = plain(cube)
-    with_halos = Deblender.load(device="cpu", halos=True)(cube)
+    assert Deblender.load(device="cpu").halos is True
+    without = Deblender.load(device="cpu", halos=False)(cube)
+    with_halos = Deblender.load(device="cpu")(cube)
     assert without.n_sources == with_halos.n_sources == 1
     lost, kept = (abs(float(r.cutouts[0].sum()) / truth - 1) for r in (without, with_halos))
     assert lost > 0.1 and kept < 0.6 * lost     # 11.5 % of the flux lost, 5.8 % with halos
@@ -640,10 +639,12 @@ def test_halos_option_gives_the_galaxys_outer_light_back(tmp_path):
     assert any(line.startswith("halos:") for line in with_halos.history)
     path = tmp_path / "halo.fits"
     fits.PrimaryHDU(cube).writeto(path)
-    assert main(["deblend", str(path), "--output-dir", str(tmp_path / "out"), "--halos",
-                 "--no-progress"]) == 0
-    written = read_deblended(tmp_path / "out" / "halo_deblended.fits")
-    assert any(line.startswith("halos:") for line in written.history)
+    for flag, swept in (([], True), (["--no-halos"], False)):
+        out = tmp_path / ("out" + "".join(flag))
+        assert main(["deblend", str(path), "--output-dir", str(out), "--no-progress",
+                     *flag]) == 0
+        written = read_deblended(out / "halo_deblended.fits")
+        assert any(line.startswith("halos:") for line in written.history) is swept
     with pytest.raises(InvalidInputError, match="halos must be True or False"):
         from astrodeblend.batch import deblend_files
 
