@@ -448,8 +448,10 @@ def estimate_sky(image, *, box_size=64, mask=None):
     squares) to the sky pixels at least 8 px from the masked sources, its
     level the sigma-clipped median of the unmasked sky pixels less the
     slopes, so that a residual sky gradient does not pass for faint light
-    (a constant, the sigma-clipped median, before).  Two passes: the
-    second masks sources found against the first pass's sky.
+    (a constant, the sigma-clipped median, before; still so for display
+    images, JPG and PNG, whose stretched values clipped at black hold no
+    additive sky).  Two passes: the second masks sources found against the
+    first pass's sky.
 
     A frame filled by one large galaxy has no sky to clip: the spread of
     its unmasked pixels is then the galaxy's light, more than 1.5 times the
@@ -505,6 +507,7 @@ def estimate_sky(image, *, box_size=64, mask=None):
         raise InvalidInputError(f"{image.source or 'image'}: every pixel is masked or "
                                 "non-finite")
     data = np.where(bad[None], np.float32(0.0), data).astype(np.float32, copy=False)
+    display = bool(image.meta.get("ADBDISP", False))
     level, noise = _clipped(data, bad)
     level = np.broadcast_to(level.astype(np.float32)[:, None, None], data.shape)
     sources = np.zeros((h, w), dtype=bool)
@@ -519,12 +522,16 @@ def estimate_sky(image, *, box_size=64, mask=None):
             level = _background_2d(data, keep, box_size)
             method = f"photutils Background2D (box {box_size} px, median), sources masked"
             _, noise = _clipped(data - level, keep)
-        else:  # a plane: a residual gradient would pass for faint light (and halos)
+        elif not display:  # a plane: a residual gradient would pass for faint light
             level, noise = _clipped_plane(data, keep)
             method = "sigma-clipped plane (median level, fitted slopes), sources masked"
+        else:  # display values (stretched, clipped at black) are no additive sky: a level
+            median, noise = _clipped(data, keep)
+            level = np.broadcast_to(median.astype(np.float32)[:, None, None], data.shape)
+            method = "sigma-clipped median, sources masked"
     # a frame filled by one large galaxy (see above; display images untested)
     filled = False
-    if not image.meta.get("ADBDISP", False):
+    if not display:
         fine = _difference_noise(data, bad)
         filled = bool(np.all(fine > 0) and np.median(noise / fine) > _FILLED)
     if filled:
