@@ -294,3 +294,23 @@ def test_sky_frames_with_sky_are_not_filled(seed):
     for data in (two_galaxies(seed=seed), rng.normal(0, 1, (3, 96, 96)).astype(np.float32)):
         sky = estimate_sky(data)
         assert not sky.filled and "filled" not in sky.method
+
+
+def test_small_frames_get_a_sky_plane_display_images_a_level():
+    """A residual gradient under a galaxy is removed (a constant sky left it in the
+    source and the detection image); pure noise stays unbiased; JPG-like display
+    images keep one level per band."""
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[:96, :120]
+    tilt = 5.0 + 0.8 * (xx - 59.5) / 120 - 0.6 * (yy - 47.5) / 96     # +-0.4 sigma at the edges
+    galaxy = Sersic2D(30, 6, 1, 40, 50, 0.3, 0.4)(xx, yy)
+    data = (tilt + galaxy + rng.normal(0, 1, (2, 96, 120))).astype(np.float32)
+    sky = estimate_sky(data)
+    assert "plane" in sky.method
+    assert np.abs(sky.level - tilt).max() < 0.1          # within a tenth of the noise
+    flat = estimate_sky(GalaxyImage(data, meta={"ADBDISP": True}))
+    assert "median" in flat.method and np.ptp(flat.level[0]) == 0
+    assert np.abs(flat.level - tilt).max() > 0.3         # the constant misses the gradient
+    levels = [float(estimate_sky(rng.normal(0, 1, (1, 96, 96))).level.mean())
+              for _ in range(60)]
+    assert abs(np.mean(levels)) < 0.01
