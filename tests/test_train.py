@@ -636,3 +636,27 @@ def test_checkpoints_before_schedule_epochs_keep_their_epochs(run_a):
         config_module.load_checkpoint = real
     assert cfg.epochs == 5 and cfg.schedule_epochs == 2
     assert TrainConfig(w_adv=0.0, epochs=4).adv_weight(3) == 0.0   # the no-adversarial ablation
+
+
+def test_adversarial_fine_tuning_starts_from_the_shipped_full_checkpoint(tmp_path):
+    """``init_from='default_full'``: the shipped networks and the discriminator trained
+    for the shipped generator (it tells the truth from the generator's output)."""
+    from astrodeblend.weights import model_path
+
+    full = model_path("default_full")
+    if not full.is_file():
+        pytest.skip("this installation ships no full checkpoint")
+    shipped = load_checkpoint(full)
+    assert shipped["discriminator_from"]["val_d_accuracy"] > 0.9
+    assert shipped["generator_sha256"] == load_checkpoint(model_path("default"))[
+        "generator_sha256"]
+    data = make_dataset(tmp_path / "reiman.h5", n=(16, 8, 0), size=32)
+    result = train(data, tmp_path / "adv", init_from="default_full", epochs=1,
+                   config={"adv_warmup_epochs": 0, "batch_size": 8, "sample_every": 0,
+                           "train_detector": False},
+                   progress=False)
+    row = result.history[0]
+    assert row["w_adv"] > 0 and row["loss_d"] > 0 and row["loss_g_adv"] > 0
+    assert 0 <= row["val_d_accuracy"] <= 1
+    assert load_checkpoint(result.last_checkpoint)["train_config"]["model"][
+        "generator_channels"] == shipped["model_config"]["generator_channels"]
