@@ -329,7 +329,7 @@ def test_discriminator_alone_learns_a_frozen_generator(dataset, run_a, tmp_path)
                for k, v in before["discriminator"].items())
     assert result.generator_sha256 == load_checkpoint(source)["generator_sha256"]
     for row in result.history:
-        assert row["loss_d"] > 0 and row["loss_g_l1"] == row["loss_det"] == 0.0
+        assert row["loss_d"] > 0 and row["loss_g_l1"] == row["loss_det"] == row["w_adv"] == 0.0
         assert 0.0 <= row["val_d_accuracy"] <= 1.0
         assert row["val_d_accuracy"] == row["val_d_accuracy_reiman"]
     # it learns: the loss falls, and it tells the truth from the generator's output

@@ -269,7 +269,8 @@ class _Trainer:
         for opt in self.optims.values():
             for group in opt.param_groups:
                 group["lr"] = lr
-        w_adv = cfg.adv_weight(epoch)
+        # the adversarial term acts on the generator: none when only the discriminator learns
+        w_adv = 0.0 if cfg.discriminator_only else cfg.adv_weight(epoch)
         h, w = self.train_set.shape[1:]
         max_shift = int(round(cfg.shift_fraction * min(h, w)))
         aug_gen = _epoch_generator(cfg.seed, epoch, self.rank, 1)
