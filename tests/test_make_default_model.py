@@ -141,6 +141,9 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
     for key, value in judge["models"]["discriminator"].items():
         assert torch.equal(full["models"]["discriminator"][key], value)
     assert full["optimizers"]["discriminator"]["state"]
+    # ... and only its Adam state (recipe['export']['full_optimizer_state']): a smaller file
+    assert not full["optimizers"]["generator"]["state"]
+    assert full["optimizers"]["generator"]["param_groups"]
     assert full["generator_sha256"] == stage["generator_sha256"]
     card = json.loads((weights / "default.json").read_text())
     assert card["full_checkpoint"]["path"].endswith("default_full.pt")

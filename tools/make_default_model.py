@@ -65,7 +65,9 @@ plain data for ``torch.load(weights_only=True)``; the full checkpoint of the
 run (discriminator, optimiser, scaler and random states: resumable, for
 adversarial fine-tuning; its discriminator and that network's optimiser
 state from the run ``recipe['export']['discriminator_from']`` names, when
-it does) goes to ``default_full.pt`` beside it when it is
+it does; the Adam state only of the networks
+``recipe['export']['full_optimizer_state']`` lists, when it does) goes to
+``default_full.pt`` beside it when it is
 smaller than ``recipe['export']['full_max_mb']`` MiB, else to
 ``WORK/default_full.pt`` (the card says where).  ``default.json`` holds the
 model-card data.
@@ -517,6 +519,20 @@ GENERATOR_SETTINGS = ("n_bands", "image_size", "generator_channels", "generator_
                       "heatmap_sigma")
 
 
+def _fresh_optimizers(payload, names):
+    """Empty the Adam state of the networks ``names`` in ``payload`` (in place).
+
+    Their parameter groups stay, so the checkpoint still resumes: Adam
+    starts those moments afresh.
+    """
+    optimizers = dict(payload.get("optimizers") or {})
+    for name in names:
+        if name in optimizers:
+            optimizers[name] = {"state": {}, "param_groups": optimizers[name].get("param_groups",
+                                                                                   [])}
+    payload["optimizers"] = optimizers
+
+
 def _take_generator(payload, source):
     """Put the generator of checkpoint ``source`` into the run's ``payload`` (in place).
 
@@ -533,10 +549,7 @@ def _take_generator(payload, source):
         raise SystemExit(f"make_default_model: the generator of {source} differs from the "
                          f"run's in {', '.join(differ)}")
     payload["models"] = dict(payload["models"], generator=other["models"]["generator"])
-    optimizers = payload.get("optimizers") or {}
-    if "generator" in optimizers:
-        groups = optimizers["generator"].get("param_groups", [])
-        payload["optimizers"] = dict(optimizers, generator={"state": {}, "param_groups": groups})
+    _fresh_optimizers(payload, ["generator"])
     payload["generator_sha256"] = weights_hash(other["models"]["generator"])
     record = {"path": _shown(source), "generator_sha256": payload["generator_sha256"],
               "epochs": other.get("epoch"), "train_config": other.get("train_config")}
@@ -614,7 +627,12 @@ def export(recipe, work, *, checkpoint=None, sampler=None, weights=WEIGHTS, card
         payload["deblender"] = slim["deblender"]
     default = save_checkpoint(weights / "default.pt", slim, overwrite=True)
 
-    # the full checkpoint: the run's own, resumable (copy it to RUN/checkpoint_last.pt)
+    # the full checkpoint: the run's own, resumable (copy it to RUN/checkpoint_last.pt);
+    # only the optimiser states the recipe keeps (the others start afresh: a smaller file)
+    keep = recipe.get("export", {}).get("full_optimizer_state")
+    if keep is not None:
+        _fresh_optimizers(payload, [name for name in payload.get("optimizers") or {}
+                                    if name not in keep])
     limit = float(recipe.get("export", {}).get("full_max_mb", 30)) * 2**20
     full = save_checkpoint(work / "default_full.pt", payload, overwrite=True)
     if full.stat().st_size <= limit:
