@@ -935,11 +935,54 @@ def _needed(models, signal, noise, aperture, min_snr, *, sky=None, groups=None, 
         if not any(k != i and models[k].group == m.group and flux[k] > flux[i] for k in kept):
             continue
         others = [tested[k] for k in kept if k != i]
-        if not _unexplained([(m.center[0], m.center[1], m.group)], others, signal, noise,
-                            aperture, min_snr, strict=False, group_map=group_map,
-                            wings=wings):
+        if not (_unexplained([(m.center[0], m.center[1], m.group)], others, signal, noise,
+                             aperture, min_snr, strict=False, group_map=group_map,
+                             wings=wings)
+                or _model_stands_out(tested[i], others, signal, noise, aperture, min_snr,
+                                     group_map=group_map, wings=wings)):
             kept.remove(i)
     return [models[i] for i in sorted(kept)]
+
+
+def _model_stands_out(model, others, signal, noise, aperture, min_snr, *, group_map=None,
+                      wings=None):
+    """Whether ``model``'s light stands out of the data less ``others``' models.
+
+    A matched filter: the residual (data less the other models, bands
+    weighted by their noise, `_residual`) is weighted by the model inside
+    its footprint, and its sum, in units of its noise, must reach
+    ``min_snr``, and hold at least half of the same weighted sum of the
+    data.  The noise is white scaled by the data's measured aperture noise
+    at the model's centre (``aperture``, as `_significance`: correlated
+    noise counts).  Unlike the 3x3 aperture of `_unexplained`, which the
+    light of an extended faint galaxy around its peak fills, the filter
+    follows the source's whole light: a diffuse companion next to a
+    brighter galaxy stands out; a knot or an arm whose light the galaxy's
+    model holds leaves nothing for it.
+    """
+    weights = (1.0 / np.asarray(noise, dtype=np.float32))[:, None, None]
+    shape = np.clip(model.model, 0, None)
+    shape = (shape * weights).sum(axis=0)
+    if model.footprint is not None:
+        shape = shape * model.footprint
+    norm = float(np.sqrt((shape.astype(np.float64) ** 2).sum()))
+    if not norm > 0:
+        return False
+    light, residual = _residual(model.box, others, signal, weights, group_map=group_map,
+                                wings=wings)
+    # white noise: each pixel of the band-summed S/N has variance C; scaled as
+    # the data's 3x3 aperture noise at the centre (light / aperture) is to white
+    h, w = signal.shape[1:]
+    col = min(max(int(round(model.center[0])), 0), w - 1)
+    row = min(max(int(round(model.center[1])), 0), h - 1)
+    core = (signal[:, max(row - 1, 0):row + 2, max(col - 1, 0):col + 2] * weights).sum()
+    white = np.sqrt(len(signal) * 9.0)
+    scale = (float(core) / float(aperture[row, col]) / white
+             if core > 0 and aperture[row, col] > 0 else 1.0)
+    filtered = float((residual * shape).sum())
+    total = float((light * shape).sum())
+    snr = filtered / (norm * np.sqrt(len(signal)) * max(scale, 1e-6))
+    return snr >= min_snr and filtered >= 0.5 * total
 
 
 def _monotonic_model(source):
@@ -949,6 +992,41 @@ def _monotonic_model(source):
     copy = SourceModel(source.center, source.box, source.model.copy(), group=source.group)
     monotonic(copy)
     return copy.model
+
+
+def _residual(box, models, signal, weights, *, group_map=None, wings=None):
+    """Band-summed S/N of the data and of the data less ``models`` over ``box``.
+
+    ``box``: ``(y0, y1, x0, x1)`` in the frame; ``weights``: ``1 / noise`` per
+    band, shaped ``(C, 1, 1)``.  Returns ``(light, residual)``, two
+    ``(y1 - y0, x1 - x0)`` arrays.  ``group_map``, ``wings``: as for
+    `_unexplained` (on another group, outside its footprint, a model takes
+    off only its monotonic part).
+    """
+    y0, y1, x0, x1 = box
+    light = (signal[:, y0:y1, x0:x1] * weights).sum(axis=0)
+    residual = light.copy()
+    wings = {} if wings is None else wings
+    for m in models:
+        my0, my1 = max(m.box[0], y0), min(m.box[1], y1)
+        mx0, mx1 = max(m.box[2], x0), min(m.box[3], x1)
+        if my1 > my0 and mx1 > mx0:
+            inner = (slice(None), slice(my0 - m.box[0], my1 - m.box[0]),
+                     slice(mx0 - m.box[2], mx1 - m.box[2]))
+            sub = (m.model[inner] * weights).sum(axis=0)
+            if group_map is not None and m.footprint is not None:
+                # on another group, outside its footprint, a model explains
+                # only its monotonic part: its own wings, not a neighbour's
+                # light the generator passed through
+                foreign = ~m.footprint[inner[1:]] & (group_map[my0:my1, mx0:mx1] != 0)
+                if foreign.any():
+                    kept = wings.get(id(m))
+                    if kept is None or kept[0] is not m:  # (the model held: no id reuse)
+                        kept = wings[id(m)] = (m, _monotonic_model(m))
+                    sub = np.where(foreign, np.minimum(
+                        sub, (kept[1][inner] * weights).sum(axis=0)), sub)
+            residual[my0 - y0:my1 - y0, mx0 - x0:mx1 - x0] -= sub
+    return light, residual
 
 
 def _unexplained(candidates, models, signal, noise, aperture, min_snr, *, strict=True,
@@ -988,27 +1066,8 @@ def _unexplained(candidates, models, signal, noise, aperture, min_snr, *, strict
         col, row = int(round(x)), int(round(y))
         y0, x0 = max(row - 7, 0), max(col - 7, 0)
         y1, x1 = min(row + 8, h), min(col + 8, w)
-        residual = (signal[:, y0:y1, x0:x1] * weights).sum(axis=0)
-        light = residual.copy()
-        for m in models:
-            my0, my1 = max(m.box[0], y0), min(m.box[1], y1)
-            mx0, mx1 = max(m.box[2], x0), min(m.box[3], x1)
-            if my1 > my0 and mx1 > mx0:
-                inner = (slice(None), slice(my0 - m.box[0], my1 - m.box[0]),
-                         slice(mx0 - m.box[2], mx1 - m.box[2]))
-                sub = (m.model[inner] * weights).sum(axis=0)
-                if group_map is not None and m.footprint is not None:
-                    # on another group, outside its footprint, a model explains
-                    # only its monotonic part: its own wings, not a neighbour's
-                    # light the generator passed through
-                    foreign = ~m.footprint[inner[1:]] & (group_map[my0:my1, mx0:mx1] != 0)
-                    if foreign.any():
-                        kept = wings.get(id(m))
-                        if kept is None or kept[0] is not m:  # (the model held: no id reuse)
-                            kept = wings[id(m)] = (m, _monotonic_model(m))
-                        sub = np.where(foreign, np.minimum(
-                            sub, (kept[1][inner] * weights).sum(axis=0)), sub)
-                residual[my0 - y0:my1 - y0, mx0 - x0:mx1 - x0] -= sub
+        light, residual = _residual((y0, y1, x0, x1), models, signal, weights,
+                                    group_map=group_map, wings=wings)
         window = (slice(y0 - row + 7, y1 - row + 7), slice(x0 - col + 7, x1 - col + 7))
         in_core, in_ring = core[window], ring[window]
         light_core = float(light[in_core].sum())

@@ -375,6 +375,33 @@ def test_a_detection_the_brighter_model_explains_is_dropped():
     assert len(_needed([galaxy, tip], signal, [1.0], aperture, 5.0, groups=set())) == 2
 
 
+def test_a_diffuse_companion_stands_out_by_its_whole_light():
+    """confirm: a faint extended companion (peak 1.8 sigma per pixel) fills
+    the 3x3 aperture's ring with its own light, so the aperture test alone
+    would drop it; the matched filter of its model over its footprint keeps
+    it.  The same model over the galaxy's own light (which the galaxy's
+    model holds) is dropped."""
+    from astrodeblend.pipeline import _model_stands_out, _needed, _significance
+
+    shape, rng = (64, 64), np.random.default_rng(8)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    galaxy = _gauss_model(shape, 24.0, 32.0, 40.0, 3.0, 3.0)
+    companion = _gauss_model(shape, 42.0, 34.0, 1.8, 5.0, 5.0)
+    for m in (galaxy, companion):
+        m.footprint = np.hypot(xx - m.center[0], yy - m.center[1]) < 12
+    noise = rng.normal(0, 1.0, (1, *shape)).astype(np.float32)
+    signal = galaxy.model + companion.model + noise
+    aperture = _significance(signal[0], (galaxy.model[0] + companion.model[0]) > 0.3)
+    assert aperture[34, 42] > 5.0                      # a detection
+    kept = _needed([galaxy, companion], signal, [1.0], aperture, 5.0)
+    assert [m.center for m in kept] == [galaxy.center, companion.center]
+    # its light, held by the galaxy's model, leaves nothing to stand out
+    holder = type(galaxy)(galaxy.center, galaxy.box, galaxy.model + companion.model,
+                          group=1, footprint=galaxy.footprint)
+    assert not _model_stands_out(companion, [holder], signal, [1.0], aperture, 5.0)
+    assert _model_stands_out(companion, [galaxy], signal, [1.0], aperture, 5.0)
+
+
 
 def test_a_model_explains_no_star_of_another_group_outside_its_footprint():
     """_unexplained: a galaxy's model that passed a separate star's light
