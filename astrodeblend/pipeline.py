@@ -462,8 +462,11 @@ class Deblender:
         # a display stamp (a Galaxy Zoo JPG of the working size) often has no
         # sky to measure the aperture noise on: a galaxy's smooth light passes
         # for noise there, so its S/N assumes white noise
-        aperture = _significance(snr_plane, groups > 0,
-                                 measured=mode == "linear" or h > self.size or w > self.size)
+        if not (mode == "linear" or h > self.size or w > self.size):
+            how = "white"
+        else:
+            how = "differences" if mode == "linear" and not sky.filled else "clipped"
+        aperture = _significance(snr_plane, groups > 0, noise=how)
         n_groups = int(groups.max())
         history.append(f"groups: {n_groups} (10 connected pixels above 3 sigma of the "
                        "smoothed S/N, as photutils detect_sources)")
@@ -1320,24 +1323,40 @@ def band_mapping(n_image, n_model):
     return to_model.astype(np.float32), to_image.astype(np.float32)
 
 
-def _significance(snr, sources, *, measured=True):
+def _significance(snr, sources, *, noise="differences"):
     """Signal-to-noise ``(H, W)`` of 3x3 apertures, in units of their measured noise.
 
-    The aperture sums are scaled by their own sigma-clipped scatter outside
-    ``sources``, so correlated noise (drizzled or resampled images) does not
-    pass for signal.  With ``measured=False`` (or too little sky) the noise
-    is taken as white.
+    The aperture sums are scaled by their own scatter outside ``sources``,
+    so correlated noise (drizzled or resampled images) does not pass for
+    signal.  ``noise``:
+
+    - ``"differences"``: the scatter of second differences of apertures 3
+      pixels apart (`~astrodeblend.detect._difference_noise`): independent
+      apertures, and the smooth outskirts of galaxies beyond the sources,
+      which the clipped spread of the apertures themselves counts as noise,
+      cancel (linear images with sky);
+    - ``"clipped"``: the sigma-clipped spread of the apertures (display
+      images, whose JPEG noise is correlated over its 8 px blocks beyond
+      what differences 3 pixels apart see; frames filled by a galaxy, whose
+      "sky" is its own structure);
+    - ``"white"``: white noise (the mean of 9 pixels has noise 1/3), also
+      where fewer than 100 pixels are left outside ``sources``.
     """
     from scipy.ndimage import uniform_filter
 
-    from .detect import _clipped
+    from .detect import _clipped, _difference_noise
 
     aperture = uniform_filter(snr.astype(np.float32), size=3, mode="nearest")
     sky = sources | ~np.isfinite(aperture)
-    if not measured or (~sky).sum() < 100:
-        return 3.0 * aperture  # white noise: the mean of 9 pixels has noise 1/3
-    _, noise = _clipped(aperture[None], sky)
-    return aperture / np.float32(noise[0])
+    if noise == "white" or (~sky).sum() < 100:
+        return 3.0 * aperture
+    if noise == "clipped":
+        scatter = float(_clipped(aperture[None], sky)[1][0])
+    else:
+        scatter = float(_difference_noise(np.where(sky, 0, aperture)[None], sky)[0])
+    if not scatter > 0:
+        return 3.0 * aperture
+    return aperture / np.float32(scatter)
 
 
 def get_deblender(method="gan", *, model=None, device="auto", max_pixels=None, **options):

@@ -375,6 +375,29 @@ def test_a_detection_the_brighter_model_explains_is_dropped():
     assert len(_needed([galaxy, tip], signal, [1.0], aperture, 5.0, groups=set())) == 2
 
 
+def test_aperture_noise_from_differences_ignores_smooth_outskirts():
+    """_significance: on white noise every estimate gives aperture S/N of
+    unit spread; beside a bright galaxy's smooth outskirts (outside the
+    sources' mask) the clipped spread of the apertures counts that light as
+    noise and halves a star's S/N, differences of apertures 3 px apart do
+    not."""
+    from astrodeblend.pipeline import _significance
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:96, :96]
+    for how in ("white", "differences", "clipped"):
+        pure = _significance(rng.normal(0, 1, (96, 96)).astype(np.float32),
+                             np.zeros((96, 96), bool), noise=how)
+        assert np.std(pure) == pytest.approx(1.0, abs=0.08)
+    wing = 6.0 * np.exp(-np.hypot(xx - 10, yy - 48) / 25.0)
+    star = 10.0 * np.exp(-((xx - 70) ** 2 + (yy - 48) ** 2) / 2.0)
+    snr = (wing + star + rng.normal(0, 1, (96, 96))).astype(np.float32)
+    sources = (np.hypot(xx - 10, yy - 48) < 20) | (np.hypot(xx - 70, yy - 48) < 5)
+    white = _significance(snr, sources, noise="white")[48, 70]
+    assert _significance(snr, sources)[48, 70] == pytest.approx(white, rel=0.1)
+    assert _significance(snr, sources, noise="clipped")[48, 70] < 0.6 * white
+
+
 def test_a_diffuse_companion_stands_out_by_its_whole_light():
     """confirm: a faint extended companion (peak 1.8 sigma per pixel) fills
     the 3x3 aperture's ring with its own light, so the aperture test alone
