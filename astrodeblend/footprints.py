@@ -479,17 +479,25 @@ def _local_bias(shared, model, var_data, keep, *, smooth=BIAS_SMOOTH):
     from scipy.ndimage import gaussian_filter
 
     out = np.zeros_like(model)
-    for band in range(len(model)):
-        inside = keep[band].astype(np.float32)
-        cover = gaussian_filter(inside, smooth, mode="constant")
-        if not inside.any():
-            continue
-        diff = gaussian_filter((shared[band] - model[band]) * inside, smooth, mode="constant")
-        spread = gaussian_filter(var_data[band] * inside, smooth, mode="constant")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean = np.where(cover > 0.05, diff / cover, 0.0)
-            noise = np.where(cover > 0.05, spread / cover, 0.0) / (4 * np.pi * smooth ** 2)
-        out[band] = np.clip(mean ** 2 - noise, 0.0, None)
+    rows = np.flatnonzero(keep.any(axis=(0, 2)))
+    cols = np.flatnonzero(keep.any(axis=(0, 1)))
+    if not rows.size:
+        return out
+    # the footprint's box: outside it every term is zero (mode "constant")
+    box = (slice(None), slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    inside = keep[box].astype(np.float32)
+    sigma = (0.0, smooth, smooth)
+    if (keep[box] == keep[box][:1]).all():  # the bands share their footprint pixels
+        cover = gaussian_filter(inside[:1], sigma, mode="constant")
+    else:
+        cover = gaussian_filter(inside, sigma, mode="constant")
+    diff = gaussian_filter((shared[box] - model[box]) * inside, sigma, mode="constant")
+    spread = gaussian_filter(var_data[box] * inside, sigma, mode="constant")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        seen = cover > 0.05
+        mean = np.where(seen, diff / cover, 0.0)
+        noise = np.where(seen, spread / cover, 0.0) / np.float32(4 * np.pi * smooth ** 2)
+    out[box] = np.clip(mean * mean - noise, 0.0, None)
     return out
 
 
