@@ -574,22 +574,36 @@ def _clipped_plane(data, mask, *, sigma=3.0, iterations=5):
     sub = far[::step, ::step]
     x, y = (xx[sub] - xc) / max(w, 1), (yy[sub] - yc) / max(h, 1)
     design = np.column_stack([np.ones(x.size), x, y])
-    slopes = np.zeros((c, 2))
-    for band in range(c):
-        values = data[band, ::step, ::step][sub].astype(np.float64)
-        kept = np.isfinite(values)
-        if kept.sum() < 30:
-            continue
-        for _ in range(iterations):
-            coef = np.linalg.lstsq(design[kept], values[kept], rcond=None)[0]
-            resid = values - design @ coef
-            spread = np.std(resid[kept])
-            now = np.isfinite(values) & (np.abs(resid) <= sigma * spread)
-            if not spread > 0 or now.sum() < 30 or np.array_equal(now, kept):
-                break
-            kept = now
-        slopes[band] = coef[1:]
-    slopes = slopes.astype(np.float32)
+    moments = np.column_stack([np.ones(x.size), x, y, x * x, x * y, y * y])
+    values = data[:, ::step, ::step][:, sub].astype(np.float64)  # (C, n)
+    finite = np.isfinite(values)
+    values = np.where(finite, values, 0.0)
+    kept = finite
+    # every band at once: normal equations of the 3-parameter fit per band;
+    # a band stops when its clipping converges (or too few pixels are left)
+    active = kept.sum(axis=1) >= 30
+    coef = np.zeros((c, 3))
+    for _ in range(iterations):
+        if not active.any():
+            break
+        weights = kept.astype(np.float64)
+        # the normal matrices from the weighted moments 1, x, y, x2, xy, y2 (one product)
+        m = weights @ moments
+        normal = m[:, [[0, 1, 2], [1, 3, 4], [2, 4, 5]]]  # (C, 3, 3)
+        right = (weights * values) @ design
+        # the pseudo-inverse: a degenerate design (sky pixels on one line) fits no slope
+        solved = np.einsum("cij,cj->ci", np.linalg.pinv(normal), right)
+        coef[active] = solved[active]
+        resid = values - coef @ design.T
+        count = kept.sum(axis=1)
+        mean = (resid * kept).sum(axis=1) / np.maximum(count, 1)
+        spread = np.sqrt(((resid - mean[:, None]) ** 2 * kept).sum(axis=1)
+                         / np.maximum(count, 1))
+        now = finite & (np.abs(resid) <= sigma * spread[:, None])
+        stop = ~(spread > 0) | (now.sum(axis=1) < 30) | (now == kept).all(axis=1)
+        kept = np.where((active & ~stop)[:, None], now, kept)
+        active &= ~stop
+    slopes = coef[:, 1:].astype(np.float32)
     tilt = (slopes[:, 0, None, None] * ((np.arange(w, dtype=np.float32) - xc) / max(w, 1))
             + slopes[:, 1, None, None] * ((np.arange(h, dtype=np.float32)[:, None] - yc)
                                           / max(h, 1)))
