@@ -429,9 +429,9 @@ def _significant_mask(data, level, noise, bad, *, n_sigma=3.0, n_pixels=10, grow
     found = segmap > 0
     # grow each source by half its radius (at least ``grow``): wings reach far
     radius = np.sqrt(np.bincount(segmap.ravel()) / np.pi)
+    reach = np.maximum(0.5 * radius, grow)  # per source
     distance, (iy, ix) = distance_transform_edt(~found, return_indices=True)
-    reach = np.maximum(0.5 * radius[segmap[iy, ix]], grow)
-    return distance <= reach
+    return distance <= reach[segmap[iy, ix]]
 
 
 def estimate_sky(image, *, box_size=64, mask=None):

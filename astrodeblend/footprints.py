@@ -673,7 +673,7 @@ def sweep_halos(data, bad, cutouts, origins, segmap, noise, centers, *, smooth=3
     centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
     flux = np.array([max(float(cut.sum()), 0.0) for cut in cutouts])
     owner = np.empty(ys.size, dtype=np.int64)
-    chunk = max(1, 2 ** 22 // max(len(cutouts), 1))
+    chunk = max(1, 2 ** 20 // max(len(cutouts), 1))  # float64 temporaries of 8 MB
     for start in range(0, ys.size, chunk):
         dx = xs[start:start + chunk, None] - centers[None, :, 0]
         dy = ys[start:start + chunk, None] - centers[None, :, 1]

@@ -467,6 +467,11 @@ class Deblender:
         else:
             how = "differences" if mode == "linear" and not sky.filled else "clipped"
         aperture = _significance(snr_plane, groups > 0, noise=how)
+        # frame-size planes no longer needed (memory of large images); display
+        # images keep their data, which their sources share
+        del snr_plane, sky, level
+        if mode == "linear":
+            data = None
         n_groups = int(groups.max())
         history.append(f"groups: {n_groups} (10 connected pixels above 3 sigma of the "
                        "smoothed S/N, as photutils detect_sources)")
