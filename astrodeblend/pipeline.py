@@ -514,7 +514,9 @@ class Deblender:
                              group_map=territory, wings=wings)
         if added:
             methods.add("photutils")
-            models += yield from self._models(work, pad, added, plans, mode, bands, groups)
+            extra = yield from self._models(work, pad, added, plans, mode, bands, groups)
+            # two photutils peaks of one galaxy the models left unexplained
+            models += _merge_duplicates(extra, sky=None if mode == "linear" else pad, reach=2.0)
         history.append(f"detect: {' + '.join(sorted(methods)) or 'nothing to search'} "
                        f"(CenterDetector threshold={self.detect_threshold}, agreement of "
                        f"shifted stamps, min S/N {self.min_snr}; photutils peaks where it "
@@ -1144,13 +1146,14 @@ def _edge_duplicates(points, aperture, local_max, touches_edge, *, margin=_EDGE_
             if k == top or _near_peak(local_max, *p) or snr[k] < body * snr[top]]
 
 
-def _merge_duplicates(models, *, similarity=0.9, sky=None):
+def _merge_duplicates(models, *, similarity=0.9, sky=None, reach=1.0):
     """Drop sources whose model is the same galaxy as a brighter neighbour's.
 
-    Where the generator, asked for two centres within the brighter one's
-    half-light radius, returns nearly the same image (cosine similarity of
-    the band-summed positive models, less ``sky``, above ``similarity``),
-    the two centres are knots of one galaxy: the fainter model is dropped.
+    Where the generator, asked for two centres within ``reach`` times the
+    brighter one's half-light radius, returns nearly the same image (cosine
+    similarity of the band-summed positive models, less ``sky``, above
+    ``similarity``), the two centres are knots of one galaxy: the fainter
+    model is dropped.
     """
     models_sky = [m.model for m in _less_sky(models, sky)]
     order = sorted(range(len(models)), key=lambda i: -float(models_sky[i].sum()))
@@ -1162,7 +1165,7 @@ def _merge_duplicates(models, *, similarity=0.9, sky=None):
         for j in kept:
             k = models[j]
             if k.group != m.group or np.hypot(m.center[0] - k.center[0],
-                                             m.center[1] - k.center[1]) > radius[j]:
+                                             m.center[1] - k.center[1]) > reach * radius[j]:
                 continue
             y0, y1 = max(m.box[0], k.box[0]), min(m.box[1], k.box[1])
             x0, x1 = max(m.box[2], k.box[2]), min(m.box[3], k.box[3])

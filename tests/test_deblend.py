@@ -398,6 +398,24 @@ def test_aperture_noise_from_differences_ignores_smooth_outskirts():
     assert _significance(snr, sources, noise="clipped")[48, 70] < 0.6 * white
 
 
+def test_two_centres_on_one_galaxy_are_merged_within_reach():
+    """_merge_duplicates: two centres 5.5 px apart whose models are the same
+    galaxy (half-light radius about 4 px) are merged with ``reach=2`` (the
+    photutils candidates the pipeline adds), not with the default reach of one
+    half-light radius; two different galaxies at that distance never are."""
+    from astrodeblend.pipeline import _half_light_radius, _merge_duplicates
+
+    shape = (64, 64)
+    one = _gauss_model(shape, 30.0, 32.0, 10.0, 3.5, 3.5)
+    other = _gauss_model(shape, 35.5, 32.0, 9.5, 3.5, 3.5)
+    other.model = one.model * 0.95  # the generator returns the same galaxy
+    assert 3.0 < _half_light_radius(one) < 5.5
+    assert len(_merge_duplicates([one, other])) == 2
+    assert [m.center for m in _merge_duplicates([one, other], reach=2.0)] == [one.center]
+    apart = _gauss_model(shape, 35.5, 32.0, 9.5, 1.5, 1.5)
+    assert len(_merge_duplicates([one, apart], reach=2.0)) == 2
+
+
 def test_a_diffuse_companion_stands_out_by_its_whole_light():
     """confirm: a faint extended companion (peak 1.8 sigma per pixel) fills
     the 3x3 aperture's ring with its own light, so the aperture test alone
