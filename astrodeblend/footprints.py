@@ -61,7 +61,7 @@ WING_SCALE = (0.2, 5.0)
 #: 5.3 / 5.0 % and 5.5 / 5.0 % against 5.2 / 4.9 % at 4).
 WEIGHTED_SIGMA = 4.0
 #: Gaussian sigma (pixels) over which ``'weighted'`` sources measure where their model
-#: departs from the data (`_local_bias`): the data are taken there instead.
+#: departs from the data (`share_flux`): the data are taken there instead.
 BIAS_SMOOTH = 3.0
 
 
