@@ -44,7 +44,7 @@ import numpy as np
 
 from ._version import __version__
 from .errors import CheckpointError, InvalidInputError
-from .footprints import MODEL_ERROR, WEIGHTED_SIGMA
+from .footprints import HALO_SIGMA, MODEL_ERROR, WEIGHTED_SIGMA
 from .image import GalaxyImage, as_galaxy_image
 from .result import DeblendResult
 from .utils import plural, resolve_device
@@ -565,9 +565,9 @@ class Deblender:
         if mode == "linear" and self.halos:
             cutouts, origins, segmap = sweep_halos(signal, bad, cutouts, origins, segmap, noise,
                                                    xy)
-            history.append("halos: the smoothed light outside the footprints (Gaussian of 3 px, "
-                           "above 3 sigma, touching a footprint) given to the source of "
-                           "largest flux / distance**2")
+            history.append(f"halos: the smoothed light outside the footprints (Gaussian of "
+                           f"3 px, above {HALO_SIGMA:g} sigma, touching a footprint) given to "
+                           f"the source of largest flux / distance**2")
         how = {"weighted": f"each footprint pixel the inverse-variance weighted mean of the "
                            f"source's share of the input (noise) and its model (error "
                            f"{MODEL_ERROR:.0%}), the model's part scaled to the share's flux",
