@@ -573,8 +573,8 @@ def _clipped_plane(data, mask, *, sigma=3.0, iterations=5):
         far = ~mask
     sub = far[::step, ::step]
     x, y = (xx[sub] - xc) / max(w, 1), (yy[sub] - yc) / max(h, 1)
-    design = np.column_stack([np.ones(x.size), x, y])
     moments = np.column_stack([np.ones(x.size), x, y, x * x, x * y, y * y])
+    design = moments[:, :3]  # a + b x + c y
     values = data[:, ::step, ::step][:, sub].astype(np.float64)  # (C, n)
     finite = np.isfinite(values)
     values = np.where(finite, values, 0.0)

@@ -462,10 +462,12 @@ class Deblender:
         # a display stamp (a Galaxy Zoo JPG of the working size) often has no
         # sky to measure the aperture noise on: a galaxy's smooth light passes
         # for noise there, so its S/N assumes white noise
-        if not (mode == "linear" or h > self.size or w > self.size):
-            how = "white"
+        if mode == "linear" and not sky.filled:
+            how = "differences"
+        elif mode == "linear" or h > self.size or w > self.size:
+            how = "clipped"
         else:
-            how = "differences" if mode == "linear" and not sky.filled else "clipped"
+            how = "white"
         aperture = _significance(snr_plane, groups > 0, noise=how)
         # frame-size planes no longer needed (memory of large images); display
         # images keep their data, which their sources share
