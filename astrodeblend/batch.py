@@ -481,8 +481,11 @@ def _prepare_one(input_path, output_path, *, hdu=None, overwrite=False, png=Fals
     or failed) and ``(None, image, state)`` when its image is ready.
     """
     try:
-        state, n_found, detail = _output_state(output_path, input_name=input_path.name,
-                                               model=expect_model)
+        if overwrite:  # replaced whatever it holds: no need to read and verify it
+            state, n_found, detail = "missing", 0, ""
+        else:
+            state, n_found, detail = _output_state(output_path, input_name=input_path.name,
+                                                   model=expect_model)
         if state in ("valid", "foreign") and not overwrite:
             if state == "foreign":
                 return _record("failed", f"{output_path} exists and {detail} "
