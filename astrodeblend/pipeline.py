@@ -461,11 +461,14 @@ class Deblender:
         groups, smoothed = find_groups(snr_plane, bad.all(axis=0), n_sigma=3.0, n_pixels=10)
         # a display stamp (a Galaxy Zoo JPG of the working size) often has no
         # sky to measure the aperture noise on: a galaxy's smooth light passes
-        # for noise there, so its S/N assumes white noise
+        # for noise there, so its S/N assumes white noise; larger display
+        # images have sky, its noise skewed by the black clip: its upper tail
         if mode == "linear" and not sky.filled:
             how = "differences"
-        elif mode == "linear" or h > self.size or w > self.size:
+        elif mode == "linear":
             how = "clipped"
+        elif h > self.size or w > self.size:
+            how = "tail"
         else:
             how = "white"
         aperture = _significance(snr_plane, groups > 0, noise=how)
@@ -1333,6 +1336,17 @@ def band_mapping(n_image, n_model):
     return to_model.astype(np.float32), to_image.astype(np.float32)
 
 
+# quantile of the sky's 3x3-aperture sums whose distance from their median sets the
+# aperture noise of display images (_significance's "tail": the JPEG noise's upper tail,
+# clipped at black, is wider than its clipped spread): 0.99, 2.33 Gaussian sigma.  Whole
+# Galaxy Zoo JPGs give 770 sources on 30 images against 1,620 with the clipped spread; the
+# 128 px paper scenes 5.05 spurious sources per scene against 5.37, both galaxies found in
+# 91.5 % as before
+_TAIL_QUANTILE = 0.99
+# fewest sky apertures from which that quantile is taken (ten beyond it at least)
+_TAIL_MIN = 1000
+
+
 def _significance(snr, sources, *, noise="differences"):
     """Signal-to-noise ``(H, W)`` of 3x3 apertures, in units of their measured noise.
 
@@ -1345,14 +1359,21 @@ def _significance(snr, sources, *, noise="differences"):
       apertures, and the smooth outskirts of galaxies beyond the sources,
       which the clipped spread of the apertures themselves counts as noise,
       cancel (linear images with sky);
-    - ``"clipped"``: the sigma-clipped spread of the apertures (display
-      images, whose JPEG noise is correlated over its 8 px blocks beyond
-      what differences 3 pixels apart see; frames filled by a galaxy, whose
-      "sky" is its own structure);
+    - ``"clipped"``: the sigma-clipped spread of the apertures (frames
+      filled by a galaxy, whose "sky" is its own structure);
+    - ``"tail"``: the same, or, where larger, the width of the apertures'
+      upper tail: the distance from their median to their
+      ``_TAIL_QUANTILE`` quantile, in units of a Gaussian's (display images,
+      JPG and PNG: their noise is correlated over the JPEG's 8 px blocks
+      beyond what differences 3 pixels apart see, and skewed, the sky
+      clipped at black, so that false detections come from an upper tail
+      1.1-1.4 times wider than the clipped spread on the Galaxy Zoo JPGs;
+      with fewer than ``_TAIL_MIN`` apertures, the clipped spread alone);
     - ``"white"``: white noise (the mean of 9 pixels has noise 1/3), also
       where fewer than 100 pixels are left outside ``sources``.
     """
     from scipy.ndimage import uniform_filter
+    from scipy.special import ndtri
 
     from .detect import _clipped, _difference_noise
 
@@ -1360,8 +1381,12 @@ def _significance(snr, sources, *, noise="differences"):
     sky = sources | ~np.isfinite(aperture)
     if noise == "white" or (~sky).sum() < 100:
         return 3.0 * aperture
-    if noise == "clipped":
+    if noise in ("clipped", "tail"):
         scatter = float(_clipped(aperture[None], sky)[1][0])
+        values = aperture[~sky]
+        if noise == "tail" and values.size >= _TAIL_MIN:
+            upper = np.quantile(values, _TAIL_QUANTILE) - np.median(values)
+            scatter = max(scatter, float(upper / ndtri(_TAIL_QUANTILE)))
     else:
         scatter = float(_difference_noise(np.where(sky, 0, aperture)[None], sky)[0])
     if not scatter > 0:

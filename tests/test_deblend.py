@@ -385,7 +385,7 @@ def test_aperture_noise_from_differences_ignores_smooth_outskirts():
 
     rng = np.random.default_rng(3)
     yy, xx = np.mgrid[:96, :96]
-    for how in ("white", "differences", "clipped"):
+    for how in ("white", "differences", "clipped", "tail"):
         pure = _significance(rng.normal(0, 1, (96, 96)).astype(np.float32),
                              np.zeros((96, 96), bool), noise=how)
         assert np.std(pure) == pytest.approx(1.0, abs=0.08)
@@ -396,6 +396,25 @@ def test_aperture_noise_from_differences_ignores_smooth_outskirts():
     white = _significance(snr, sources, noise="white")[48, 70]
     assert _significance(snr, sources)[48, 70] == pytest.approx(white, rel=0.1)
     assert _significance(snr, sources, noise="clipped")[48, 70] < 0.6 * white
+
+
+def test_display_aperture_noise_follows_the_upper_tail():
+    """_significance "tail" (display images): on noise clipped at black, as a
+    JPEG's sky, the apertures' upper tail is wider than their clipped spread,
+    and pure noise reaches min_snr 5 with the clipped spread; scaled by the
+    tail, their 99th percentile is a Gaussian's 2.33 and none reaches 5."""
+    from astrodeblend.pipeline import _significance
+
+    rng = np.random.default_rng(4)
+    everywhere = np.zeros((160, 160), bool)
+    for _ in range(3):
+        sky = np.clip(rng.normal(0.0, 1.0, (160, 160)), 0, None).astype(np.float32)
+        clipped = _significance(sky, everywhere, noise="clipped")
+        tail = _significance(sky, everywhere, noise="tail")
+        clipped, tail = clipped - np.median(clipped), tail - np.median(tail)
+        assert (clipped > 5).any()
+        assert np.quantile(tail, 0.99) == pytest.approx(2.326, abs=0.01)
+        assert tail.max() < 5
 
 
 def test_two_centres_on_one_galaxy_are_merged_within_reach():
