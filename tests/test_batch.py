@@ -190,6 +190,25 @@ def test_restart_skips_done_and_redoes_damaged(cutouts, tmp_path):
     assert good.stat().st_mtime_ns != before[0]
 
 
+def test_overwrite_replaces_outputs_without_reading_them(cutouts, tmp_path, monkeypatch):
+    """With overwrite, existing outputs (ours, damaged or foreign) are replaced
+    without being opened and verified first (their checksums cost as much as
+    deblending a small cutout)."""
+    out = tmp_path / "out"
+    deblend_files(cutouts, out, method=METHOD, progress=False)
+    (out / "cut001_deblended.fits").write_bytes(b"not a FITS file")
+    fits.writeto(out / "cut002_deblended.fits", np.zeros((4, 4), np.float32), overwrite=True)
+
+    def never(*args, **kwargs):
+        raise AssertionError("an output was read although it is replaced")
+
+    monkeypatch.setattr(batch, "_output_state", never)
+    summary = deblend_files(cutouts, out, method=METHOD, overwrite=True, progress=False)
+    assert (summary.n_done, summary.n_skipped, summary.n_failed) == (3, 0, 0)
+    for name in ("cut000", "cut001", "cut002"):
+        assert_valid_output(out / f"{name}_deblended.fits")
+
+
 def test_foreign_outputs_are_not_replaced(cutouts, tmp_path):
     out = tmp_path / "out"
     out.mkdir()

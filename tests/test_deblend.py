@@ -406,11 +406,11 @@ def test_display_aperture_noise_follows_the_upper_tail():
     from astrodeblend.pipeline import _significance
 
     rng = np.random.default_rng(4)
-    everywhere = np.zeros((160, 160), bool)
+    no_sources = np.zeros((160, 160), bool)
     for _ in range(3):
         sky = np.clip(rng.normal(0.0, 1.0, (160, 160)), 0, None).astype(np.float32)
-        clipped = _significance(sky, everywhere, noise="clipped")
-        tail = _significance(sky, everywhere, noise="tail")
+        clipped = _significance(sky, no_sources, noise="clipped")
+        tail = _significance(sky, no_sources, noise="tail")
         clipped, tail = clipped - np.median(clipped), tail - np.median(tail)
         assert (clipped > 5).any()
         assert np.quantile(tail, 0.99) == pytest.approx(2.326, abs=0.01)
