@@ -481,12 +481,10 @@ def _prepare_one(input_path, output_path, *, hdu=None, overwrite=False, png=Fals
     or failed) and ``(None, image, state)`` when its image is ready.
     """
     try:
-        if overwrite:  # replaced whatever it holds: no need to read and verify it
-            state, n_found, detail = "missing", 0, ""
-        else:
-            state, n_found, detail = _output_state(output_path, input_name=input_path.name,
-                                                   model=expect_model)
-        if state in ("valid", "foreign") and not overwrite:
+        # with overwrite the output is replaced whatever it holds: not read
+        state, n_found, detail = ("missing", 0, "") if overwrite else _output_state(
+            output_path, input_name=input_path.name, model=expect_model)
+        if state in ("valid", "foreign"):
             if state == "foreign":
                 return _record("failed", f"{output_path} exists and {detail} "
                                "(use --overwrite to replace it, or another output folder)"), \

@@ -1383,8 +1383,8 @@ def _significance(snr, sources, *, noise="differences"):
         return 3.0 * aperture
     if noise in ("clipped", "tail"):
         scatter = float(_clipped(aperture[None], sky)[1][0])
-        values = aperture[~sky]
-        if noise == "tail" and values.size >= _TAIL_MIN:
+        if noise == "tail" and (~sky).sum() >= _TAIL_MIN:
+            values = aperture[~sky]
             upper = np.quantile(values, _TAIL_QUANTILE) - np.median(values)
             scatter = max(scatter, float(upper / ndtri(_TAIL_QUANTILE)))
     else:
