@@ -666,21 +666,47 @@ def _difference_noise(data, bad, lag=3, max_values=2 ** 12):
 
 
 def _background_2d(data, mask, box_size):
+    """Photutils' 2-D background of each band: box medians, bilinear between box centres.
+
+    `photutils.background.Background2D` (median of each box's sigma-clipped
+    pixels, boxes more than half masked left out and filled from their
+    neighbours, a 3x3 median filter of the boxes) gives the low-resolution
+    mesh; it is resized to the frame as photutils' own zoom interpolator
+    does (`_zoom_mesh`), but bilinear: half the cost of the cubic spline,
+    as smooth a sky.  (Photutils 3.0 deprecates choosing its interpolator;
+    the mesh is its public result.)
+    """
     from astropy.stats import SigmaClip
-    from photutils.background import Background2D, BkgZoomInterpolator, MedianBackground
+    from photutils.background import Background2D, MedianBackground
 
     planes = []
     for plane in data:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # masked boxes, sigma clipping's messages
             bkg = Background2D(plane, box_size, mask=mask, filter_size=3,
                                sigma_clip=SigmaClip(sigma=3.0, maxiters=10),
-                               bkg_estimator=MedianBackground(), exclude_percentile=50,
-                               # bilinear between box centres: half the cost of
-                               # the default cubic spline, as smooth a sky
-                               interpolator=BkgZoomInterpolator(order=1))
-        planes.append(np.asarray(bkg.background, dtype=np.float32))
+                               bkg_estimator=MedianBackground(), exclude_percentile=50)
+            mesh = np.asarray(bkg.background_mesh)
+        planes.append(_zoom_mesh(mesh, box_size, plane.shape))
     return np.stack(planes)
+
+
+def _zoom_mesh(mesh, box_size, shape):
+    """Resize a background mesh to ``shape``: bilinear, box centres on the mesh values.
+
+    What photutils' ``BkgZoomInterpolator(order=1)`` does: `scipy.ndimage.zoom`
+    by the box size with ``grid_mode=True`` (each mesh value the centre of
+    its box), cropped to the frame and clipped to the mesh's range; a flat
+    mesh gives a flat frame.
+    """
+    from scipy.ndimage import zoom
+
+    low, high = float(np.min(mesh)), float(np.max(mesh))
+    if low == high:
+        return np.full(shape, low, dtype=np.float32)
+    full = zoom(mesh, box_size, order=1, mode="reflect", grid_mode=True)
+    full = full[:shape[0], :shape[1]]
+    return np.clip(full, low, high).astype(np.float32)
 
 
 #: 8-connectivity, as photutils' default

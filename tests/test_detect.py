@@ -10,10 +10,12 @@ from astropy.wcs import WCS
 from astrodeblend import GalaxyImage, InvalidInputError
 from astrodeblend.detect import (
     CATALOG_COLUMNS,
+    _background_2d,
     _clipped_stats,
     _difference_noise,
     _label_sources,
     _multithreshold,
+    _zoom_mesh,
     background_and_noise,
     detection_image,
     estimate_sky,
@@ -314,3 +316,44 @@ def test_small_frames_get_a_sky_plane_display_images_a_level():
     levels = [float(estimate_sky(rng.normal(0, 1, (1, 96, 96))).level.mean())
               for _ in range(60)]
     assert abs(np.mean(levels)) < 0.01
+
+
+def test_zoom_mesh_is_bilinear_between_box_centres():
+    """Each mesh value sits at the centre of its box; between centres the frame is the
+    straight line through them, beyond the outer centres flat, the last box cut."""
+    mesh = np.array([[0.0, 1.0, 3.0]] * 2, dtype=np.float32)    # 2 x 3 boxes of 4 px
+    frame = _zoom_mesh(mesh, 4, (7, 11))                        # the last boxes partial
+    assert frame.shape == (7, 11) and frame.dtype == np.float32
+    u = (np.arange(11) + 0.5) / 4 - 0.5                           # column in mesh units
+    expected = np.interp(u, [0, 1, 2], [0.0, 1.0, 3.0])
+    np.testing.assert_allclose(frame, np.broadcast_to(expected, (7, 11)), atol=1e-6)
+    flat = _zoom_mesh(np.full((2, 2), 2.5, np.float32), 4, (8, 5))
+    assert flat.shape == (8, 5) and np.all(flat == 2.5)
+
+
+def test_two_d_sky_follows_a_gradient_without_deprecated_photutils_api(monkeypatch):
+    """The 2-D background of large frames is photutils' box mesh, resized here: a
+    sky gradient is followed, and photutils is not asked for its interpolator
+    (deprecated in 3.0, removed in 4.0)."""
+    import photutils.background
+
+    calls = []
+    original = photutils.background.Background2D
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(photutils.background, "Background2D", spy)
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[:256, :320]
+    sky = 3.0 + 2.0 * xx / 320 - 1.0 * yy / 256                 # +-1 sigma over the frame
+    data = (sky + rng.normal(0, 1, (2, 256, 320))).astype(np.float32)
+    level = _background_2d(data, np.zeros((256, 320), bool), 64)
+    assert calls and all("interpolator" not in kwargs for kwargs in calls)
+    error = np.abs(level - sky)
+    # 0.14 on average (a constant: 0.54): flat beyond the outer box centres, and the
+    # 3x3 median filter of the boxes bends the gradient at the frame's corners
+    assert error.mean() < 0.2
+    assert error.mean() < 0.35 * np.abs(np.median(data) - sky).mean()
+    assert "Background2D" in estimate_sky(data).method
