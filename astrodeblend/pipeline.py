@@ -404,7 +404,7 @@ class Deblender:
 
     def _steps(self, image, mode, flux):
         """Deblend one image: a generator that yields its network requests (see `_drive`)."""
-        from .detect import estimate_sky, find_groups
+        from .detect import NO_DATA_PIXELS, estimate_sky, find_groups, find_no_data
         from .footprints import (
             fill_masked,
             fit_amplitudes,
@@ -427,11 +427,22 @@ class Deblender:
         bad = ~np.isfinite(image.data)
         if image.mask is not None:
             bad |= image.mask
+        history = []
+        if mode == "linear":
+            # regions of one repeated value (drizzle edges, chip gaps) are
+            # masked like NaN: taken as sky they turned every noise peak into a source
+            empty = find_no_data(image.data) & ~bad
+            if empty.any():
+                bad |= empty
+                image = image.with_data(image.data, mask=bad.copy(),
+                                        uncertainty=image.uncertainty)
+                history.append(f"no data: {int(empty.sum())} pixel values masked, regions of "
+                               f"{NO_DATA_PIXELS}+ pixels of one exact value (find_no_data)")
         if bad.all():
             raise InvalidInputError(f"{image.source or 'image'}: every pixel is masked or "
                                     "non-finite")
-        history = [f"read: {image.source or 'in-memory image'} shape={image.shape} "
-                   f"bands={','.join(image.bands)} masked={bad.mean():.2%}"]
+        history.insert(0, f"read: {image.source or 'in-memory image'} shape={image.shape} "
+                          f"bands={','.join(image.bands)} masked={bad.mean():.2%}")
         bands = band_mapping(c, self.n_bands)
         if c != self.n_bands:
             history.append(f"bands: {c} image bands mapped to the model's "

@@ -303,6 +303,25 @@ def test_default_model_nan_block():
     assert all(c.sum(axis=(1, 2)).min() > 0 for c in result.cutouts)
 
 
+def test_default_model_zero_filled_region_is_no_data():
+    """A drizzle edge: a third of the frame set to exactly 0 is masked like NaN (the
+    same sources as with NaN there, zero in every source, NaN in the residual, marked
+    in the mask); taken as sky it turned the noise into dozens of sources."""
+    blend, _ = sersic_scene((96, 96), [(60.0, 40.0), (70.0, 62.0)], amplitudes=[40, 25],
+                            colours=[[1, 1, 1], [1, 1, 1]], seed=4)
+    zero, nan = blend.copy(), blend.copy()
+    zero[:, :, :32] = 0.0
+    nan[:, :, :32] = np.nan
+    deblender = Deblender.load(device="cpu")
+    result, reference = deblender(zero), deblender(nan)
+    assert result.n_sources == reference.n_sources == 2
+    np.testing.assert_allclose(result.catalog["flux"], reference.catalog["flux"], rtol=1e-4)
+    assert (result.sources[:, :, :, :32] == 0).all()
+    assert np.isnan(result.residual.data[:, :, :32]).all()
+    assert result.blend.mask[:, :, :32].all() and not result.blend.mask[:, :, 32:].any()
+    assert any("no data" in line for line in result.history)
+
+
 def test_all_masked_is_an_error(untrained):
     with pytest.raises(InvalidInputError, match="finite"):
         untrained(np.full((3, 20, 20), np.nan, dtype=np.float32))

@@ -20,6 +20,7 @@ from astrodeblend.detect import (
     detection_image,
     estimate_sky,
     find_centers,
+    find_no_data,
 )
 
 
@@ -359,3 +360,24 @@ def test_two_d_sky_follows_a_gradient_without_deprecated_photutils_api(monkeypat
     # the boxes alone: 0.14 on average, 0.25 along the edges
     boxes = np.abs(_background_2d(data, np.zeros((256, 320), bool), 64) - sky)
     assert boxes[:, edges].mean() > 0.1
+
+
+def test_no_data_regions_are_runs_of_one_exact_value():
+    """Constant fills (a drizzle edge, a zero row of a reprojected frame) are found in
+    the band that has them; noise, count data and a noiseless simulation's sky are not
+    taken for missing data."""
+    rng = np.random.default_rng(5)
+    data = rng.normal(3.0, 1.0, (2, 60, 80)).astype(np.float32)
+    data[0, :, 60:] = 0.0                       # band 0: a drizzle edge
+    data[1, 0] = 0.0                            # band 1: one zero row (80 pixels)
+    data[1, 30:33, 10:13] = 7.0                 # 9 pixels: too few to count
+    found = find_no_data(data)
+    assert found[0, :, 60:].all() and not found[0, :, :60].any()
+    assert found[1, 0].all() and found[1].sum() == 80
+    assert not find_no_data(rng.normal(0, 1, (1, 60, 80))).any()
+    counts = rng.poisson(0.5, (1, 60, 80)).astype(np.float32)   # mostly 0, in clumps
+    assert not find_no_data(counts).any()
+    yy, xx = np.mgrid[:60, :80]
+    noiseless = Sersic2D(10, 5, 1, 40, 30)(xx, yy).astype(np.float32)
+    noiseless[noiseless < 1e-3] = 0.0           # an exact zero sky around the galaxy
+    assert not find_no_data(noiseless).any()
