@@ -80,7 +80,7 @@ from .io import FITS_SUFFIXES, IMAGE_SUFFIXES, default_output_path
 from .utils import HAS_DASK, header_name, name_from_header, plural
 from .utils import progress as _progress_bar
 
-__all__ = ["BatchSummary", "deblend_files", "deblend_from_cli", "expand_inputs",
+__all__ = ["BatchSummary", "deblend_files", "deblend_from_cli", "expand_inputs", "mask_path",
            "parse_background", "INPUT_SUFFIXES", "LOG_COLUMNS", "LOG_NAME", "LOCK_NAME",
            "MODES", "FLUX_METHODS", "GROUP_FILES", "GROUP_PIXELS", "WORKER_GROUP"]
 
@@ -473,8 +473,34 @@ GROUP_FILES = 32
 GROUP_PIXELS = 2 ** 23
 
 
+def mask_path(input_path, mask):
+    """Return the mask file of one input, or None.
+
+    ``mask`` is a file for every input, or a name with ``{stem}`` for the
+    input's file name less its suffix, relative to the input's folder:
+    ``'{stem}_mask.fits'`` gives ``data/ic3478rss_256_mask.fits`` for
+    ``data/ic3478rss_256.fits``.
+
+    Examples
+    --------
+    >>> mask_path("data/ic3478rss_256.fits", "{stem}_mask.fits").as_posix()
+    'data/ic3478rss_256_mask.fits'
+    >>> mask_path("data/a.fits.gz", "/masks/all.fits").as_posix()
+    '/masks/all.fits'
+    """
+    from .io.fits_output import _input_stem
+
+    if mask is None:
+        return None
+    mask = str(mask)
+    if "{stem}" not in mask:
+        return Path(mask).expanduser()
+    path = Path(mask.replace("{stem}", _input_stem(input_path))).expanduser()
+    return path if path.is_absolute() else Path(input_path).parent / path
+
+
 def _prepare_one(input_path, output_path, *, hdu=None, overwrite=False, png=False,
-                 expect_model=None, max_image_pixels=None, **_):
+                 expect_model=None, max_image_pixels=None, mask=None, **_):
     """Check one task's output and read its input.
 
     Returns ``(record, None, state)`` when the task is settled here (skipped
@@ -499,7 +525,8 @@ def _prepare_one(input_path, output_path, *, hdu=None, overwrite=False, png=Fals
             return _record("skipped", reason, n_found), None, None
         from .io import read_image
 
-        return None, read_image(input_path, hdu=hdu, max_pixels=max_image_pixels), \
+        return None, read_image(input_path, hdu=hdu, max_pixels=max_image_pixels,
+                                mask=mask_path(input_path, mask)), \
             (state, detail)
     except Exception as exc:  # noqa: BLE001 - reported per input, the batch goes on
         return _failure(exc, input_path), None, None
@@ -1121,7 +1148,8 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
                   device="auto", hdu=None, overwrite=False, png=False, workers=1,
                   scheduler=None, client=None, max_pixels=None, mode="auto",
                   background="auto", flux=None, full_frame=False, progress=True,
-                  max_image_pixels=None, batch_size=None, augment=None, halos=None):
+                  max_image_pixels=None, batch_size=None, augment=None, halos=None,
+                  mask=None):
     """Deblend many image files into one FITS result each, restartably.
 
     Each input ``<stem>.<ext>`` gives ``output_dir/<stem>_deblended.fits``
@@ -1198,6 +1226,13 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
         Give each source the smoothed faint light just outside the
         footprints (``'gan'`` only; `astrodeblend.pipeline.Deblender`);
         None: the deblender's default, on.
+    mask : str or path, optional
+        Bad-pixel flags for the inputs (`astrodeblend.io.read_image`'s
+        ``mask``): one file for every input, or a name with ``{stem}``, the
+        input's name less its suffix, in the input's folder
+        (``'{stem}_mask.fits'``; `mask_path`).  An input whose mask is
+        missing or does not fit it fails.  An output made before is not
+        made again for a new mask without ``overwrite``.
 
     Returns
     -------
@@ -1316,6 +1351,7 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
                 deblender=deblender, workers=workers, scheduler=scheduler, client=client,
                 options={"hdu": hdu, "overwrite": bool(overwrite), "png": bool(png),
                          "expect_model": expect_model, "max_image_pixels": max_image_pixels,
+                         **({"mask": str(mask)} if mask is not None else {}),
                          **({"full_frame": True} if full_frame else {})},
                 progress=progress, pool=pool)
     finally:
@@ -1456,7 +1492,7 @@ def deblend_from_cli(args):
             flux=getattr(args, "flux", None), full_frame=getattr(args, "full_frame", False),
             batch_size=getattr(args, "batch_size", None), augment=getattr(args, "augment", None),
             halos=False if getattr(args, "no_halos", False) else None,
-            progress=not args.no_progress)
+            mask=getattr(args, "mask", None), progress=not args.no_progress)
     except KeyboardInterrupt as exc:
         done = getattr(exc, "summary", None)
         if done is not None:

@@ -331,6 +331,11 @@ def _add_deblend(sub):
     p.add_argument("--hdu", default=None,
                    help="HDU name or number to read (FITS; default: the first HDU with image "
                         "data)")
+    p.add_argument("--mask", default=None, metavar="MASK",
+                   help="bad-pixel flags (FITS, non-zero = bad), added to each input's own "
+                        "mask: one file for all inputs, or a name with {stem} (the input's "
+                        "name less its suffix) in each input's folder, e.g. "
+                        "'{stem}_mask.fits'")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--png", action="store_true", help="also write a quick-look PNG per input")
     p.add_argument("--workers", type=_positive_int, default=1,

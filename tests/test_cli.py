@@ -174,6 +174,28 @@ def test_failed_input_names_its_path_once(tmp_path, capsys):
     assert "a.fits: a.fits" not in log and f"{bad}: {bad}" not in log
 
 
+def test_mask_template_per_input(tmp_path, capsys):
+    """--mask '{stem}_mask.fits' finds each input's mask in its folder: its pixels go to
+    no source and BLENDMSK marks them; an input without its mask fails on one line and
+    the others are done (exit status 1)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    a, b = _blend_file(data / "a.fits"), _blend_file(data / "b.fits")
+    flags = np.zeros((40, 40), np.uint8)
+    flags[:, :8] = 1
+    fits.writeto(data / "a_mask.fits", flags)
+    status = main(["deblend", str(a), str(b), "--mask", "{stem}_mask.fits", "--output-dir",
+                   str(tmp_path / "out"), "--method", "segmentation", "--no-progress"])
+    assert status == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(err) == 1 and "b_mask.fits" in err[0] and "no such file" in err[0]
+    with fits.open(tmp_path / "out" / "a_deblended.fits") as hdul:
+        assert hdul["BLENDMSK"].data[:, :8].all() and not hdul["BLENDMSK"].data[:, 8:].any()
+        assert np.isnan(hdul["RESIDUAL"].data[:, :8]).all()
+        assert hdul["BLEND"].header["MASKFILE"] == "a_mask.fits"
+    assert not (tmp_path / "out" / "b_deblended.fits").exists()
+
+
 def test_summary_says_one_source_and_one_file(tmp_path, capsys):
     yy, xx = np.mgrid[:40, :40]
     plane = np.exp(-0.5 * ((xx - 20) ** 2 + (yy - 20) ** 2) / 6)

@@ -90,14 +90,18 @@ def default_output_path(input_path, output_dir):
     >>> default_output_path("123.jpg", "out").name
     '123_deblended.fits'
     """
+    return Path(output_dir) / f"{_input_stem(input_path)}_deblended.fits"
+
+
+def _input_stem(input_path):
+    """Return an input's file name without its image suffix (``.fits.gz``, ``.jpg``, ...)."""
     name = Path(input_path).name
     lower = name.lower()
     for suffix in sorted(FITS_SUFFIXES + IMAGE_SUFFIXES + (".gz", ".bz2"), key=len,
                          reverse=True):
         if lower.endswith(suffix) and len(name) > len(suffix):
-            name = name[: -len(suffix)]
-            break
-    return Path(output_dir) / f"{name}_deblended.fits"
+            return name[: -len(suffix)]
+    return name
 
 
 # --------------------------------------------------------------------- writer

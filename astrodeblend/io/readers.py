@@ -36,6 +36,7 @@ from ._files import (  # noqa: F401 (MAX_*, _default_max_pixels: importable from
 )
 from ._fits_reader import (
     BAD_MASK_PLANES,
+    _bad_pixels,
     _hdu_label,
     _list_hdus,
     _OpenFits,
@@ -50,7 +51,7 @@ __all__ = ["read_image", "read_bands", "describe_image", "MAX_PIXELS", "MAX_ABS_
 
 
 # ----------------------------------------------------------------- public API
-def read_image(path, *, hdu=None, bands=None, max_pixels=None):
+def read_image(path, *, hdu=None, bands=None, max_pixels=None, mask=None):
     """Read a FITS, JPG or PNG file into a `~astrodeblend.GalaxyImage`.
 
     The file type is taken from the first bytes of the file (``SIMPLE  =``
@@ -99,6 +100,13 @@ def read_image(path, *, hdu=None, bands=None, max_pixels=None):
         image of ``max_pixels`` values takes at most about 3 times its
         float32 size (float64 files; 2 times for float32 files): 1.5 GiB at
         the default.
+    mask : str or `~pathlib.Path`, optional
+        A file of bad-pixel flags for the image (FITS, or PNG): its first
+        image, ``(H, W)`` or the image's ``(C, H, W)``, non-zero where a
+        pixel is bad (a mask with ``MP_<NAME>`` bit-plane cards, as LSST
+        and HSC write, flags only the planes of `BAD_MASK_PLANES`), as
+        imfit, GALFIT and SExtractor take masks.  Added to the image's own
+        mask; the file's name goes into the ``MASKFILE`` card.
 
     Returns
     -------
@@ -134,8 +142,25 @@ def read_image(path, *, hdu=None, bands=None, max_pixels=None):
     if bands is not None and (isinstance(bands, str) or not hasattr(bands, "__len__")):
         raise InvalidInputError(f"bands must be a sequence of names, not {bands!r}")
     if _kind(path, head) == "fits":
-        return _read_fits(path, head, hdu=hdu, bands=bands, limit=limit)
-    return _read_pillow(path, bands=bands, limit=limit)
+        image = _read_fits(path, head, hdu=hdu, bands=bands, limit=limit)
+    else:
+        image = _read_pillow(path, bands=bands, limit=limit)
+    return image if mask is None else _with_mask_file(image, path, mask, limit)
+
+
+def _with_mask_file(image, path, mask_path, limit):
+    """Return ``image`` with the bad pixels that the file ``mask_path`` flags added."""
+    flags = read_image(mask_path, max_pixels=limit)
+    values = flags.data[0] if flags.n_bands == 1 else flags.data
+    if values.shape not in (image.shape, image.shape[1:]):
+        raise ReadError(f"{flags.source}: the mask has shape {values.shape}, the image "
+                        f"{path} has {image.shape}")
+    # non-zero flags and non-finite values (a NaN in a mask) are bad
+    bad = np.broadcast_to(_bad_pixels(flags.meta, values) | ~np.isfinite(values), image.shape)
+    combined = bad if image.mask is None else (image.mask | bad)
+    out = image.with_data(image.data, mask=combined, uncertainty=image.uncertainty)
+    out.meta["MASKFILE"] = (header_name(Path(mask_path).name), "file of bad-pixel flags")
+    return out
 
 
 def _distinct_names(paths):

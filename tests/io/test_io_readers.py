@@ -396,3 +396,37 @@ def test_describe_image_fields(tmp_path):
     assert "RA 10.500000 Dec -3.250000 deg" in line
     assert "0.2 arcsec/pix" in line
     assert f"masked {100 / data.size:.2f}%" in line
+
+
+def test_mask_file_adds_bad_pixels(tmp_path):
+    """A separate mask (imfit, GALFIT, SExtractor style: non-zero = bad), 2-D for every
+    band or one plane per band, is added to the image's own mask; LSST bit planes count
+    only where they flag defects; a mask of another shape is a one-line error."""
+    data = np.random.default_rng(0).normal(0, 1, (3, 20, 30)).astype(np.float32)
+    data[1, 0, 0] = np.nan                                   # the image's own bad pixel
+    fits.writeto(tmp_path / "img.fits", data)
+    flags = np.zeros((20, 30), np.int16)
+    flags[5:8, 10:20] = 4
+    fits.writeto(tmp_path / "img_mask.fits", flags)
+    image = read_image(tmp_path / "img.fits", mask=tmp_path / "img_mask.fits")
+    assert image.mask.shape == (3, 20, 30)
+    assert image.mask[:, 5:8, 10:20].all() and image.mask[1, 0, 0]
+    assert image.mask.sum() == 3 * 30 + 1
+    assert image.meta["MASKFILE"] == "img_mask.fits"
+    per_band = np.zeros((3, 20, 30), np.uint8)
+    per_band[2, 0, :5] = 1
+    fits.writeto(tmp_path / "cube_mask.fits", per_band)
+    image = read_image(tmp_path / "img.fits", mask=tmp_path / "cube_mask.fits")
+    assert image.mask[2, 0, :5].all() and image.mask.sum() == 5 + 1
+    lsst = fits.PrimaryHDU(np.array([[1 << 5, 1 << 2] * 15] * 20, dtype=np.int32))
+    lsst.header["HIERARCH MP_DETECTED"] = 5                  # information, not a defect
+    lsst.header["MP_SAT"] = 2
+    lsst.writeto(tmp_path / "lsst_mask.fits")
+    image = read_image(tmp_path / "img.fits", mask=tmp_path / "lsst_mask.fits")
+    assert image.mask[0].sum() == 20 * 15 and not image.mask[0, :, 0].any()
+    fits.writeto(tmp_path / "small_mask.fits", np.zeros((10, 10), np.uint8))
+    with pytest.raises(ReadError, match=r"small_mask.fits: the mask has shape \(10, 10\), "
+                                        r"the image .*img.fits has \(3, 20, 30\)"):
+        read_image(tmp_path / "img.fits", mask=tmp_path / "small_mask.fits")
+    with pytest.raises(ReadError, match="no such file"):
+        read_image(tmp_path / "img.fits", mask=tmp_path / "nothing.fits")
