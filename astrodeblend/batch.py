@@ -1231,8 +1231,9 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
         ``mask``): one file for every input, or a name with ``{stem}``, the
         input's name less its suffix, in the input's folder
         (``'{stem}_mask.fits'``; `mask_path`).  An input whose mask is
-        missing or does not fit it fails.  An output made before is not
-        made again for a new mask without ``overwrite``.
+        missing or does not fit it fails; the masks that a folder or a
+        pattern brings in among the inputs are left out.  An output made
+        before is not made again for a new mask without ``overwrite``.
 
     Returns
     -------
@@ -1370,6 +1371,10 @@ def _run_batch(paths, explicit, reasons, output_dir, *, started, key, local, deb
     # plan: paths only; an output named twice is an error of the later input
     tasks, planned_failures, owners, ignored = [], [], {}, 0
     resolved_dir = output_dir.resolve()
+    # the inputs' mask files (a folder or a pattern takes them in with the images)
+    masks = {} if options.get("mask") is None else {
+        _path_key(mask_path(path, options["mask"])): path for path in paths}
+    n_masks = 0
     for path in paths:
         if path.name.endswith("_deblended.fits") and path.parent.resolve() == resolved_dir:
             if _path_key(path) in explicit:  # named on purpose: say why it is not used
@@ -1377,6 +1382,14 @@ def _run_batch(paths, explicit, reasons, output_dir, *, started, key, local, deb
                                          "an input (name the image it was made from)"))
             else:  # our own outputs, when the output folder is also an input
                 ignored += 1
+            continue
+        owner = masks.get(_path_key(path))
+        if owner is not None and owner != path:
+            if _path_key(path) in explicit:
+                planned_failures.append((path, None, f"is the mask of {owner.name} (--mask), "
+                                         "not an image"))
+            else:
+                n_masks += 1
             continue
         if reasons[path]:
             planned_failures.append((path, None, reasons[path]))
@@ -1387,6 +1400,8 @@ def _run_batch(paths, explicit, reasons, output_dir, *, started, key, local, deb
             continue
         owners[output] = path
         tasks.append((path, output))
+    if n_masks:
+        _note(f"ignored {plural(n_masks, 'mask file')} among the inputs (--mask)")
     if ignored:
         _note(f"ignored {plural(ignored, 'earlier result')} *_deblended.fits of {output_dir} "
               "among the inputs")

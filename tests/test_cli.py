@@ -177,7 +177,7 @@ def test_failed_input_names_its_path_once(tmp_path, capsys):
 def test_mask_template_per_input(tmp_path, capsys):
     """--mask '{stem}_mask.fits' finds each input's mask in its folder: its pixels go to
     no source and BLENDMSK marks them; an input without its mask fails on one line and
-    the others are done (exit status 1)."""
+    the others are done (exit status 1); masks met among the inputs are left out."""
     data = tmp_path / "data"
     data.mkdir()
     a, b = _blend_file(data / "a.fits"), _blend_file(data / "b.fits")
@@ -194,6 +194,13 @@ def test_mask_template_per_input(tmp_path, capsys):
         assert np.isnan(hdul["RESIDUAL"].data[:, :8]).all()
         assert hdul["BLEND"].header["MASKFILE"] == "a_mask.fits"
     assert not (tmp_path / "out" / "b_deblended.fits").exists()
+    # a folder takes the masks in with the images: they are left out, not deblended
+    fits.writeto(data / "b_mask.fits", flags)
+    assert main(["deblend", str(data), "--mask", "{stem}_mask.fits", "--output-dir",
+                 str(tmp_path / "all"), "--method", "segmentation", "--no-progress"]) == 0
+    assert "ignored 2 mask files among the inputs" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "all").glob("*.fits")) == [
+        "a_deblended.fits", "b_deblended.fits"]
 
 
 def test_summary_says_one_source_and_one_file(tmp_path, capsys):
