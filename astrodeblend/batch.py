@@ -80,7 +80,8 @@ from .io import FITS_SUFFIXES, IMAGE_SUFFIXES, default_output_path
 from .utils import HAS_DASK, header_name, name_from_header, plural
 from .utils import progress as _progress_bar
 
-__all__ = ["BatchSummary", "deblend_files", "deblend_from_cli", "expand_inputs", "mask_path",
+__all__ = ["BatchSummary", "band_files", "deblend_files", "deblend_from_cli", "expand_inputs",
+           "mask_path",
            "parse_background", "INPUT_SUFFIXES", "LOG_COLUMNS", "LOG_NAME", "LOCK_NAME",
            "MODES", "FLUX_METHODS", "GROUP_FILES", "GROUP_PIXELS", "WORKER_GROUP"]
 
@@ -224,6 +225,12 @@ def _expand_one(text, base, out, explicit=None):
     path = Path(text).expanduser()
     if base is not None and not path.is_absolute():
         path = base / path
+    if "," in text and not path.exists():  # one file per band: one image
+        group = _band_group(text, base)
+        out.append(group)
+        if explicit is not None:
+            explicit.add(_path_key(group))
+        return
     if path.is_dir():
         out.extend(_folder_images(path) or [path])
     elif path.exists() or not _has_magic(str(path)):
@@ -236,6 +243,40 @@ def _expand_one(text, base, out, explicit=None):
             match = Path(name)
             matches.extend(_folder_images(match) if match.is_dir() else [match])
         out.extend(matches or [path])
+
+
+def _band_group(text, base=None):
+    """Return the path that stands for ``'g.fits,r.fits,i.fits'``: one image, a file per band.
+
+    The files must lie in one folder (a part without a folder is taken from
+    the first part's): the group is that folder joined with the files'
+    names, commas between them (`band_files` splits it again).  Files in
+    several folders give the group as written, which names no file.
+    """
+    parts = [Path(part.strip()).expanduser() for part in text.split(",") if part.strip()]
+    if base is not None:
+        parts = [part if part.is_absolute() else base / part for part in parts]
+    folder = parts[0].parent
+    parts = [part if part.parent != Path(".") else folder / part.name for part in parts]
+    if len(parts) < 2 or any(part.parent != folder for part in parts):
+        return Path(text)
+    return folder / ",".join(part.name for part in parts)
+
+
+def band_files(path):
+    """Return the files of a one-file-per-band input (`expand_inputs`), or None.
+
+    Examples
+    --------
+    >>> [p.as_posix() for p in band_files(expand_inputs("sdss/g.fits,r.fits,i.fits")[0])]
+    ['sdss/g.fits', 'sdss/r.fits', 'sdss/i.fits']
+    >>> band_files(Path("sdss/g.fits")) is None
+    True
+    """
+    path = Path(path)
+    if "," not in path.name or path.exists():
+        return None
+    return [path.parent / name for name in path.name.split(",")]
 
 
 def expand_inputs(inputs):
@@ -251,6 +292,9 @@ def expand_inputs(inputs):
       (each a file, folder or pattern; blank lines and lines starting with
       ``#`` are skipped; relative entries are relative to the list file's
       folder).
+    - ``g.fits,r.fits,i.fits`` (files of one folder, commas between them)
+      stands for one image, one file per band (`astrodeblend.io.read_bands`):
+      one path whose name holds the commas (`band_files` splits it).
 
     Duplicates (the same file named twice) are removed, keeping the first.
     Inputs that name nothing (a missing file, a pattern without matches, a
@@ -317,6 +361,14 @@ def _expand_inputs(inputs):
 def _missing_reason(path):
     """Why an entry of `expand_inputs` names no readable file."""
     text = str(path)
+    files = band_files(path)
+    if files is not None:
+        for part in files:
+            if not part.is_file():
+                return f"band file {part} not found"
+        return None
+    if "," in text and not path.exists():
+        return "the files of one image, one per band, must be in one folder"
     if text.startswith("@") and not path.exists():
         return f"cannot read list file {text[1:]}"
     if path.is_dir():
@@ -508,8 +560,9 @@ def _prepare_one(input_path, output_path, *, hdu=None, overwrite=False, png=Fals
     """
     try:
         # with overwrite the output is replaced whatever it holds: not read
+        files = band_files(input_path)
         state, n_found, detail = ("missing", 0, "") if overwrite else _output_state(
-            output_path, input_name=input_path.name, model=expect_model)
+            output_path, input_name=(files or [input_path])[0].name, model=expect_model)
         if state in ("valid", "foreign"):
             if state == "foreign":
                 return _record("failed", f"{output_path} exists and {detail} "
@@ -523,11 +576,15 @@ def _prepare_one(input_path, output_path, *, hdu=None, overwrite=False, png=Fals
                 _write_png(read_deblended(output_path), png_path)
                 reason += "; quick-look PNG added"
             return _record("skipped", reason, n_found), None, None
-        from .io import read_image
+        from .io import read_bands, read_image
 
-        return None, read_image(input_path, hdu=hdu, max_pixels=max_image_pixels,
-                                mask=mask_path(input_path, mask)), \
-            (state, detail)
+        if files is not None:
+            image = read_bands(files, hdu=hdu, max_pixels=max_image_pixels,
+                               mask=mask_path(input_path, mask))
+        else:
+            image = read_image(input_path, hdu=hdu, max_pixels=max_image_pixels,
+                               mask=mask_path(input_path, mask))
+        return None, image, (state, detail)
     except Exception as exc:  # noqa: BLE001 - reported per input, the batch goes on
         return _failure(exc, input_path), None, None
 

@@ -303,7 +303,9 @@ def _add_deblend(sub):
                           "astrodeblend deblend jpg_values.fits --mode display --output-dir "
                           "results/"])
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="files, globs, folders, or @list.txt files of paths")
+                   help="files, globs, folders, or @list.txt files of paths; files of one "
+                        "folder with commas between them (g.fits,r.fits,i.fits) are one "
+                        "image, one file per band")
     p.add_argument("--output-dir", required=True,
                    help="folder for the results and the run log (created if needed)")
     p.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")

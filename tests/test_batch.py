@@ -488,3 +488,33 @@ def test_killed_run_restarts_and_loses_nothing(tmp_path):
     assert sorted(r["input"] for r in second) == sorted(str(p) for p in paths)
     assert sum(r["status"] == "skipped" for r in second) == n_first
     assert all(r["status"] in ("done", "skipped") for r in rows)
+
+
+def test_one_file_per_band_is_one_image(tmp_path):
+    """'m51_g.fits,m51_r.fits' (files of one folder) is one two-band image: one output
+    named after both (m51_gr), its bands from the names, PROV1/PROV2 the files, and it
+    is skipped when run again; a missing band file fails that input alone."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:48, :48]
+    galaxy = Sersic2D(1.0, 4, 1, 24, 24)(xx, yy)
+    for k, band in enumerate("gr"):
+        data = (0.8 + 0.4 * k) * galaxy + rng.normal(0, 0.01, galaxy.shape)
+        fits.writeto(tmp_path / f"m51_{band}.fits", data.astype(np.float32))
+    group = f"{tmp_path / 'm51_g.fits'},m51_r.fits"
+    paths = expand_inputs([group])
+    assert [p.name for p in batch.band_files(paths[0])] == ["m51_g.fits", "m51_r.fits"]
+    broken = f"{tmp_path / 'm51_g.fits'},m51_z.fits"
+    summary = deblend_files([group, broken], tmp_path / "out", method="segmentation",
+                            progress=False)
+    assert (summary.n_done, summary.n_failed) == (1, 1)
+    out = tmp_path / "out" / "m51_gr_deblended.fits"
+    with fits.open(out) as hdul:
+        assert hdul["BLEND"].data.shape == (2, 48, 48)
+        assert hdul["BLEND"].header["BANDS"] == "g,r"
+        assert [hdul[0].header["PROV1"], hdul[0].header["PROV2"]] == ["m51_g.fits",
+                                                                      "m51_r.fits"]
+    with (tmp_path / "out" / LOG_NAME).open() as log:
+        failed = [row for row in csv.DictReader(log) if row["status"] == "failed"]
+    assert len(failed) == 1 and "m51_z.fits not found" in failed[0]["reason"]
+    again = deblend_files([group], tmp_path / "out", method="segmentation", progress=False)
+    assert again.n_skipped == 1

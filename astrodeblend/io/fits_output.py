@@ -94,8 +94,22 @@ def default_output_path(input_path, output_dir):
 
 
 def _input_stem(input_path):
-    """Return an input's file name without its image suffix (``.fits.gz``, ``.jpg``, ...)."""
+    """Return an input's file name without its image suffix (``.fits.gz``, ``.jpg``, ...).
+
+    One file per band (``sdss_g.fits,sdss_r.fits,sdss_i.fits``, see
+    `astrodeblend.batch.band_files`): the stems' common part and their
+    distinct parts, ``sdss_gri``.
+    """
     name = Path(input_path).name
+    if "," in name and not Path(input_path).exists():
+        stems = [_input_stem(part) for part in name.split(",")]
+        prefix = os.path.commonprefix(stems)
+        suffix = os.path.commonprefix([stem[len(prefix):][::-1] for stem in stems])[::-1]
+        parts = [stem[len(prefix):len(stem) - len(suffix)] for stem in stems]
+        if not all(parts):
+            return "+".join(stems)
+        return prefix + ("".join(parts) if all(len(p) == 1 for p in parts)
+                         else "-".join(parts)) + suffix
     lower = name.lower()
     for suffix in sorted(FITS_SUFFIXES + IMAGE_SUFFIXES + (".gz", ".bz2"), key=len,
                          reverse=True):

@@ -185,7 +185,7 @@ def _distinct_names(paths):
     return [str(p) for p in paths]
 
 
-def read_bands(paths, *, bands=None, hdu=None, max_pixels=None):
+def read_bands(paths, *, bands=None, hdu=None, max_pixels=None, mask=None):
     """Read one file (or HDU) per band and stack them into one multi-band image.
 
     Parameters
@@ -201,6 +201,8 @@ def read_bands(paths, *, bands=None, hdu=None, max_pixels=None):
         HDU to read in every file (see `read_image`).
     max_pixels : int, optional
         Largest number of pixel values per file (see `read_image`).
+    mask : str or `~pathlib.Path`, optional
+        A file of bad-pixel flags for the stacked image (see `read_image`).
 
     Returns
     -------
@@ -261,10 +263,10 @@ def read_bands(paths, *, bands=None, hdu=None, max_pixels=None):
             bands = _distinct_names(paths)
     data = np.concatenate([im.data for im in images])
     if any(im.mask is not None for im in images):
-        mask = np.concatenate([im.mask if im.mask is not None
-                               else np.zeros(im.shape, bool) for im in images])
+        bad = np.concatenate([im.mask if im.mask is not None
+                              else np.zeros(im.shape, bool) for im in images])
     else:
-        mask = None
+        bad = None
     if all(im.uncertainty is not None for im in images):
         uncertainty = np.concatenate([np.asarray(im.uncertainty.array, np.float32)
                                       .reshape(im.shape) for im in images])
@@ -278,11 +280,12 @@ def read_bands(paths, *, bands=None, hdu=None, max_pixels=None):
     for i, path in enumerate(paths, start=1):
         header[f"ORIGF{i}"] = (header_name(Path(path).name), f"file of band {i}")
     try:
-        return GalaxyImage(data, mask=mask, uncertainty=uncertainty, wcs=images[0].wcs,
-                           meta=header, unit=unit, bands=bands,
-                           source=", ".join(str(p) for p in paths))
+        image = GalaxyImage(data, mask=bad, uncertainty=uncertainty, wcs=images[0].wcs,
+                            meta=header, unit=unit, bands=bands,
+                            source=", ".join(str(p) for p in paths))
     except InvalidInputError as exc:
         raise InvalidInputError(f"read_bands: {exc}") from None
+    return image if mask is None else _with_mask_file(image, paths[0], mask, limit)
 
 
 def describe_image(path, *, hdu=None, max_rows=5):
