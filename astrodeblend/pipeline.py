@@ -467,7 +467,13 @@ class Deblender:
         # what the networks see: linear images sky-subtracted, display images as they are
         work = signal if mode == "linear" else fill_masked(data, bad)
         pad = np.zeros(c, np.float32) if mode == "linear" else level.mean(axis=(1, 2))
-        snr_plane = np.einsum("chw,c->hw", signal, 1.0 / noise.astype(np.float32))
+        relative = _relative_noise(image, bad, sky.source_mask) if mode == "linear" else None
+        if relative is None:
+            snr_plane = np.einsum("chw,c->hw", signal, 1.0 / noise.astype(np.float32))
+        else:  # deeper and shallower parts of the frame: each pixel by its own noise
+            snr_plane = np.einsum("chw,c->hw", signal / relative, 1.0 / noise.astype(np.float32))
+            history.append(f"noise: per pixel from the input's uncertainty (its "
+                           f"{relative.min():.2g}-{relative.max():.2g} times the sky's median)")
         snr_plane /= np.sqrt(c)
         groups, smoothed = find_groups(snr_plane, bad.all(axis=0), n_sigma=3.0, n_pixels=10)
         # a display stamp (a Galaxy Zoo JPG of the working size) often has no
@@ -1160,6 +1166,41 @@ def _edge_duplicates(points, aperture, local_max, touches_edge, *, margin=_EDGE_
         return points
     return [p for k, p in enumerate(points)
             if k == top or _near_peak(local_max, *p) or snr[k] < body * snr[top]]
+
+
+#: the range of an uncertainty map, relative to its median on the sky, that detection uses
+_RELATIVE_NOISE = (0.25, 4.0)
+
+
+def _relative_noise(image, bad, sources):
+    """Each pixel's noise relative to the sky's median, from the input's uncertainty.
+
+    A mosaic's depth varies (fewer exposures at its edges, chip gaps): one
+    noise level for the frame turns the noise of the shallow parts into
+    sources and misses faint ones in the deep parts.  Where the input has
+    an uncertainty (``ERR``, ``VAR``, ``IVAR`` extensions) that varies by
+    more than 10 % over the sky, the detection S/N divides each pixel by
+    it, scaled to 1 at the sky's median (the measured noise keeps the
+    scale) and kept within `_RELATIVE_NOISE`.  Returns ``(C, H, W)``, or
+    None where there is no uncertainty or it is flat.
+    """
+    if image.uncertainty is None:
+        return None
+    unc = np.asarray(image.uncertainty.array, dtype=np.float32).reshape(image.shape)
+    sky = ~bad & ~sources[None] & np.isfinite(unc) & (unc > 0)
+    out = np.ones(image.shape, dtype=np.float32)
+    varies = False
+    for band in range(image.shape[0]):
+        values = unc[band][sky[band]]
+        if values.size < 100:
+            continue
+        low, median, high = np.percentile(values, [5, 50, 95])
+        if not median > 0 or high - low <= 0.1 * median:
+            continue
+        varies = True
+        ratio = np.where(np.isfinite(unc[band]) & (unc[band] > 0), unc[band] / median, 1.0)
+        out[band] = np.clip(ratio, *_RELATIVE_NOISE)
+    return out if varies else None
 
 
 def _merge_duplicates(models, *, similarity=0.9, sky=None, reach=1.0):

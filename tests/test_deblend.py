@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 from astropy.io import fits
-from astropy.modeling.models import Gaussian2D
+from astropy.modeling.models import Gaussian2D, Sersic2D
 from astropy.wcs import WCS
 
 from astrodeblend import DeblendResult, GalaxyImage
@@ -320,6 +320,30 @@ def test_default_model_zero_filled_region_is_no_data():
     assert np.isnan(result.residual.data[:, :, :32]).all()
     assert result.blend.mask[:, :, :32].all() and not result.blend.mask[:, :, 32:].any()
     assert any("no data" in line for line in result.history)
+
+
+def test_default_model_noise_map_of_a_frame_of_two_depths():
+    """Half the frame three times as noisy (a mosaic's shallow edge): with the input's
+    uncertainty each pixel's S/N uses its own noise and that half's noise gives no
+    source; with one noise level for the frame it gave several."""
+    from astropy.nddata import StdDevUncertainty
+
+    from astrodeblend import GalaxyImage
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:128, :256]
+    sigma = np.where(xx < 128, 1.0, 3.0)
+    centres = [(40.0, 40.0), (90.0, 90.0), (170.0, 50.0), (220.0, 95.0)]
+    truth = sum(Sersic2D(20 * (3 if x > 128 else 1), 3, 1, x, y)(xx, yy) for x, y in centres)
+    data = (truth + 5 + rng.normal(0, 1, (1, 128, 256)) * sigma).astype(np.float32)
+    deblender = Deblender.load(device="cpu")
+    uncertainty = StdDevUncertainty(np.broadcast_to(sigma, (1, 128, 256)).astype(np.float32))
+    result = deblender(GalaxyImage(data, uncertainty=uncertainty))
+    plain = deblender(GalaxyImage(data))
+    found = np.column_stack([result.catalog["x_centroid"], result.catalog["y_centroid"]])
+    assert all(np.hypot(*(found - c).T).min() < 3 for c in centres)
+    assert result.n_sources == len(centres) < plain.n_sources
+    assert any("per pixel from the input's uncertainty" in line for line in result.history)
 
 
 def test_all_masked_is_an_error(untrained):
