@@ -81,6 +81,17 @@ def _keyword(image):
     return image[:8].rstrip()
 
 
+
+def _different(old, value):
+    """Whether astropy's ``Card.value`` setter takes ``value`` as a change from ``old``."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(old, str) and isinstance(value, str):
+        return old.rstrip() != value.rstrip()
+    if isinstance(old, bool) or isinstance(value, bool):
+        return old is not value
+    return old != value or not isinstance(value, type(old))
+
 class Cards:
     """Header cards as images, in the order `~astropy.io.fits.Header` keeps them.
 
@@ -136,25 +147,26 @@ class Cards:
         """Set a keyword card as ``header[keyword] = (value, comment)`` does.
 
         The first card of ``keyword`` is replaced (keeping its comment when
-        ``comment`` is None, and its string value when the new one differs
-        only by trailing blanks, which FITS ignores and astropy does not
-        rewrite); without one, the card is added after the last card that
-        is not commentary.
+        ``comment`` is None, and its value text when astropy's card would not
+        take the new value as different: a string that differs only by
+        trailing blanks, which FITS ignores, or a number equal to the old one
+        of the same type, ``-0.0`` for ``0.0``); without one, the card is
+        added after the last card that is not commentary.
         """
         i = self.index(keyword)
         if i is not None:
-            old = None
+            old = fits.Card.fromstring(self.images[i])
             if comment is None:
                 comment = self._comments.get(keyword)
-            if comment is None or isinstance(value, str):
-                old = fits.Card.fromstring(self.images[i])
-                comment = old.comment if comment is None else comment
+            comment = old.comment if comment is None else comment
             self._comments[keyword] = comment
-            if isinstance(value, str) and isinstance(old.value, str) \
-                    and old.value.rstrip() == value.rstrip():
-                if old.comment != comment:
-                    old.comment = comment  # astropy keeps the card's own value text
-                self.images[i] = str(old)
+            if not _different(old.value, value):
+                if isinstance(old.value, str):
+                    if old.comment != comment:
+                        old.comment = comment  # astropy keeps the card's own value text
+                    self.images[i] = str(old)
+                elif old.comment != comment:  # the old value, formatted anew
+                    self.images[i] = card(keyword, old.value, comment)
                 return
             self.images[i] = card(keyword, value, comment)
             return
