@@ -578,12 +578,9 @@ def _prepare_one(input_path, output_path, *, hdu=None, overwrite=False, png=Fals
             return _record("skipped", reason, n_found), None, None
         from .io import read_bands, read_image
 
-        if files is not None:
-            image = read_bands(files, hdu=hdu, max_pixels=max_image_pixels,
-                               mask=mask_path(input_path, mask))
-        else:
-            image = read_image(input_path, hdu=hdu, max_pixels=max_image_pixels,
-                               mask=mask_path(input_path, mask))
+        read = functools.partial(read_bands, files) if files else functools.partial(
+            read_image, input_path)
+        image = read(hdu=hdu, max_pixels=max_image_pixels, mask=mask_path(input_path, mask))
         return None, image, (state, detail)
     except Exception as exc:  # noqa: BLE001 - reported per input, the batch goes on
         return _failure(exc, input_path), None, None

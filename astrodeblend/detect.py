@@ -522,19 +522,16 @@ def estimate_sky(image, *, box_size=64, mask=None):
         if (~keep).mean() < 0.05:
             keep = bad  # a frame filled by sources: the clipped level is all there is
         two_d = min(h, w) >= 3 * box_size and (~keep).mean() > 0.3
-        if two_d and not display:
-            # the plane first: the box mesh alone bends a sky gradient at the
-            # frame's edges (flat beyond the outer box centres, the boxes'
-            # median filter biased at the mesh's border); the boxes follow
-            # what the plane leaves
-            tilt, _ = _clipped_plane(data, keep)
+        if two_d:
+            # linear images: the plane first, as for small frames; the box mesh
+            # alone bends a sky gradient at the frame's edges (flat beyond the
+            # outer box centres, the boxes' median filter biased at the mesh's
+            # border), so the boxes follow what the plane leaves
+            tilt = np.float32(0.0) if display else _clipped_plane(data, keep)[0]
             level = tilt + _background_2d(data - tilt, keep, box_size)
-            method = (f"sigma-clipped plane, plus photutils Background2D (box {box_size} px, "
-                      "median) of the rest, sources masked")
-            _, noise = _clipped(data - level, keep)
-        elif two_d:
-            level = _background_2d(data, keep, box_size)
-            method = f"photutils Background2D (box {box_size} px, median), sources masked"
+            method = (f"{'' if display else 'sigma-clipped plane, plus '}photutils Background2D "
+                      f"(box {box_size} px, median){'' if display else ' of the rest'}, "
+                      "sources masked")
             _, noise = _clipped(data - level, keep)
         elif not display:  # a plane: a residual gradient would pass for faint light
             level, noise = _clipped_plane(data, keep)

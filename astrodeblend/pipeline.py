@@ -427,7 +427,7 @@ class Deblender:
         bad = ~np.isfinite(image.data)
         if image.mask is not None:
             bad |= image.mask
-        history = []
+        notes = []
         if mode == "linear":
             # regions of one repeated value (drizzle edges, chip gaps) are
             # masked like NaN: taken as sky they turned every noise peak into a source
@@ -436,13 +436,13 @@ class Deblender:
                 bad |= empty
                 image = image.with_data(image.data, mask=bad.copy(),
                                         uncertainty=image.uncertainty)
-                history.append(f"no data: {int(empty.sum())} pixel values masked, regions of "
-                               f"{NO_DATA_PIXELS}+ pixels of one exact value (find_no_data)")
+                notes.append(f"no data: {int(empty.sum())} pixel values masked, regions of "
+                             f"{NO_DATA_PIXELS}+ pixels of one exact value (find_no_data)")
         if bad.all():
             raise InvalidInputError(f"{image.source or 'image'}: every pixel is masked or "
                                     "non-finite")
-        history.insert(0, f"read: {image.source or 'in-memory image'} shape={image.shape} "
-                          f"bands={','.join(image.bands)} masked={bad.mean():.2%}")
+        history = [f"read: {image.source or 'in-memory image'} shape={image.shape} "
+                   f"bands={','.join(image.bands)} masked={bad.mean():.2%}", *notes]
         bands = band_mapping(c, self.n_bands)
         if c != self.n_bands:
             history.append(f"bands: {c} image bands mapped to the model's "
