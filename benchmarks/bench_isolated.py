@@ -18,7 +18,8 @@ image holds, so more than one source is often right there; ``survey``
 scenes hold the galaxy alone.  Exits quietly when the data folder is
 absent::
 
-    python benchmarks/bench_isolated.py [--n 150] [--seed 7]
+    python benchmarks/bench_isolated.py [--n 150] [--seed 7] [--model PATH]
+        [--methods astrodeblend,segmentation]
 """
 
 import argparse
@@ -73,7 +74,15 @@ def main(argv=None):
     parser.add_argument("--images", default=str(IMAGES), help="Galaxy Zoo JPG folder")
     parser.add_argument("--n", type=int, default=150, help="galaxies (scenes per table)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--model", default=None,
+                        help="astrodeblend model (default: the shipped model)")
+    parser.add_argument("--methods", default="astrodeblend,segmentation",
+                        help="comma-separated, from: astrodeblend, segmentation")
     args = parser.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - {"astrodeblend", "segmentation"})
+    if unknown or not methods:
+        parser.error(f"unknown methods {unknown}: choose from astrodeblend, segmentation")
     if not Path(args.images).is_dir():
         print(f"skipped: {args.images} is not available")
         return 0
@@ -88,7 +97,9 @@ def main(argv=None):
     picks = rng.choice(pool, size=min(args.n, len(pool)), replace=False)
     seeds = rng.integers(0, 2**31 - 1, size=len(picks))
     galaxies = [dataset[int(k)] for k in picks]
-    deblenders = [("astrodeblend", Deblender.load()), ("segmentation", SegmentationDeblender())]
+    makers = {"astrodeblend": lambda: Deblender.load(args.model),
+              "segmentation": SegmentationDeblender}
+    deblenders = [(name, makers[name]()) for name in methods]
     print(f"{len(galaxies)} Galaxy Zoo test galaxies from {args.images}, seed {args.seed}")
     survey = [survey_scene(g, int(s)) for g, s in zip(galaxies, seeds, strict=True)]
     print(format_rows("survey: one galaxy alone, linear, noise, sky, defects",
