@@ -234,6 +234,7 @@ def score(scenes, deblenders):
     table, per_galaxy = {}, {}
     for name, deblender in deblenders:
         all_found, single, spurious, seconds, star_found = [], [], [], [], []
+        star_detectable = []
         found_detectable = []
         psnrs, ssims, fluxes = [], [], []
         per_galaxy[name] = {}
@@ -259,7 +260,10 @@ def score(scenes, deblenders):
                 all_found.append(all(j in partner for j in galaxies))
                 if all(peak_snr(scene, j) >= DETECTABLE_SNR for j in galaxies):
                     found_detectable.append(all_found[-1])
-            star_found += [j in partner for j, kind in enumerate(kinds) if kind == "star"]
+            stars = [j for j, kind in enumerate(kinds) if kind == "star"]
+            star_found += [j in partner for j in stars]
+            star_detectable += [j in partner for j in stars
+                                if peak_snr(scene, j) >= DETECTABLE_SNR]
             scale, linearise = _scene_space(scene)
             sources = result.sources if partner else None
             for j in galaxies:
@@ -276,6 +280,8 @@ def score(scenes, deblenders):
             "n_detectable": len(found_detectable),
             "isolated_single": _stat(single, "mean"), "n_isolated": len(single),
             "star_found": _stat(star_found, "mean"), "n_stars": len(star_found),
+            "star_detectable": _stat(star_detectable, "mean"),
+            "n_stars_detectable": len(star_detectable),
             "spurious": _stat(spurious, "mean"),
             "psnr": _stat(psnrs, "mean"), "ssim": _stat(ssims, "mean"),
             "flux": _stat(fluxes, "median"), "n_matched": len(psnrs),
@@ -292,8 +298,8 @@ def score(scenes, deblenders):
 def format_table(table):
     """Text table of `score`'s summary."""
     head = (f"{'method':<14}{'all found':>10}{'detectable':>11}{'isolated=1':>11}{'stars':>7}"
-            f"{'spurious':>9}{'PSNR':>7}{'SSIM':>7}{'|dF| med':>9}{'matched':>8}{'PSNR=':>7}"
-            f"{'SSIM=':>7}{'s/scene':>9}")
+            f"{'stars>=10':>10}{'spurious':>9}{'PSNR':>7}{'SSIM':>7}{'|dF| med':>9}"
+            f"{'matched':>8}{'PSNR=':>7}{'SSIM=':>7}{'s/scene':>9}")
     lines = [head, "-" * len(head)]
 
     def cell(value, width, spec):
@@ -303,13 +309,15 @@ def format_table(table):
         lines.append(f"{name:<14}{cell(r['all_found'], 10, '.1%')}"
                      f"{cell(r['found_detectable'], 11, '.1%')}"
                      f"{cell(r['isolated_single'], 11, '.1%')}{cell(r['star_found'], 7, '.0%')}"
+                     f"{cell(r['star_detectable'], 10, '.0%')}"
                      f"{cell(r['spurious'], 9, '.2f')}{cell(r['psnr'], 7, '.1f')}"
                      f"{cell(r['ssim'], 7, '.3f')}{cell(r['flux'], 9, '.1%')}"
                      f"{r['n_matched']:>8d}{cell(r['psnr_common'], 7, '.1f')}"
                      f"{cell(r['ssim_common'], 7, '.3f')}{cell(r['seconds'], 9, '.2f')}")
     lines.append(f"(PSNR=, SSIM=: means over the {r['n_common']} galaxies every method matched; "
                  f"detectable: all found in the {r['n_detectable']} scenes whose every galaxy "
-                 f"peaks at S/N >= {DETECTABLE_SNR:.0f})")
+                 f"peaks at S/N >= {DETECTABLE_SNR:.0f}; stars>=10: the {r['n_stars_detectable']} "
+                 "stars whose light peaks there)")
     return "\n".join(lines)
 
 
@@ -349,7 +357,8 @@ def main(argv=None):
     print("all found: scenes with galaxies whose every galaxy is matched; detectable: the same "
           "in scenes whose every galaxy's noiseless light alone peaks at a 3x3-aperture S/N of "
           f"{DETECTABLE_SNR:.0f} or more; isolated=1: one "
-          "galaxy and no star answered by exactly one source; stars: stars matched; spurious: "
+          "galaxy and no star answered by exactly one source; stars: stars matched (stars>=10: "
+          f"those whose light alone peaks at S/N {DETECTABLE_SNR:.0f} or more); spurious: "
           "sources matched to nothing, per scene; PSNR, SSIM (means) and |dF| (median |flux "
           "error|) over matched galaxies; matched: their number")
     print("metric space: linear values over the peak of the noiseless blend, data_range 1 "
