@@ -23,7 +23,8 @@ within 4 px, and PSNR / SSIM / flux error per matched galaxy against its
 noiseless truth.  "Detectable" repeats "all found" over the scenes whose
 every galaxy's noiseless light alone peaks at a 3x3-aperture S/N of
 ``DETECTABLE_SNR`` or more: the draws also hold diffuse galaxies below the
-noise that no method finds.  Exits quietly when the data folder is absent::
+noise that no method finds; "stars>=10" counts the stars found among those
+whose light peaks as high.  Exits quietly when the data folder is absent::
 
     python benchmarks/bench_real.py [--n 100] [--seed 0]
         [--methods astrodeblend,segmentation,scarlet2] [--scarlet2-steps 100]
