@@ -81,7 +81,6 @@ def _keyword(image):
     return image[:8].rstrip()
 
 
-
 def _different(old, value):
     """Whether astropy's ``Card.value`` setter takes ``value`` as a change from ``old``."""
     if isinstance(value, np.generic):
@@ -91,6 +90,7 @@ def _different(old, value):
     if isinstance(old, bool) or isinstance(value, bool):
         return old is not value
     return old != value or not isinstance(value, type(old))
+
 
 class Cards:
     """Header cards as images, in the order `~astropy.io.fits.Header` keeps them.
