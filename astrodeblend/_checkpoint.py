@@ -234,10 +234,41 @@ def weights_hash(state_dict):
         if isinstance(value, torch.Tensor):
             tensor = value.detach().to("cpu").contiguous()
             digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
-            digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+            # reshape: a 0-d tensor (BatchNorm's num_batches_tracked) has no byte view
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes()
+                          if tensor.numel() else b"")
         else:
             digest.update(repr(value).encode())
     return digest.hexdigest()
+
+
+def models_hash(state_dicts):
+    """Return the sha256 of several networks' weights together (`weights_hash`).
+
+    Each key is prefixed with its network's name (``generator.``,
+    ``detector.``), so the hash changes when any of them does: two models
+    with the same generator and different detectors deblend differently.
+
+    Parameters
+    ----------
+    state_dicts : dict of str to dict
+        Network name to its ``state_dict()``.
+
+    Returns
+    -------
+    str
+        64 hexadecimal characters.
+
+    Examples
+    --------
+    >>> import torch
+    >>> g = {"w": torch.zeros(3)}
+    >>> models_hash({"generator": g}) == models_hash({"generator": g,
+    ...                                               "detector": {"w": torch.ones(1)}})
+    False
+    """
+    return weights_hash({f"{name}.{key}": value for name, state in state_dicts.items()
+                         for key, value in state.items()})
 
 
 def load_models(payload_or_path, *, device="cpu", names=None):

@@ -79,7 +79,8 @@ class Deblender:
     name : str, optional
         Model name written to ``ADBMODEL``.
     model_hash : str, optional
-        sha256 of the generator weights, written to ``ADBMHASH``.
+        sha256 of the generator's and detector's weights
+        (`astrodeblend._checkpoint.models_hash`), written to ``ADBMHASH``.
     mode : {'auto', 'display', 'linear'}, optional
         Value space; ``'auto'`` picks display for images with ``ADBDISP``
         (JPG/PNG) and linear otherwise.
@@ -243,7 +244,7 @@ class Deblender:
         >>> deblender.name
         'default'
         """
-        from ._checkpoint import load_checkpoint, load_models, weights_hash
+        from ._checkpoint import load_checkpoint, load_models, models_hash
 
         device = resolve_device(device)
         if path is None:
@@ -261,7 +262,8 @@ class Deblender:
             raise CheckpointError(f"checkpoint {path} holds no deblending generator")
         names = [n for n in ("generator", "detector") if n in stored]
         models, config = load_models(payload, device=device, names=names)
-        model_hash = weights_hash(models["generator"].state_dict())
+        # the networks that deblend: a new detector is a new model (ADBMHASH)
+        model_hash = models_hash({n: models[n].state_dict() for n in names})
         # settings the model was exported with (its detector's calibrated threshold)
         settings = payload.get("deblender") if isinstance(payload.get("deblender"), dict) else {}
         for key, kind in (("detect_threshold", float), ("confirm", bool), ("separable", bool)):
@@ -601,7 +603,7 @@ class Deblender:
         history.append(f"extraction: generator on "
                        f"{plural(self.augment, 'symmetric copy', 'symmetric copies')} of each "
                        "stamp (flips, transpositions), averaged")
-        history.append(f"generator: {self.name} sha256={self.model_hash[:16]}... "
+        history.append(f"model: {self.name} sha256={self.model_hash[:16]}... "
                        f"astrodeblend {__version__}, {time.perf_counter() - started:.2f} s")
         catalog = DeblendResult.make_catalog(image, cutouts, xy[:, 0], xy[:, 1],
                                              origins=origins)

@@ -53,6 +53,10 @@ def test_weights_hash():
     key = next(iter(changed))
     changed[key].view(-1)[0] += 1e-6
     assert weights_hash(changed) != digest
+    # networks with BatchNorm hold 0-d integer tensors (num_batches_tracked)
+    counted = {"w": torch.ones(2), "num_batches_tracked": torch.tensor(3)}
+    assert weights_hash(counted) != weights_hash({**counted,
+                                                  "num_batches_tracked": torch.tensor(4)})
 
 
 def test_missing_corrupt_and_not_dict(tmp_path):

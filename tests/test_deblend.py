@@ -147,6 +147,12 @@ def test_default_model_deblends_fits(tmp_path):
     assert result.n_sources == 2
     assert result.model_name == "default"
     assert len(result.model_hash) == 64
+    # ADBMHASH names the networks that deblended: the generator and the detector
+    from astrodeblend._checkpoint import load_checkpoint, models_hash
+    from astrodeblend.weights import default_model_path
+
+    shipped = load_checkpoint(default_model_path())["models"]
+    assert result.model_hash == models_hash({n: shipped[n] for n in ("generator", "detector")})
     found = np.column_stack([result.catalog["x_centroid"], result.catalog["y_centroid"]])
     for t in truth:
         assert np.min(np.hypot(*(found - t).T)) < 1.5

@@ -49,9 +49,11 @@ def images(tmp_path_factory):
 def _recipe(tool, path):
     """The shipped recipe, scaled down: tiny networks, 20 scenes per file, one epoch."""
     recipe = tool.load_recipe()
+    for spec in recipe["datasets"].values():
+        spec["n"] = 20
+        if spec["protocol"] == "survey":
+            spec["options"] = {"size": 18}
     recipe = tool.merge(recipe, {
-        "datasets": {"reiman": {"n": 20}, "physical": {"n": 20},
-                     "survey": {"n": 20, "options": {"size": 18}}},
         "train": {"config": {"epochs": 1, "schedule_epochs": 1, "adv_warmup_epochs": 0,
                              "batch_size": 8, "lr": 2e-3, "val_max_scenes": 3,
                              "sample_every": 1, "n_sample_scenes": 2, "max_memory_gb": 1.0,
@@ -64,6 +66,8 @@ def _recipe(tool, path):
                                  "max_memory_gb": 1.0}},
         "discriminator": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8,
                                      "lr": 2e-3, "val_max_scenes": 3, "max_memory_gb": 1.0}},
+        "refine": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8, "lr": 2e-3,
+                              "val_max_scenes": 3, "max_memory_gb": 1.0}},
         "sampler": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8,
                                "model": TINY_MODEL}},
         "compare": {"protocols": ["reiman"], "n": 2},
@@ -80,7 +84,8 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
             "--weights", str(weights), "--device", "cpu", "--no-progress", "--with-ablation",
             "--jobs", "2"]
     assert tool.main(argv) == 0
-    for name in ("reiman", "physical", "survey"):
+    for name in ("reiman", "physical", "survey", "survey_21", "survey_22", "reiman_23",
+                 "physical_24"):
         assert (work / f"{name}.h5").is_file()
     # survey scenes come from the 2x2-binned copies: same ids, so the same split
     assert sorted(p.name for p in (work / "gz_bin2").iterdir()) == sorted(
@@ -117,6 +122,16 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
                for key, value in stage["models"]["discriminator"].items())
     assert judge["history"][0]["loss_d"] > 0
     assert 0 <= judge["history"][0]["val_d_accuracy"] <= 1
+    # the refine stage: the generator stage's generator, its detector trained again
+    refined = load_checkpoint(work / "refine" / "checkpoint_last.pt")
+    assert refined["train_config"]["train_generator"] is False
+    assert refined["train_config"]["det_pos_weight"] == 12.0
+    assert refined["generator_sha256"] == stage["generator_sha256"]
+    assert any(not torch.equal(refined["models"]["detector"][key], value)
+               for key, value in stage["models"]["detector"].items())
+    # ... on its own four files, each validated
+    assert {f"val_psnr_{p}" for p in ("reiman", "physical", "survey")} <= set(
+        refined["history"][0])
     # the ablation: no adversarial term at any epoch, the discriminator never trained
     assert ablation["train_config"]["w_adv"] == 0
     assert all(row["w_adv"] == 0 and row["loss_d"] == 0 for row in ablation["history"])
@@ -127,9 +142,17 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
     # export: the stripped default, the full checkpoint beside it, the card
     default = load_checkpoint(weights / "default.pt")
     assert sorted(default["models"]) == ["detector", "generator", "sample_generator"]
-    assert default["generator_sha256"] == stage["generator_sha256"]   # the generator stage
+    assert default["generator_sha256"] == stage["generator_sha256"]   # the generator stage's
+    from astrodeblend.pipeline import Deblender
+
+    assert default["model_sha256"] == Deblender.load(weights / "default.pt").model_hash
+    for key, value in refined["models"]["detector"].items():          # the refine stage's
+        assert torch.equal(default["models"]["detector"][key], value)
     assert "optimizers" not in default and "discriminator" not in default["models"]
-    assert training_galaxy_ids(default).tolist() == training_galaxy_ids(run).tolist()
+    # every stage's training galaxies (the refine stage's files add their own)
+    assert set(training_galaxy_ids(default).tolist()) == set(
+        training_galaxy_ids(run).tolist()) | set(training_galaxy_ids(refined).tolist())
+    assert set(training_galaxy_ids(refined).tolist()) >= set(training_galaxy_ids(stage).tolist())
     assert default["galaxy_split"]["fractions"] == [0.8, 0.1, 0.1]
     assert default["galaxy_split"]["n_train_galaxies"] > 0
     models, _ = load_models(weights / "default.pt")
@@ -151,6 +174,10 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
     assert taken["path"].endswith("checkpoint_last.pt") and taken["epochs"] == 1
     assert taken["val_d_accuracy"] == judge["history"][0]["val_d_accuracy"]
     assert card["recipe"]["datasets"]["survey"]["protocol"] == "survey"
+    # an exported full checkpoint passes its discriminator on with the record of its run
+    again = tool._take_discriminator(load_checkpoint(weights / "default.pt") | {
+        "optimizers": {}}, weights / "default_full.pt")
+    assert again == {**taken, "via": str(weights / "default_full.pt")}
     assert "train_ids" not in card["galaxy_split"]
     assert set(card["ablation"]["runs"]) == {"adversarial", "no_adversarial"}
     assert "psnr_mean_all" in card["ablation"]["runs"]["no_adversarial"]["reiman"]
@@ -161,8 +188,8 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
     capsys.readouterr()
     assert tool.main(argv) == 0
     out = capsys.readouterr().out
-    # run, detector, generator, discriminator, ablation, compare, sampler
-    assert out.count("skipped") == 7
+    # run, detector, generator, discriminator, refine, ablation, compare, sampler
+    assert out.count("skipped") == 8
     again = load_checkpoint(work / "run" / "checkpoint_last.pt")
     assert again["step"] == run["step"] and len(again["history"]) == 1
 
@@ -196,14 +223,14 @@ def test_recipe_end_to_end_and_resumable(tool, images, tmp_path, capsys):
                    config={"adv_warmup_epochs": 0, "sample_every": 0}, epochs=1,
                    progress=False)
     assert result.history[0]["loss_d"] > 0 and result.history[0]["loss_g_l1"] > 0
-    # or resumes it as it was (here: the generator stage, the detector kept)
+    # or resumes it as it was (here: the refine stage, the generator kept)
     tune = tmp_path / "resumed"
     tune.mkdir()
     shutil.copy(weights / "default_full.pt", tune / "checkpoint_last.pt")
     result = train([work / "reiman.h5"], tune, epochs=2, resume=True, reschedule=True,
                    progress=False)
-    assert len(result.history) == 2 and result.history[1]["loss_g_l1"] > 0
-    assert result.history[1]["loss_det"] == 0
+    assert len(result.history) == 2 and result.history[1]["loss_det"] > 0
+    assert result.history[1]["loss_g_l1"] == 0
 
 
 def test_ablation_starts_from_the_gan_runs_warm_up(tool, images, tmp_path, capsys):
@@ -270,8 +297,14 @@ def test_smoke_and_shipped_recipe(tool):
     assert smoke["train"]["config"]["epochs"] == 1
     # same networks and protocols, fewer scenes and epochs
     assert smoke["train"]["config"]["model"] == shipped["train"]["config"]["model"]
-    assert set(shipped["datasets"]) == {"reiman", "physical", "survey"}
+    assert set(shipped["datasets"]) == {"reiman", "physical", "survey", "survey_21",
+                                        "survey_22", "reiman_23", "physical_24"}
     assert shipped["train"]["data"] == ["reiman", "physical", "survey"]
+    # fresh files for the refine stage: new seeds, every protocol
+    seeds = [spec["seed"] for spec in shipped["datasets"].values()]
+    assert len(set(seeds)) == len(seeds)
+    assert {shipped["datasets"][name]["protocol"] for name in shipped["refine"]["data"]} == {
+        "reiman", "physical", "survey"}
     # the shipped schedule is fixed in the recipe, the ablation only drops the adversarial term
     config = shipped["train"]["config"]
     assert config["schedule_epochs"] == config["epochs"]
@@ -280,9 +313,13 @@ def test_smoke_and_shipped_recipe(tool):
 
     TrainConfig.from_dict(config)
     TrainConfig.from_dict(shipped["sampler"]["config"])
-    # the shipped model is the generator stage, from the detector stage, from
-    # the first release's model
-    assert shipped["export"]["from"] == "generator"
+    # the shipped model is the refine stage, from the generator stage, from the
+    # detector stage, from the first release's model
+    assert shipped["export"]["from"] == "refine"
+    assert shipped["refine"]["init_from"] == "generator"
+    assert smoke["refine"]["config"]["epochs"] == 1
+    refine = TrainConfig.from_dict(shipped["refine"]["config"])
+    assert refine.det_pos_weight > shipped["detector"]["config"]["det_pos_weight"]
     # its full checkpoint takes a discriminator trained against that generator
     assert shipped["export"]["discriminator_from"] == "discriminator"
     assert shipped["discriminator"]["init_from"] == "generator"

@@ -15,13 +15,14 @@ Steps, each also on its own (same options)::
     python tools/make_default_model.py detector   # the detector alone, generator kept
     python tools/make_default_model.py generator  # then the generator alone, detector kept
     python tools/make_default_model.py discriminator  # a discriminator for that generator
+    python tools/make_default_model.py refine     # the detector again, generator kept
     python tools/make_default_model.py train --no-adversarial   # ablation: w_adv = 0 throughout
     python tools/make_default_model.py compare    # both runs on the same held-out scenes
     python tools/make_default_model.py sampler    # the unconditional generator (sample)
     python tools/make_default_model.py export     # default.pt, default_full.pt, default.json
 
-``all`` runs datasets, train, detector, generator, discriminator, sampler
-and export;
+``all`` runs datasets, train, detector, generator, discriminator, refine,
+sampler and export;
 ``all --with-ablation`` also trains the ablation and runs ``compare``
 before ``export``, so that ``default.json`` holds the ablation table of the
 model card.
@@ -36,10 +37,16 @@ detector stage's networks, the detector kept.  The discriminator stage
 (``recipe['discriminator']``) then trains a conditional discriminator
 alone against that stage's frozen generator (``discriminator_only``), so
 that the full checkpoint holds a discriminator that knows the shipped
-generator's outputs.  ``recipe['export']['from']`` says which run is
-shipped.  The shipped model is the generator stage: ``all``
-then skips the GAN run (``train`` still runs it) and the sampler (the first
-release's is kept).
+generator's outputs.  The refine stage (``recipe['refine']``) fine-tunes
+the detector alone once more, from the generator stage's networks, on
+files of its own (``recipe['refine']['data']``: fresh scenes of the same
+protocols, new seeds) with a higher weight of the centre pixels
+(``det_pos_weight``).  ``recipe['export']['from']`` says which run is
+shipped.  The shipped model is the refine stage: ``all`` then skips the
+GAN run (``train`` still runs it) and the sampler (the first release's is
+kept).  Its full checkpoint takes the discriminator stage's discriminator,
+trained against the same generator (the refine stage keeps it; export
+checks the sha256).
 
 Data: the Galaxy Zoo images of ``recipe['images']`` (relative to the
 repository root; ``--images`` overrides it).  Scenes of the training split
@@ -99,7 +106,6 @@ RECIPE = Path(__file__).resolve().with_name("default_recipe.json")
 SMOKE = {
     "work": "work/smoke",
     "survey_images": {"limit": 500},
-    "datasets": {"reiman": {"n": 40}, "physical": {"n": 40}, "survey": {"n": 40}},
     "train": {"config": {"epochs": 1, "schedule_epochs": 1, "adv_warmup_epochs": 0,
                          "adv_ramp_epochs": 1, "batch_size": 8, "val_max_scenes": 8,
                          "sample_every": 1}},
@@ -109,9 +115,14 @@ SMOKE = {
                              "val_max_scenes": 8}},
     "discriminator": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8,
                                  "val_max_scenes": 8}},
+    "refine": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 8,
+                          "val_max_scenes": 8}},
     "sampler": {"config": {"epochs": 1, "schedule_epochs": 1, "batch_size": 16}},
     "compare": {"n": 4},
 }
+
+#: Scenes of every dataset of the recipe under ``--smoke``.
+SMOKE_SCENES = 40
 
 #: Summary columns of `astrodeblend.evaluate.evaluate` kept in the ablation table.
 COMPARE_COLUMNS = ("detection_rate", "both_found", "star_detection_rate", "isolated_single",
@@ -134,7 +145,12 @@ def merge(base, override):
 def load_recipe(path=RECIPE, *, smoke=False):
     """Read a recipe file (JSON); ``smoke`` applies `SMOKE` on top."""
     recipe = json.loads(Path(path).read_text())
-    return merge(recipe, SMOKE) if smoke else recipe
+    if not smoke:
+        return recipe
+    recipe = merge(recipe, SMOKE)
+    for spec in recipe["datasets"].values():
+        spec["n"] = SMOKE_SCENES
+    return recipe
 
 
 def _images(recipe, images):
@@ -373,27 +389,34 @@ def stage_init(recipe, work, init):
     return str(Path(work) / recipe[stage]["out"] / "checkpoint_last.pt")
 
 
-def train_detector(recipe, work, *, device="auto", progress=True):
-    """Fine-tune the detector alone (``recipe['detector']``), the generator kept as it is.
+def train_detector(recipe, work, *, stage="detector", device="auto", progress=True):
+    """Fine-tune the detector alone (``recipe[stage]``), the generator kept as it is.
 
-    The run starts from the networks of ``recipe['detector']['init_from']``
+    The run starts from the networks of ``recipe[stage]['init_from']``
     (``'start'``: the first release's model, `start_model`; ``'default'``:
-    the installed model; ``'run'``: the recipe's GAN run) with
-    ``train_generator`` off, so its checkpoint holds that generator unchanged
-    beside the new detector.  When ``generator_sha256`` is given, the
-    starting generator must have that hash.
+    the installed model; ``'run'``: the recipe's GAN run; or a stage's
+    name) with ``train_generator`` off, so its checkpoint holds that
+    generator unchanged beside the new detector.  When ``generator_sha256``
+    is given, the starting generator must have that hash.  ``stage``:
+    ``'detector'`` (the detector stage) or ``'refine'`` (the detector
+    fine-tuned again from the generator stage, on files of its own).
     """
     from astrodeblend.weights import model_path
 
-    spec = recipe["detector"]
+    spec = recipe[stage]
     init = stage_init(recipe, work, spec["init_from"])
     out = Path(work) / spec["out"]
-    expected = spec.get("generator_sha256")
-    if expected and not (out / "checkpoint_last.pt").exists():
-        _require_generator(model_path(init), expected, "the recipe's detector stage expects")
+    if not (out / "checkpoint_last.pt").exists():
+        if init != "default" and not Path(init).exists():
+            raise SystemExit(f"make_default_model: the {stage} stage starts from {init}, "
+                             f"which does not exist: run the {spec['init_from']} step first")
+        expected = spec.get("generator_sha256")
+        if expected:
+            _require_generator(model_path(init), expected,
+                               f"the recipe's {stage} stage expects")
     config = merge(spec["config"], {"init_from": init, "train_generator": False})
     data = [dataset_path(work, name) for name in spec.get("data", recipe["train"]["data"])]
-    return _train_run(data, out, config, device=device, progress=progress, label="detector")
+    return _train_run(data, out, config, device=device, progress=progress, label=stage)
 
 
 def train_generator(recipe, work, *, device="auto", progress=True):
@@ -582,6 +605,9 @@ def _take_discriminator(payload, source):
     last = (other.get("history") or [{}])[-1]
     record = {"path": _shown(source), "epochs": other.get("epoch"),
               "loss_d": last.get("loss_d"), "val_d_accuracy": last.get("val_d_accuracy")}
+    if other.get("discriminator_from"):
+        # an exported full checkpoint: its discriminator came from the run it records
+        record = dict(other["discriminator_from"], via=_shown(source))
     payload["discriminator_from"] = record
     return record
 
@@ -596,7 +622,7 @@ def export(recipe, work, *, checkpoint=None, sampler=None, weights=WEIGHTS, card
     """
     import torch
 
-    from astrodeblend._checkpoint import load_checkpoint, save_checkpoint, weights_hash
+    from astrodeblend._checkpoint import load_checkpoint, models_hash, save_checkpoint, weights_hash
     from astrodeblend.io import sha256_file
 
     work, weights = Path(work), Path(weights)
@@ -621,6 +647,8 @@ def export(recipe, work, *, checkpoint=None, sampler=None, weights=WEIGHTS, card
         print(f"[export] no sampler checkpoint {sampler}: default.pt has no sample generator")
     slim["models"] = models
     slim["generator_sha256"] = weights_hash(models["generator"])
+    # what results carry in ADBMHASH: the generator and the detector together
+    slim["model_sha256"] = models_hash({name: models[name] for name in ("generator", "detector")})
     if "deblender" in recipe.get("export", {}):
         # settings `Deblender.load` takes from the model (the detector's threshold)
         slim["deblender"] = dict(recipe["export"]["deblender"])
@@ -648,6 +676,7 @@ def export(recipe, work, *, checkpoint=None, sampler=None, weights=WEIGHTS, card
     ablation = work / "ablation.json"
     document = {"name": recipe.get("name", "default"),
                 "generator_sha256": slim["generator_sha256"],
+                "model_sha256": slim["model_sha256"],
                 "model_config": slim.get("model_config"),
                 "train_config": payload.get("train_config"),
                 "epochs": payload.get("epoch"), "history": payload.get("history"),
@@ -712,6 +741,8 @@ def main(argv=None):
                    "recipe['detector']['init_from'] (the generator kept)")
     sub.add_parser("generator", parents=[common], help="fine-tune the generator alone from "
                    "recipe['generator']['init_from'] (the detector kept)")
+    sub.add_parser("refine", parents=[common], help="fine-tune the detector alone again "
+                   "from recipe['refine']['init_from'] (the generator kept)")
     sub.add_parser("discriminator", parents=[common], help="train a discriminator alone "
                    "against the frozen generator of recipe['discriminator']['init_from']")
     sub.add_parser("sampler", parents=[common], help="train the unconditional generator")
@@ -748,6 +779,8 @@ def main(argv=None):
         train_generator(recipe, work, device=args.device, progress=progress)
     if args.step == "discriminator" or (args.step == "all" and "discriminator" in recipe):
         train_discriminator(recipe, work, device=args.device, progress=progress)
+    if args.step == "refine" or (args.step == "all" and "refine" in recipe):
+        train_detector(recipe, work, stage="refine", device=args.device, progress=progress)
     if args.step == "all" and args.with_ablation:
         train_model(recipe, work, no_adversarial=True, device=args.device, progress=progress)
     if args.step == "compare" or (args.step == "all" and args.with_ablation):

@@ -184,7 +184,7 @@ def default_model_facts(path=None):
 
         card = json.loads(card_path.read_text(encoding="utf-8"))
         # the recipe and its step timings are in tools/default_recipe.json and the card text
-        known = {"name", "generator_sha256", "model_config", "train_config", "epochs",
+        known = {"name", "generator_sha256", "model_sha256", "model_config", "train_config", "epochs",
                  "history", "recipe", "timings"}
         for key, value in card.items():
             if key not in known and value not in (None, "", [], {}):
