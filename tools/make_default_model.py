@@ -15,14 +15,14 @@ Steps, each also on its own (same options)::
     python tools/make_default_model.py detector   # the detector alone, generator kept
     python tools/make_default_model.py generator  # then the generator alone, detector kept
     python tools/make_default_model.py discriminator  # a discriminator for that generator
-    python tools/make_default_model.py refine     # the detector again, generator kept
+    python tools/make_default_model.py refine     # recipe['refine'], when there is one
     python tools/make_default_model.py train --no-adversarial   # ablation: w_adv = 0 throughout
     python tools/make_default_model.py compare    # both runs on the same held-out scenes
     python tools/make_default_model.py sampler    # the unconditional generator (sample)
     python tools/make_default_model.py export     # default.pt, default_full.pt, default.json
 
-``all`` runs datasets, train, detector, generator, discriminator, refine,
-sampler and export;
+``all`` runs datasets, train, detector, generator, discriminator, refine
+(when the recipe has one), sampler and export;
 ``all --with-ablation`` also trains the ablation and runs ``compare``
 before ``export``, so that ``default.json`` holds the ablation table of the
 model card.
@@ -37,16 +37,18 @@ detector stage's networks, the detector kept.  The discriminator stage
 (``recipe['discriminator']``) then trains a conditional discriminator
 alone against that stage's frozen generator (``discriminator_only``), so
 that the full checkpoint holds a discriminator that knows the shipped
-generator's outputs.  The refine stage (``recipe['refine']``) fine-tunes
-the detector alone once more, from the generator stage's networks, on
-files of its own (``recipe['refine']['data']``: fresh scenes of the same
-protocols, new seeds) with a higher weight of the centre pixels
-(``det_pos_weight``).  ``recipe['export']['from']`` says which run is
-shipped.  The shipped model is the refine stage: ``all`` then skips the
-GAN run (``train`` still runs it) and the sampler (the first release's is
-kept).  Its full checkpoint takes the discriminator stage's discriminator,
-trained against the same generator (the refine stage keeps it; export
-checks the sha256).
+generator's outputs.  A recipe may add a refine stage
+(``recipe['refine']``, optional: the shipped recipe has none): the
+detector fine-tuned alone once more, from the stage ``init_from`` names
+(the generator stage), on files of its own (``recipe['refine']['data']``:
+fresh scenes of the same protocols, new seeds), with settings of its own
+(a higher ``det_pos_weight``); export can ship it (``export.from``), and its
+full checkpoint then takes the discriminator stage's discriminator, trained
+against the same generator (export checks the sha256).  The model card
+says what such a stage measured and why it is not shipped.
+``recipe['export']['from']`` says which run is shipped.  The shipped model
+is the generator stage: ``all`` then skips the GAN run (``train`` still
+runs it) and the sampler (the first release's is kept).
 
 Data: the Galaxy Zoo images of ``recipe['images']`` (relative to the
 repository root; ``--images`` overrides it).  Scenes of the training split
@@ -147,7 +149,9 @@ def load_recipe(path=RECIPE, *, smoke=False):
     recipe = json.loads(Path(path).read_text())
     if not smoke:
         return recipe
-    recipe = merge(recipe, SMOKE)
+    # the stages the recipe has (the shipped one has no refine stage)
+    recipe = merge(recipe, {key: value for key, value in SMOKE.items()
+                            if key in recipe or key == "work"})
     for spec in recipe["datasets"].values():
         spec["n"] = SMOKE_SCENES
     return recipe
