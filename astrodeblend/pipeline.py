@@ -79,8 +79,8 @@ class Deblender:
     name : str, optional
         Model name written to ``ADBMODEL``.
     model_hash : str, optional
-        sha256 of the generator's and detector's weights
-        (`astrodeblend._checkpoint.models_hash`), written to ``ADBMHASH``.
+        sha256 of the generator's and detector's weights together,
+        written to ``ADBMHASH``.
     mode : {'auto', 'display', 'linear'}, optional
         Value space; ``'auto'`` picks display for images with ``ADBDISP``
         (JPG/PNG) and linear otherwise.
