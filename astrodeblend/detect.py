@@ -107,7 +107,7 @@ def background_and_noise(image, *, sigma=3.0, maxiters=5, max_pixels=2 ** 16,
         from scipy.ndimage import binary_dilation, uniform_filter
 
         for _ in range(3):  # each pass finds fainter wings against a truer sky
-            noise = _safe_noise(std)
+            noise = _safe_noise(std, data)
             with warnings.catch_warnings():
                 # a band without valid pixels has a NaN level; its S/N is NaN
                 warnings.filterwarnings("ignore", category=RuntimeWarning)
@@ -163,13 +163,38 @@ def _clipped_stats(data, *, sigma=3.0, maxiters=5):
     return median, std
 
 
-def _safe_noise(noise):
-    """Replace zero / non-finite noise levels (noiseless simulations) by a usable value."""
+def _safe_noise(noise, data=None):
+    """Replace zero / non-finite noise levels (noiseless simulations) by a usable value.
+
+    With ``data`` (the ``(C, H, W)`` planes the levels were measured on), a
+    band without noise gets the noise of its values' quantisation, the
+    smallest step between them over sqrt(12): an 8-bit PNG whose sky is
+    exactly 0 has 1/255/sqrt(12) of its range, not 1, which would leave
+    every galaxy of its 0-1 values below the detection limit.  Otherwise
+    (or when the band holds one value) the smallest good level of the
+    other bands, else 1.
+    """
     noise = np.array(noise, dtype=np.float64)
     good = np.isfinite(noise) & (noise > 0)
-    if not good.all():
-        noise[~good] = noise[good].min() if good.any() else 1.0
+    if good.all():
+        return noise
+    fallback = noise[good].min() if good.any() else 1.0
+    for i in np.flatnonzero(~good):
+        step = _quantum(data[i]) if data is not None and i < len(data) else None
+        noise[i] = step / math.sqrt(12.0) if step else fallback
     return noise
+
+
+def _quantum(plane, max_values=2 ** 16):
+    """Return the smallest positive step between the finite values of ``plane`` (or None)."""
+    values = np.asarray(plane, dtype=np.float64).ravel()
+    if values.size > max_values:
+        values = values[::int(math.ceil(values.size / max_values))]
+    values = np.unique(values[np.isfinite(values)])
+    if values.size < 2:
+        return None
+    step = float(np.diff(values).min())
+    return step if step > 0 else None
 
 
 def detection_image(image):
@@ -202,8 +227,8 @@ def detection_image(image):
     image = as_galaxy_image(image)
     background, noise = background_and_noise(image)
     background = np.nan_to_num(background)
-    noise = _safe_noise(noise)
     data = image.filled(0.0)
+    noise = _safe_noise(noise, data)
     weights = (1.0 / noise).astype(np.float32)
     det = np.einsum("chw,c->hw", data - background.astype(np.float32)[:, None, None], weights)
     if image.mask is not None:
@@ -402,7 +427,8 @@ def _clipped(planes, mask):
     # is 0.01 sigma, and the cost no longer grows with the frame
     step = max(int(math.ceil(math.sqrt(h * w / 2 ** 14))), 1)
     median, std = _clipped_stats(data[:, ::step, ::step], sigma=3.0, maxiters=10)
-    return np.nan_to_num(median), _safe_noise(std)
+    # a noiseless band: the quantisation of all its values (its sky may hold one value)
+    return np.nan_to_num(median), _safe_noise(std, planes[:, ::step, ::step])
 
 
 def _snr(data, level, noise):

@@ -158,6 +158,22 @@ def test_default_model_deblends_fits(tmp_path):
         assert np.min(np.hypot(*(found - t).T)) < 1.5
 
 
+def test_noiseless_8bit_png_finds_its_galaxies(tmp_path):
+    """A synthetic PNG without noise (sky exactly 0): noise from the 8-bit quantisation."""
+    from PIL import Image
+
+    yy, xx = np.mgrid[:100, :100]
+    pair = (Gaussian2D(200, 45, 50, 4, 4)(xx, yy) + Gaussian2D(150, 58, 52, 3, 3)(xx, yy))
+    path = tmp_path / "pair.png"
+    Image.fromarray(np.repeat(pair[..., None], 3, axis=2).astype(np.uint8)).save(path)
+    result = deblend(path, device="cpu")
+    assert result.n_sources == 2
+    found = np.column_stack([result.catalog["x_centroid"], result.catalog["y_centroid"]])
+    for truth in ([45, 99 - 50], [58, 99 - 52]):   # rows bottom-up, as FITS
+        assert np.min(np.hypot(*(found - truth).T)) < 1.0
+    assert any("noise: 0.001132" in line for line in result.history)   # 1/255/sqrt(12)
+
+
 def test_default_model_two_gaussian_fluxes():
     """Each Gaussian's flux within 10 % (the two are 18 px apart; -29 % / +11 % before
     the models were made monotonic)."""

@@ -381,3 +381,17 @@ def test_no_data_regions_are_runs_of_one_exact_value():
     noiseless = Sersic2D(10, 5, 1, 40, 30)(xx, yy).astype(np.float32)
     noiseless[noiseless < 1e-3] = 0.0           # an exact zero sky around the galaxy
     assert not find_no_data(noiseless).any()
+
+
+def test_safe_noise_of_a_noiseless_band_is_its_quantisation():
+    from astrodeblend.detect import _safe_noise
+
+    planes = np.zeros((2, 20, 20), np.float32)
+    planes[0, 5:8, 5:8] = [[1 / 255], [2 / 255], [3 / 255]]   # an 8-bit band, sky exactly 0
+    noise = _safe_noise([0.0, 0.5], planes)
+    assert noise[0] == pytest.approx(1 / 255 / np.sqrt(12), rel=1e-5)
+    assert noise[1] == 0.5
+    # a band of one value: the other bands' smallest level; none at all: 1
+    assert _safe_noise([0.0, 0.5], np.zeros((2, 4, 4)))[0] == 0.5
+    assert _safe_noise([np.nan], np.ones((1, 4, 4))).tolist() == [1.0]
+    assert _safe_noise([0.0, 0.25]).tolist() == [0.25, 0.25]
