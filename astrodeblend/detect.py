@@ -492,7 +492,9 @@ def estimate_sky(image, *, box_size=64, mask=None):
     its faintest 5 % (ranked by the light smoothed over 4 pixels), the
     nearest thing to sky it holds.  Display images (``ADBDISP``: JPG, PNG)
     are not tested: their stretched, quantised values, clipped at black,
-    have differences that do not measure the noise.
+    have differences that do not measure the noise.  A band without one
+    usable pixel (a filter that is missing: all NaN or masked) masks none
+    of the other bands' pixels; its level is 0.
 
     Parameters
     ----------
@@ -528,9 +530,13 @@ def estimate_sky(image, *, box_size=64, mask=None):
     image = as_galaxy_image(image)
     data = image.data
     c, h, w = data.shape
-    bad = ~np.isfinite(data).all(axis=0)
+    unusable = ~np.isfinite(data)
     if image.mask is not None:
-        bad |= image.mask.any(axis=0)
+        unusable |= image.mask
+    # a band without one usable pixel (a filter that is missing) masks no
+    # pixel of the others: its level is 0 and its noise the other bands'
+    dead = unusable.all(axis=(1, 2))
+    bad = unusable[~dead].any(axis=0) if not dead.all() else np.ones((h, w), dtype=bool)
     if mask is not None:
         bad |= np.asarray(mask, dtype=bool)
     if bad.all():

@@ -325,6 +325,25 @@ def test_default_model_nan_block():
     assert all(c.sum(axis=(1, 2)).min() > 0 for c in result.cutouts)
 
 
+def test_default_model_band_without_data():
+    """One band all NaN (a filter that is missing): the others are deblended as with
+    that band's data, the band gives 0 in every source and NaN in the residual."""
+    blend, comps = sersic_scene((96, 96), [(40.0, 44.0), (56.0, 50.0)], amplitudes=[40, 25],
+                                colours=[[1, 1, 1], [1, 1, 1]], seed=2)
+    missing = blend.copy()
+    missing[1] = np.nan
+    deblender = Deblender.load(device="cpu")
+    result, reference = deblender(missing), deblender(blend)
+    assert result.n_sources == reference.n_sources == 2
+    assert (result.sources[:, 1] == 0).all() and np.isnan(result.residual.data[1]).all()
+    truth = comps.sum(axis=(2, 3))                              # (source, band)
+    flux = result.sources.sum(axis=(2, 3))
+    order = [int(np.argmin(np.hypot(result.catalog["x_centroid"] - x,
+                                    result.catalog["y_centroid"] - y)))
+             for x, y in ((40.0, 44.0), (56.0, 50.0))]
+    np.testing.assert_allclose(flux[order][:, [0, 2]], truth[:, [0, 2]], rtol=0.1)
+
+
 def test_default_model_zero_filled_region_is_no_data():
     """A drizzle edge: a third of the frame set to exactly 0 is masked like NaN (the
     same sources as with NaN there, zero in every source, NaN in the residual, marked
