@@ -479,6 +479,17 @@ def _side_arrays(path, hdus, image_hdu, index, shape, limit):
     return mask, uncertainty
 
 
+def _channel_last(shape, header):
+    """Whether a cube is an (H, W, C) colour array: 2-4 planes last, no WCS.
+
+    FITS cubes hold their bands along NAXIS3 (numpy's first axis); an RGB
+    array saved with ``fits.writeto(name, rgb)`` has them along NAXIS1, and
+    read as FITS it would be H planes W x 3 pixels each.
+    """
+    return (len(shape) == 3 and 2 <= shape[2] <= 4 and min(shape[:2]) >= 16
+            and not any(_WCS_KEY.match(key) for key in header))
+
+
 def _header_bands(header, primary, n_bands):
     """Band names from BANDS, FILTER or FILTERnn cards (image header first), or None."""
     for source in (header, primary):
@@ -534,6 +545,14 @@ def _read_fits(path, head, *, hdu=None, bands=None, limit=MAX_PIXELS):
         opened.close()
     if not np.isfinite(data).any():
         raise ReadError(f"{path}: {label} has no finite pixel (all NaN or Inf)")
+    if _channel_last(data.shape, header):
+        # an (H, W, C) colour array written as it was: planes of 2-4 px a side are no image
+        data = np.ascontiguousarray(np.moveaxis(data, -1, 0))
+        mask, uncertainty = (None if a is None else
+                             np.ascontiguousarray(np.moveaxis(np.broadcast_to(a, shape), -1, 0))
+                             for a in (mask, uncertainty))
+        header.add_history(f"astrodeblend: an (H, W, C) array, read as {shape[2]} bands of "
+                           f"{shape[1]} x {shape[0]} px")
     wcs = _read_wcs(path, label, header)
     unit = _parse_unit(header.get("BUNIT"))
     if bands is None:

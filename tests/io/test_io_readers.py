@@ -319,6 +319,26 @@ def test_unparseable_bunit_is_kept_as_card(tmp_path):
     assert image.unit is None and image.meta["BUNIT"] == "counts per fortnight"
 
 
+def test_colour_array_saved_channel_last(tmp_path):
+    """An (H, W, 3) array written as it is (NAXIS1 = 3, no WCS) is read as 3 bands;
+    a cube with a WCS, or with planes of more than 4 px a side, is read as it is."""
+    rng = np.random.default_rng(0)
+    rgb = rng.normal(size=(40, 30, 3)).astype(np.float32)
+    dq = np.zeros((40, 30, 3), np.int16)
+    dq[5, 6, 1] = 1
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(rgb, name="SCI"),
+                  fits.ImageHDU(dq, name="DQ")]).writeto(tmp_path / "rgb.fits")
+    image = read_image(tmp_path / "rgb.fits")
+    assert image.shape == (3, 40, 30)
+    np.testing.assert_array_equal(image.data[1], rgb[:, :, 1])
+    assert image.mask[1, 5, 6] and image.mask.sum() == 1           # its mask moves with it
+    assert "read as 3 bands of 30 x 40 px" in " ".join(map(str, image.meta["HISTORY"]))
+    fits.PrimaryHDU(rgb, header=make_wcs((30, 3))).writeto(tmp_path / "wcs.fits")
+    assert read_image(tmp_path / "wcs.fits").shape == (40, 30, 3)
+    fits.PrimaryHDU(rng.normal(size=(40, 30, 5)).astype(np.float32)).writeto(tmp_path / "c5.fits")
+    assert read_image(tmp_path / "c5.fits").shape == (40, 30, 5)
+
+
 def test_degenerate_4d_is_accepted(tmp_path):
     fits.PrimaryHDU(sersic_plane()[None, None]).writeto(tmp_path / "radio.fits")
     assert read_image(tmp_path / "radio.fits").shape == (1, 32, 40)
