@@ -53,15 +53,17 @@ def _hdu_kind(hdu):
 def _describe_hdus(hdus, read_index, *, mark):
     """Indented lines, one per HDU or per run of three or more same-named HDUs.
 
-    The HDU ``read_index`` is never part of a run and gets ``mark`` appended.
+    The HDU ``read_index`` (an index or a set of them: one HDU per band) is
+    never part of a run and gets ``mark`` appended.
     """
+    read = {read_index} if isinstance(read_index, int) else set(read_index)
     lines = []
     start = 0
     while start < len(hdus):
         name = hdus[start].name
         stop = start + 1
-        while stop < len(hdus) and name and hdus[stop].name == name and stop != read_index \
-                and start != read_index:
+        while stop < len(hdus) and name and hdus[stop].name == name and stop not in read \
+                and start not in read:
             stop += 1
         if stop - start >= 3:
             first, last = (hdus[i].header.get("EXTVER", 1) for i in (start, stop - 1))
@@ -70,7 +72,7 @@ def _describe_hdus(hdus, read_index, *, mark):
         else:
             stop = start + 1
             text = f"  {_hdu_label(start, hdus[start])}: {_hdu_kind(hdus[start])}"
-            if start == read_index:
+            if start in read:
                 text += mark
             lines.append(text)
         start = stop

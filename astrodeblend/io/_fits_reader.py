@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
@@ -18,6 +19,14 @@ from ._files import _BZIP2_MAGIC, _GZIP_MAGIC, MAX_ABS_VALUE, MAX_PIXELS, _one_l
 # Extensions that hold per-pixel side information, never the image itself.
 _SIDE_EXTENSIONS = {"MASK", "UNCERT", "ERR", "ERROR", "VAR", "VARIANCE", "IVAR", "WHT",
                     "DQ", "BLENDMSK", "BLENDUNC"}
+
+
+#: Extension names of products with an image's shape that are no band of it.
+_NOT_BANDS = _SIDE_EXTENSIONS | {"PRIMARY", "MODEL", "RESID", "RESIDUAL", "PSF", "BKG",
+                                 "BACKGROUND", "SKY", "SEGM", "SEGMAP", "SEGMENTATION",
+                                 "WEIGHT", "RMS", "NOISE", "SIGMA", "EXP", "EXPTIME",
+                                 "EXPOSURE", "CON", "CTX", "CONTEXT", "SAMP", "TIME", "BLEND",
+                                 "SOURCE", "FLAGS"}
 
 
 def _parse_unit(text):
@@ -92,6 +101,55 @@ def _has_image_data(hdu):
     except ValueError:
         return True  # let the checks of _check_image_header report the problem
     return len(axes) > 0 and all(n > 0 for n in axes)
+
+
+def _filter_card(header):
+    """Return the band a header names (``FILTER``, ``BAND`` or ``FILTNAM1``), or None."""
+    for key in ("FILTER", "BAND", "FILTNAM1"):
+        value = header.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _band_hdus(hdus, first):
+    """Return ``[(index, hdu), ...]`` and band names when a file holds one HDU per band.
+
+    Those are the image HDUs from ``first`` on with its 2-D shape, other
+    than mask, uncertainty and weight extensions, when there are at least
+    two and each names its band: distinct ``FILTER`` (``BAND``) cards, or
+    distinct extension names that are no other product (``MODEL``,
+    ``RESIDUAL``, ``PSF``, ...).  Chips of one exposure (``SCI,1``,
+    ``SCI,2``) share their name and are not bands; a file whose HDUs do not
+    name their bands is read as before, its first image.  Returns None
+    otherwise.
+    """
+    try:
+        shape = _naxes(hdus[first].header)
+    except ValueError:
+        return None
+    if len(shape) != 2:
+        return None
+    found = []
+    for index, candidate in enumerate(hdus[first:], start=first):
+        if index > 0 and candidate.name in _SIDE_EXTENSIONS:
+            continue
+        try:
+            if not _has_image_data(candidate) or _naxes(candidate.header) != shape:
+                continue
+        except ValueError:
+            continue
+        found.append((index, candidate))
+    if len(found) < 2:
+        return None
+    filters = [_filter_card(candidate.header) for _, candidate in found]
+    if all(filters) and len(set(filters)) == len(filters):
+        return found, filters
+    names = [candidate.name.strip() if index else "" for index, candidate in found]
+    if all(names) and len({n.upper() for n in names}) == len(names) \
+            and not any(n.upper() in _NOT_BANDS for n in names):
+        return found, names
+    return None
 
 
 # ------------------------------------------------------------------------ FITS
@@ -539,7 +597,25 @@ def _read_fits(path, head, *, hdu=None, bands=None, limit=MAX_PIXELS):
             image_hdu = hdus[index]
         header = image_hdu.header.copy()
         primary = hdus[0].header if index > 0 else None
-        data = _load_pixels(path, label, image_hdu, shape)
+        per_band = (_band_hdus(hdus, index)
+                    if hdu is None and "ADBFMT" not in hdus[0].header else None)
+        if per_band is not None:
+            # one HDU per band: stacked in file order, the first one's header and WCS
+            found, names = per_band
+            stacked = (len(found), *shape[-2:])
+            if math.prod(stacked) > limit:
+                raise ReadError(f"{path}: " + _too_many(f"{len(found)} HDUs of one band each",
+                                                        math.prod(stacked), stacked, limit))
+            planes = [_load_pixels(path, _hdu_label(i, h), h,
+                                   _check_image_header(path, _hdu_label(i, h), h, limit))
+                      for i, h in found]
+            data = np.stack(planes)
+            shape = data.shape
+            bands = bands if bands is not None else names
+            header.add_history(f"astrodeblend: HDUs {', '.join(str(i) for i, _ in found)} "
+                               "read as one band each")
+        else:
+            data = _load_pixels(path, label, image_hdu, shape)
         mask, uncertainty = _side_arrays(path, hdus, image_hdu, index, shape, limit)
     finally:
         opened.close()

@@ -37,6 +37,7 @@ from ._files import (  # noqa: F401 (MAX_*, _default_max_pixels: importable from
 from ._fits_reader import (
     BAD_MASK_PLANES,
     _bad_pixels,
+    _band_hdus,
     _hdu_label,
     _list_hdus,
     _OpenFits,
@@ -368,6 +369,11 @@ def describe_image(path, *, hdu=None, max_rows=5):
             return "\n".join(lines)
         if len(hdus) == 1:
             return line
+        per_band = _band_hdus(hdus, index) if hdu is None else None
+        if per_band is not None:
+            return "\n".join([line, *_describe_hdus(
+                hdus, [i for i, _ in per_band[0]],
+                mark="  <- read, one band (choose one with hdu= or --hdu)")])
         return "\n".join([line, *_describe_hdus(
             hdus, index, mark="  <- read (choose with hdu= or --hdu)")])
     finally:

@@ -319,6 +319,45 @@ def test_unparseable_bunit_is_kept_as_card(tmp_path):
     assert image.unit is None and image.meta["BUNIT"] == "counts per fortnight"
 
 
+def test_one_hdu_per_band(tmp_path):
+    """Image HDUs that name their bands (EXTNAME or FILTER) are one image of those bands;
+    chips of one exposure, other products and unnamed HDUs are not."""
+    rng = np.random.default_rng(0)
+    planes = rng.normal(size=(3, 32, 40)).astype(np.float32)
+    header = make_wcs()
+    dq = np.zeros((32, 40), np.int16)
+    dq[3, 4] = 4
+    fits.HDUList([fits.PrimaryHDU(),
+                  *[fits.ImageHDU(p, header=header, name=b)
+                    for p, b in zip(planes, "GRI", strict=True)],
+                  fits.ImageHDU(dq, name="DQ")]).writeto(tmp_path / "gri.fits")
+    image = read_image(tmp_path / "gri.fits")
+    assert image.shape == (3, 32, 40) and image.bands == ("G", "R", "I")
+    np.testing.assert_array_equal(image.data, planes)
+    assert image.wcs is not None and image.mask[:, 3, 4].all() and image.mask.sum() == 3
+    assert "HDUs 1, 2, 3 read as one band each" in " ".join(map(str, image.meta["HISTORY"]))
+    assert read_image(tmp_path / "gri.fits", hdu="R").shape == (1, 32, 40)    # one asked for
+    assert describe_image(tmp_path / "gri.fits").count("<- read, one band") == 3
+    # compressed, FILTER cards naming the bands of unnamed HDUs
+    fits.HDUList([fits.PrimaryHDU(planes[0], header=fits.Header([("FILTER", "g")])),
+                  fits.CompImageHDU(planes[1], header=fits.Header([("FILTER", "r")]))]
+                 ).writeto(tmp_path / "filters.fits")
+    image = read_image(tmp_path / "filters.fits")
+    assert image.bands == ("g", "r")
+    np.testing.assert_allclose(image.data[1], planes[1], atol=0.05)     # quantised
+    # chips of one exposure; an image with its model and residual; unnamed HDUs
+    for name, hdus in (("chips", [fits.ImageHDU(planes[0], name="SCI", ver=1),
+                                  fits.ImageHDU(planes[1], name="SCI", ver=2)]),
+                       ("galfit", [fits.ImageHDU(planes[0], name="INPUT"),
+                                   fits.ImageHDU(planes[1], name="MODEL"),
+                                   fits.ImageHDU(planes[2], name="RESIDUAL")]),
+                       ("plain", [fits.ImageHDU(planes[0]), fits.ImageHDU(planes[1])])):
+        fits.HDUList([fits.PrimaryHDU(), *hdus]).writeto(tmp_path / f"{name}.fits")
+        image = read_image(tmp_path / f"{name}.fits")
+        assert image.shape == (1, 32, 40), name
+        np.testing.assert_array_equal(image.data[0], planes[0])
+
+
 def test_colour_array_saved_channel_last(tmp_path):
     """An (H, W, 3) array written as it is (NAXIS1 = 3, no WCS) is read as 3 bands;
     a cube with a WCS, or with planes of more than 4 px a side, is read as it is."""
