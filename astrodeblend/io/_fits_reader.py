@@ -117,10 +117,11 @@ def _band_hdus(hdus, first):
 
     Those are the image HDUs from ``first`` on with its 2-D shape, other
     than mask, uncertainty and weight extensions, when there are at least
-    two and each names its band: distinct ``FILTER`` (``BAND``) cards, or
-    distinct extension names that are no other product (``MODEL``,
-    ``RESIDUAL``, ``PSF``, ...).  Chips of one exposure (``SCI,1``,
-    ``SCI,2``) share their name and are not bands; a file whose HDUs do not
+    two and each names its band: distinct ``FILTER`` (``BAND``) cards, or,
+    without such cards, distinct extension names that are no other product
+    (``MODEL``, ``RESIDUAL``, ``PSF``, ...).  Chips of one exposure
+    (``SCI,1``, ``SCI,2``) share their name, the CCDs of a mosaic camera
+    their filter, and are not bands; a file whose HDUs do not
     name their bands is read as before, its first image.  Returns None
     otherwise.
     """
@@ -143,8 +144,9 @@ def _band_hdus(hdus, first):
     if len(found) < 2:
         return None
     filters = [_filter_card(candidate.header) for _, candidate in found]
-    if all(filters) and len(set(filters)) == len(filters):
-        return found, filters
+    if any(filters):
+        # the CCDs of a mosaic camera name one filter in each of their HDUs
+        return (found, filters) if all(filters) and len(set(filters)) == len(filters) else None
     names = [candidate.name.strip() if index else "" for index, candidate in found]
     if all(names) and len({n.upper() for n in names}) == len(names) \
             and not any(n.upper() in _NOT_BANDS for n in names):

@@ -351,7 +351,10 @@ def test_one_hdu_per_band(tmp_path):
                        ("galfit", [fits.ImageHDU(planes[0], name="INPUT"),
                                    fits.ImageHDU(planes[1], name="MODEL"),
                                    fits.ImageHDU(planes[2], name="RESIDUAL")]),
-                       ("plain", [fits.ImageHDU(planes[0]), fits.ImageHDU(planes[1])])):
+                       ("plain", [fits.ImageHDU(planes[0]), fits.ImageHDU(planes[1])]),
+                       ("ccds", [fits.ImageHDU(p, header=fits.Header([("FILTER", "r")]),
+                                               name=ccd)
+                                 for p, ccd in zip(planes, ("S1", "S2", "N1"), strict=True)])):
         fits.HDUList([fits.PrimaryHDU(), *hdus]).writeto(tmp_path / f"{name}.fits")
         image = read_image(tmp_path / f"{name}.fits")
         assert image.shape == (1, 32, 40), name
