@@ -197,6 +197,17 @@ def _quantum(plane, max_values=2 ** 16):
     return step if step > 0 else None
 
 
+def _spatial_mask(mask):
+    """``(H, W)``: the pixels that a band with data masks (``mask`` is ``(C, H, W)``).
+
+    A band without one usable pixel (a filter that is missing) masks none of
+    the other bands' pixels; when no band has any, every pixel is masked.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    dead = mask.all(axis=(1, 2))
+    return mask[~dead].any(axis=0) if not dead.all() else np.ones(mask.shape[1:], dtype=bool)
+
+
 def detection_image(image):
     """Return the noise-weighted sum of the background-subtracted bands.
 
@@ -232,7 +243,7 @@ def detection_image(image):
     weights = (1.0 / noise).astype(np.float32)
     det = np.einsum("chw,c->hw", data - background.astype(np.float32)[:, None, None], weights)
     if image.mask is not None:
-        det[image.mask.any(axis=0)] = 0.0
+        det[_spatial_mask(image.mask)] = 0.0
     return det.astype(np.float32, copy=False)
 
 
@@ -331,7 +342,7 @@ def find_centers(image, *, n_sigma=3.0, n_pixels=10, deblend=True, n_levels=32,
     if not 0 <= contrast <= 1:
         raise InvalidInputError(f"contrast must be in [0, 1], not {contrast!r}")
     c, h, w = image.shape
-    bad = np.zeros((h, w), dtype=bool) if image.mask is None else image.mask.any(axis=0)
+    bad = np.zeros((h, w), dtype=bool) if image.mask is None else _spatial_mask(image.mask)
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != (h, w):
@@ -533,10 +544,7 @@ def estimate_sky(image, *, box_size=64, mask=None):
     unusable = ~np.isfinite(data)
     if image.mask is not None:
         unusable |= image.mask
-    # a band without one usable pixel (a filter that is missing) masks no
-    # pixel of the others: its level is 0 and its noise the other bands'
-    dead = unusable.all(axis=(1, 2))
-    bad = unusable[~dead].any(axis=0) if not dead.all() else np.ones((h, w), dtype=bool)
+    bad = _spatial_mask(unusable)   # its level 0 in a band without data, its noise the others'
     if mask is not None:
         bad |= np.asarray(mask, dtype=bool)
     if bad.all():

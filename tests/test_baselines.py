@@ -141,3 +141,14 @@ def test_get_deblender_factory_returns_baselines():
 
     assert isinstance(get_deblender("segmentation"), SegmentationDeblender)
     assert isinstance(get_deblender("fluxshare"), FluxShareDeblender)
+
+
+@pytest.mark.parametrize("cls", [SegmentationDeblender, FluxShareDeblender])
+def test_baselines_with_a_band_without_data(cls):
+    """A band all NaN (a missing filter): the others deblended, that band 0 / NaN."""
+    blend = two_galaxies()[0]
+    blend = np.concatenate([blend, np.full_like(blend[:1], np.nan)])
+    result = cls()(blend)
+    assert result.n_sources >= 1
+    assert all(np.isfinite(c).all() and (c[-1] == 0).all() for c in result.cutouts)
+    assert np.isnan(result.residual.data[-1]).all()
