@@ -80,10 +80,11 @@ from .io import FITS_SUFFIXES, IMAGE_SUFFIXES, default_output_path
 from .utils import HAS_DASK, header_name, name_from_header, plural
 from .utils import progress as _progress_bar
 
-__all__ = ["BatchSummary", "band_files", "deblend_files", "deblend_from_cli", "expand_inputs",
-           "mask_path",
+__all__ = ["BatchSummary", "auto_workers", "band_files", "deblend_files", "deblend_from_cli",
+           "expand_inputs", "mask_path",
            "parse_background", "INPUT_SUFFIXES", "LOG_COLUMNS", "LOG_NAME", "LOCK_NAME",
-           "MODES", "FLUX_METHODS", "GROUP_FILES", "GROUP_PIXELS", "WORKER_GROUP"]
+           "MODES", "FLUX_METHODS", "GROUP_FILES", "GROUP_PIXELS", "WORKER_GROUP",
+           "AUTO_FILES_PER_WORKER", "AUTO_MAX_WORKERS"]
 
 #: File name endings that folder inputs are searched for (case-insensitive):
 #: the FITS, JPG and PNG files that `astrodeblend.io.read_image` reads.
@@ -105,6 +106,14 @@ MODES = ("auto", "display", "linear")
 FLUX_METHODS = FLUX_MODES
 
 _INSTALL_HINT = 'pip install "astrodeblend[distributed]"'
+#: ``workers="auto"``: one more worker process per this many inputs (up to
+#: `AUTO_MAX_WORKERS` and the usable cores).  200 cutouts of 80x80x3 on 2
+#: cores: 12.6 s with two workers against 16.5 s with one; 80 cutouts 7.9
+#: against 9.1 s; 20 cutouts 6.8 against 5.3 s (starting a worker costs
+#: about a second of the other core).
+AUTO_FILES_PER_WORKER = 64
+#: The most worker processes ``workers="auto"`` starts (one model copy each).
+AUTO_MAX_WORKERS = 4
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 _RESUME_HINT = ("to resume, run the same command again: finished outputs are "
                 "verified and skipped")
@@ -1197,6 +1206,41 @@ def _note(text):
     print(f"astrodeblend: {text}", file=sys.stderr, flush=True)
 
 
+def _usable_cores():
+    """Return the number of CPU cores this process may run on (its affinity), at least 1."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):  # not on Linux
+        return max(os.cpu_count() or 1, 1)
+
+
+def auto_workers(n_inputs, *, cores=None):
+    """Return the worker processes ``workers="auto"`` uses for ``n_inputs`` files on a CPU.
+
+    One per ``AUTO_FILES_PER_WORKER`` (64) inputs, at most
+    ``AUTO_MAX_WORKERS`` (4) and the usable cores (``cores``; by default this
+    process's CPU affinity).  `deblend_files` uses one on a GPU, where the
+    networks batch the stamps of many images and more processes would only
+    share the device.
+
+    Examples
+    --------
+    >>> auto_workers(20, cores=2), auto_workers(200, cores=2), auto_workers(1000, cores=16)
+    (1, 2, 4)
+    """
+    cores = _usable_cores() if cores is None else int(cores)
+    return int(max(1, min(n_inputs // AUTO_FILES_PER_WORKER, AUTO_MAX_WORKERS, cores)))
+
+
+def _on_gpu(method, device):
+    """Whether a batch's networks would run on a GPU (so that auto means one worker)."""
+    if method != "gan" or device == "cpu":
+        return False
+    import torch
+
+    return device == "cuda" or torch.cuda.is_available()
+
+
 # --------------------------------------------------------------- the batch
 def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=None,
                   device="auto", hdu=None, overwrite=False, png=False, workers=1,
@@ -1237,9 +1281,12 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
         from another input or with another model) make the input fail.
     png : bool, optional
         Also write a quick-look figure per input.
-    workers : int, optional
+    workers : int or 'auto', optional
         Parallel worker processes on this machine, this one included (one
         model copy each; a process pool, see the module's notes).
+        ``'auto'`` (the command line's default): `auto_workers` of the
+        inputs found, one on a GPU, with Dask or with a ready ``deblender``,
+        and one when worker processes cannot be started here.
     scheduler : str, optional
         Address of a running Dask scheduler (``'tcp://host:8786'``) to use
         instead of local processes.
@@ -1354,8 +1401,14 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
     if all(reasons.values()):
         shown = "; ".join(f"{p}: {r}" for p, r in list(reasons.items())[:5])
         raise InvalidInputError(f"no input file found ({shown})")
+    auto = isinstance(workers, str) and workers == "auto"
+    if auto:
+        # a ready deblender stays in this process (it would be pickled to each worker)
+        workers = 1 if deblender is not None or _uses_dask(scheduler, client) \
+            or _on_gpu(method, device) else auto_workers(sum(not r for r in reasons.values()))
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise InvalidInputError(f"workers must be a positive integer, not {workers!r}")
+        raise InvalidInputError(f"workers must be a positive integer or 'auto', "
+                                f"not {workers!r}")
     if (scheduler is not None or client is not None) and not HAS_DASK:
         raise InvalidInputError(f"scheduler= and client= need Dask: {_INSTALL_HINT}")
     if max_image_pixels is not None:
@@ -1379,7 +1432,13 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
         key = (method, model, device, max_pixels, deblender_options)
         if workers > 1 and not _uses_dask(scheduler, client):
             # spawned now, the workers load their model while this process loads its own
-            pool = _PoolRunner(key, None, n_workers=workers).start()
+            try:
+                pool = _PoolRunner(key, None, n_workers=workers).start()
+            except AstrodeblendError as exc:
+                if not auto:
+                    raise
+                _note(f"{exc}; deblending in this process alone")
+                workers = 1
         try:
             local = _cached_deblender(*key)
         except BaseException:

@@ -49,6 +49,11 @@ def _int_seed(text):
         raise argparse.ArgumentTypeError(f"seed must be an integer, not {text!r}") from None
 
 
+def _workers(text):
+    """``--workers``: a positive integer or ``auto``."""
+    return "auto" if text.strip().lower() == "auto" else _positive_int(text)
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -340,10 +345,11 @@ def _add_deblend(sub):
                         "'{stem}_mask.fits'")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--png", action="store_true", help="also write a quick-look PNG per input")
-    p.add_argument("--workers", type=_positive_int, default=1,
+    p.add_argument("--workers", type=_workers, default="auto",
                    help="parallel worker processes on this machine, this one included, "
                         "each with its own model copy (a process pool; clusters: "
-                        "--scheduler)")
+                        "--scheduler); default auto: one more per 64 inputs, up to 4 and "
+                        "the usable cores, one on a GPU")
     p.add_argument("--scheduler", default=None,
                    help="address of an existing Dask scheduler, e.g. tcp://host:8786 "
                         "(default: none, work locally)")

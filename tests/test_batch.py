@@ -372,6 +372,43 @@ def test_local_workers_are_a_process_pool(tmp_path, monkeypatch, dask_installed)
             deblend_files(paths, pooled, method=METHOD, scheduler="tcp://127.0.0.1:1")
 
 
+def test_auto_workers(tmp_path, monkeypatch):
+    """workers='auto': one more process per AUTO_FILES_PER_WORKER inputs (up to the cores),
+    the same outputs; this process alone when worker processes cannot start."""
+    assert [batch.auto_workers(n, cores=2) for n in (1, 63, 64, 128, 10_000)] == [1, 1, 1, 2, 2]
+    assert batch.auto_workers(10_000, cores=64) == batch.AUTO_MAX_WORKERS
+    paths = make_cutouts(tmp_path / "in", 12, size=40)
+    serial = tmp_path / "serial"
+    deblend_files(paths, serial, method=METHOD, progress=False)
+    monkeypatch.setattr(batch, "AUTO_FILES_PER_WORKER", 6)
+    monkeypatch.setattr(batch, "_usable_cores", lambda: 2)
+    started = []
+    real_start = batch._PoolRunner.start
+
+    def start(runner):
+        started.append(runner.n_spawned)
+        return real_start(runner)
+
+    monkeypatch.setattr(batch._PoolRunner, "start", start)
+    summary = deblend_files(paths, tmp_path / "auto", method=METHOD, workers="auto",
+                            progress=False)
+    assert summary.n_done == 12 and set(started) == {1}      # two workers: one spawned
+    _compare_outputs(serial, tmp_path / "auto", paths)
+
+    def broken(runner):
+        raise batch.AstrodeblendError("cannot start 1 worker processes here (no semaphores)")
+
+    monkeypatch.setattr(batch._PoolRunner, "start", broken)
+    summary = deblend_files(paths, tmp_path / "alone", method=METHOD, workers="auto",
+                            progress=False)
+    assert summary.n_done == 12
+    _compare_outputs(serial, tmp_path / "alone", paths)
+    with pytest.raises(batch.AstrodeblendError, match="cannot start"):
+        deblend_files(paths, tmp_path / "asked", method=METHOD, workers=2, progress=False)
+    with pytest.raises(InvalidInputError, match="'auto'"):
+        deblend_files(paths, tmp_path / "bad", method=METHOD, workers="many", progress=False)
+
+
 # ------------------------------------------- the GAN in parallel, a scheduler by address
 # The shipped default model (not a baseline) through each parallel path, on two tiny
 # FITS; each path is held against the same files deblended serially.  Workers run torch

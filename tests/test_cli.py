@@ -59,7 +59,7 @@ def test_options_have_help_and_defaults(capsys):
     for option in ("--output-dir", "--workers", "--max-pixels", "--device", "--mode",
                    "--background", "--flux", "--full-frame"):
         assert option in deblend
-    assert "(default: 1)" in deblend and "(default: auto)" in deblend
+    assert "(default: auto)" in deblend and "one more per 64 inputs" in " ".join(deblend.split())
     sample = _help(capsys, "sample")
     assert "(default: 16)" in sample and "random seed" in sample
     evaluate = " ".join(_help(capsys, "evaluate").split())
