@@ -432,7 +432,7 @@ _WCS_KEY = re.compile(r"^(CTYPE|CRVAL|CRPIX|CDELT|CD\d_\d|PC\d_\d)\d*[A-Z]?$")
 
 def _read_wcs(path, label, header):
     """Return the celestial (or 2-D linear) WCS of a header, None when it has none."""
-    if not any(_WCS_KEY.match(key) for key in header):
+    if not _has_wcs_keys(header):
         return None
     from astropy.wcs import WCS, FITSFixedWarning
 
@@ -539,6 +539,11 @@ def _side_arrays(path, hdus, image_hdu, index, shape, limit):
     return mask, uncertainty
 
 
+def _has_wcs_keys(header):
+    """Whether a header holds any WCS keyword (``CTYPE1``, ``CRPIX1``, ``CD1_1``, ...)."""
+    return any(_WCS_KEY.match(key) for key in header)
+
+
 def _channel_last(shape, header):
     """Whether a cube is an (H, W, C) colour array: 2-4 planes last, no WCS.
 
@@ -547,7 +552,7 @@ def _channel_last(shape, header):
     read as FITS it would be H planes W x 3 pixels each.
     """
     return (len(shape) == 3 and 2 <= shape[2] <= 4 and min(shape[:2]) >= 16
-            and not any(_WCS_KEY.match(key) for key in header))
+            and not _has_wcs_keys(header))
 
 
 def _header_bands(header, primary, n_bands):
@@ -608,10 +613,9 @@ def _read_fits(path, head, *, hdu=None, bands=None, limit=MAX_PIXELS):
             if math.prod(stacked) > limit:
                 raise ReadError(f"{path}: " + _too_many(f"{len(found)} HDUs of one band each",
                                                         math.prod(stacked), stacked, limit))
-            planes = [_load_pixels(path, _hdu_label(i, h), h,
-                                   _check_image_header(path, _hdu_label(i, h), h, limit))
-                      for i, h in found]
-            data = np.stack(planes)
+            labels = [_hdu_label(i, h) for i, h in found]
+            data = np.stack([_load_pixels(path, name, h, _check_image_header(path, name, h, limit))
+                             for name, (_, h) in zip(labels, found, strict=True)])
             shape = data.shape
             bands = bands if bands is not None else names
             header.add_history(f"astrodeblend: HDUs {', '.join(str(i) for i, _ in found)} "
