@@ -1295,9 +1295,11 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
     max_pixels : int, optional
         Images larger than this (pixels per band) are processed in tiles.
     mode : {'auto', 'display', 'linear'}, optional
-        Value space of the inputs (``'gan'`` only): ``'auto'`` takes JPG/PNG
-        as display-stretched and FITS as linear flux; ``'display'`` is for
-        FITS files that hold display values (0-1 or 0-255 from a JPG).
+        Value space of the inputs (``'gan'`` only): ``'auto'`` takes JPG/PNG,
+        and FITS that look like a JPG's RGB
+        (`~astrodeblend.image.looks_display`), as display-stretched and
+        other FITS as linear flux; ``'display'`` is for FITS files that hold
+        display values (0-1 or 0-255 from a JPG).
     background : 'auto', float or list of float, optional
         Sky level (``'gan'`` only): ``'auto'`` estimates it with the sources
         masked; ``0`` for inputs that are already sky-subtracted; one value

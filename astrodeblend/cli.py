@@ -317,9 +317,11 @@ def _add_deblend(sub):
     p.add_argument("--method", default="gan",
                    help="deblending method: gan, or a baseline: segmentation, fluxshare")
     p.add_argument("--mode", default="auto", choices=list(_MODES),
-                   help="value space of the inputs: auto takes JPG/PNG as display-stretched "
-                        "and FITS as linear flux; display is for FITS files holding display "
-                        "values (0-1 or 0-255 from a JPG); linear forces linear flux")
+                   help="value space of the inputs: auto takes JPG/PNG, and FITS that look "
+                        "like a JPG's RGB (3 planes of 0-1 or 0-255, no WCS, sky at black), as "
+                        "display-stretched and other FITS as linear flux; display is for FITS "
+                        "files holding display values (0-1 or 0-255 from a JPG); linear forces "
+                        "linear flux")
     p.add_argument("--background", default="auto", metavar="auto|none|VALUE[,VALUE...]",
                    help="sky level: auto estimates it with the sources masked; none means "
                         "the input is already sky-subtracted (0); or numbers, one for all "

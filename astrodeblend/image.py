@@ -23,7 +23,7 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 
 from .errors import InvalidInputError
 
-__all__ = ["GalaxyImage", "as_galaxy_image", "celestial_wcs"]
+__all__ = ["GalaxyImage", "as_galaxy_image", "celestial_wcs", "looks_display"]
 
 
 def celestial_wcs(wcs):
@@ -426,3 +426,70 @@ def as_galaxy_image(image, *, wcs=None, bands=None):
                            wcs=image.wcs if image.wcs is not None else wcs,
                            meta=meta, unit=image.unit, bands=bands)
     return GalaxyImage(image, wcs=wcs, bands=bands)
+
+
+#: Lowest noise (in 8-bit levels) of a 0-1 display image: a noiseless
+#: simulation's smooth profile has far less, a JPG's sky a level or more.
+DISPLAY_MIN_NOISE = 0.25
+
+
+def looks_display(image, bad=None):
+    """Return whether an image holds a JPG's display values (its RGB saved as FITS).
+
+    True for three planes without a celestial WCS whose values are all
+    non-negative and either 8-bit levels (integers of 0-255, or multiples
+    of 1/255 up to 1) or floats of 0-1 or 0-255 with some noise, the
+    faintest at a black point: their 0.5th percentile below the noise of
+    the faintest half of the pixels (a display stretch clips the sky at
+    black, where linear flux scatters around its sky level).  Survey data
+    and linear simulations (a WCS, negative noise, a sky level above black,
+    noiseless profiles) are not taken for display values.
+
+    Parameters
+    ----------
+    image : `~astrodeblend.GalaxyImage`
+        The image.
+    bad : `numpy.ndarray`, optional
+        ``(C, H, W)`` pixels to ignore (NaN and the image's mask by default).
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> rgb = np.clip(rng.normal(0.02, 0.01, (3, 40, 40)), 0, 1)  # sky clipped at black
+    >>> rgb[:, 15:25, 15:25] += 0.6
+    >>> looks_display(GalaxyImage(rgb))
+    True
+    >>> looks_display(GalaxyImage(rgb + 0.05)), looks_display(GalaxyImage(rgb - 0.01))
+    (False, False)
+    """
+    if image.shape[0] != 3 or image.wcs is not None:
+        return False
+    data = image.data
+    if bad is None:
+        bad = ~np.isfinite(data)
+        if image.mask is not None:
+            bad = bad | image.mask
+    step = int(np.ceil(data.shape[1] * data.shape[2] / 2**20))  # rows of large images
+    data, bad = data[:, ::step], bad[:, ::step]
+    values = data[~bad]
+    if values.size < 100:
+        return False
+    low, top = float(values.min()), float(values.max())
+    if low < 0 or not 0 < top <= 255:
+        return False
+    levels = values * np.float32(255.0 if top <= 1 else 1.0)
+    if np.all(np.abs(levels - np.round(levels)) < 1e-3):  # 8-bit values
+        return bool(np.percentile(levels, 0.5) < 1)
+    faint = np.where(bad, np.nan, data * np.float32(255.0 if top <= 1 else 1.0))
+    cut = np.percentile(levels, 50)
+    step = np.diff(faint, axis=-1)[faint[..., 1:] <= cut]
+    step = step[np.isfinite(step)]
+    if step.size < 50:
+        return False
+    noise = 1.4826 * np.median(np.abs(step)) / np.sqrt(2)
+    return bool(noise >= DISPLAY_MIN_NOISE and np.percentile(levels, 0.5) < noise)

@@ -45,7 +45,7 @@ import numpy as np
 from ._version import __version__
 from .errors import CheckpointError, InvalidInputError
 from .footprints import HALO_SIGMA, MODEL_ERROR, WEIGHTED_SIGMA
-from .image import GalaxyImage, as_galaxy_image
+from .image import GalaxyImage, as_galaxy_image, looks_display
 from .result import DeblendResult
 from .utils import plural, resolve_device
 from .weights import default_model_path
@@ -59,6 +59,18 @@ METHODS = ("gan", "segmentation", "fluxshare")
 
 def _is_display(image):
     return bool(image.meta.get("ADBDISP", False))
+
+
+def _display_scale(image, bad):
+    """Return the full scale of display values: 1 (0-1), 255 (8 bits) or 65535 (16 bits)."""
+    values = image.data[~bad]
+    top = float(values.max()) if values.size else 0.0
+    for scale in (1.0, 255.0, 65535.0):
+        if top <= scale:
+            return scale
+    raise InvalidInputError(f"{image.source or 'image'}: display values up to {top:.4g} "
+                            "(above 65535) are not 8- or 16-bit display values: read it "
+                            "as linear flux (mode='linear', --mode linear)")
 
 
 class Deblender:
@@ -83,7 +95,10 @@ class Deblender:
         written to ``ADBMHASH``.
     mode : {'auto', 'display', 'linear'}, optional
         Value space; ``'auto'`` picks display for images with ``ADBDISP``
-        (JPG/PNG) and linear otherwise.
+        (JPG/PNG) and those that `looks_display` takes for a JPG's RGB saved
+        as FITS, and linear otherwise.  Display values of 0-255 (or 0-65535)
+        are divided by their full scale for the networks, and the sources
+        multiplied back.
     detect_threshold : float, optional
         Minimum peak of the detector's centre heatmap (0..1); `load` takes
         the one a model was exported with (``deblender`` entry of the
@@ -418,8 +433,6 @@ class Deblender:
 
         image = as_galaxy_image(image)
         mode = mode or self.mode
-        if mode == "auto":
-            mode = "display" if _is_display(image) else "linear"
         flux = _check_flux(flux or self.flux)
         started = time.perf_counter()
         c, h, w = image.shape
@@ -430,6 +443,25 @@ class Deblender:
         if image.mask is not None:
             bad |= image.mask
         notes = []
+        if mode == "auto" and _is_display(image):
+            mode = "display"
+        elif mode == "auto" and looks_display(image, bad):
+            mode = "display"
+            notes.append("mode: display (auto): three planes of 8-bit or 0-1 values without "
+                         "WCS, none negative, the faintest at a black point (a JPG's RGB "
+                         "saved as FITS; --mode linear to override)")
+        elif mode == "auto":
+            mode = "linear"
+        scale = _display_scale(image, bad) if mode == "display" else 1.0
+        given = image
+        if scale != 1.0:
+            # the networks work on display values of 0-1: a JPG's 0-255 saved as FITS
+            # is scaled for them, and its sources back to the input's units
+            image = image.with_data(image.data / np.float32(scale), mask=image.mask,
+                                    uncertainty=None if image.uncertainty is None
+                                    else image.uncertainty / np.float32(scale))
+            notes.append(f"display values of 0-{scale:g}: divided by {scale:g} for the "
+                         "networks, sources multiplied back")
         if mode == "linear":
             # regions of one repeated value (drizzle edges, chip gaps) are
             # masked like NaN: taken as sky they turned every noise peak into a source
@@ -605,6 +637,9 @@ class Deblender:
                        "stamp (flips, transpositions), averaged")
         history.append(f"model: {self.name} sha256={self.model_hash[:16]}... "
                        f"astrodeblend {__version__}, {time.perf_counter() - started:.2f} s")
+        if scale != 1.0:  # back to the input's display values
+            cutouts = [cutout * np.float32(scale) for cutout in cutouts]
+            image = given
         catalog = DeblendResult.make_catalog(image, cutouts, xy[:, 0], xy[:, 1],
                                              origins=origins)
         return DeblendResult(image, cutouts, catalog, segmap, origins=origins, flux_mode=flux,

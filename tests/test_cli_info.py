@@ -18,6 +18,18 @@ def test_info_one_line_per_file(tmp_path, capsys):
     assert "shape (3, 5, 6)" in lines[1] and "display-stretched" in lines[1]
 
 
+def test_info_marks_a_jpgs_rgb_saved_as_fits(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    rgb = np.clip(rng.normal(4, 3, (3, 30, 30)), 0, 255).astype(np.uint8)  # sky at black
+    rgb[:, 10:20, 10:20] = 200
+    fits.PrimaryHDU(rgb).writeto(tmp_path / "rgb.fits")
+    fits.PrimaryHDU(rgb.astype(np.float32) - 4).writeto(tmp_path / "linear.fits")
+    assert main(["info", str(tmp_path / "rgb.fits"), str(tmp_path / "linear.fits")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "display values (a JPG's RGB" in lines[0]
+    assert "display" not in lines[1]
+
+
 def test_info_bad_file_exits_2_with_one_stderr_line(tmp_path, capsys):
     fits.PrimaryHDU(np.ones((4, 4), np.float32)).writeto(tmp_path / "good.fits")
     (tmp_path / "bad.fits").write_bytes(b"SIMPLE  =                    T" + b" " * 50)

@@ -92,6 +92,68 @@ def test_display_mode_uses_model_output(untrained):
     np.testing.assert_allclose(result.sources[0], cube, atol=1e-5)
 
 
+def display_pair(seed=0):
+    """Two galaxies as a JPG shows them: stretched, sky near black, 8-bit levels."""
+    yy, xx = np.mgrid[:80, :80]
+    light = Sersic2D(0.3, 6, 1.5, 36, 40, 0.3, 0.5)(xx, yy) + Sersic2D(0.2, 4, 1, 50, 44)(xx, yy)
+    rng = np.random.default_rng(seed)
+    # gamma stretch, the black point set just under the sky
+    rgb = np.stack([light, 0.9 * light, 0.7 * light]) ** (1 / 2.2) - 0.02
+    rgb = rgb + rng.normal(0, 0.01, rgb.shape)
+    return np.round(255 * np.clip(rgb, 0, 1)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("form", ["uint8", "float 0-1", "float 0-255 resampled"])
+def test_display_values_saved_as_fits_are_deblended_as_display(tmp_path, form):
+    """A JPG's RGB saved as FITS (no ADBDISP card) gets what the JPG would get."""
+    levels = display_pair()
+    reference = deblend(GalaxyImage(levels / np.float32(255), meta={"ADBDISP": True}),
+                        device="cpu")
+    if form == "uint8":
+        data, scale = levels, 255.0
+    elif form == "float 0-1":
+        data, scale = (levels / np.float32(255)).astype(np.float32), 1.0
+    else:  # values off the 8-bit grid (shifted by half a pixel, as resampled), in 0-255
+        levels = levels.astype(np.float32)
+        levels = (levels[:, 1:, 1:] + levels[:, :-1, 1:] + levels[:, 1:, :-1]
+                  + levels[:, :-1, :-1]) / np.float32(4)
+        reference = deblend(GalaxyImage(levels / np.float32(255), meta={"ADBDISP": True}),
+                            device="cpu")
+        data, scale = levels, 255.0
+    path = tmp_path / "rgb.fits"
+    fits.PrimaryHDU(data).writeto(path)
+    result = deblend(path, device="cpu")
+    assert any(line.startswith("mode: display (auto)") for line in result.history)
+    assert result.n_sources == reference.n_sources == 2
+    np.testing.assert_allclose(result.blend.data, data)   # BLEND: the input as read
+    for ours, theirs in zip(result.sources, reference.sources, strict=True):
+        np.testing.assert_allclose(ours / scale, theirs, atol=1e-4)   # 1/40 of a level
+    # --mode display on 0-255 values: the same, not the networks fed 0-255
+    forced = deblend(path, device="cpu", mode="display")
+    np.testing.assert_allclose(forced.sources[0], result.sources[0])
+
+
+def test_linear_images_are_not_taken_for_display():
+    from astrodeblend.image import looks_display
+
+    rgb = display_pair() / np.float32(255)
+    assert looks_display(GalaxyImage(rgb))
+    yy, xx = np.mgrid[:80, :80]
+    sersic = Sersic2D(0.01, 6, 1, 40, 40)(xx, yy)
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    rng = np.random.default_rng(1)
+    for linear in (rgb - np.median(rgb),             # sky-subtracted: negative noise
+                   rgb + 0.05,                       # a sky level above black
+                   np.stack([sersic] * 3) / sersic.max(),  # noiseless profiles in 0-1
+                   rng.poisson(20 + 50 * np.stack([sersic] * 3) / sersic.max()) / 100.0,
+                   rgb[:1], rgb[:2]):                # not three planes
+        assert not looks_display(GalaxyImage(linear))
+    assert not looks_display(GalaxyImage(rgb, wcs=wcs))
+    with pytest.raises(InvalidInputError, match="above 65535"):
+        deblend(GalaxyImage(rgb * 1e5), device="cpu", mode="display")
+
+
 def test_large_image_sources_are_cutouts(untrained):
     cube = np.zeros((3, 200, 240), dtype=np.float32)
     small, _ = two_gaussians(noise=0.0)

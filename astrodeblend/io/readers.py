@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidInputError, ReadError
-from ..image import GalaxyImage
+from ..image import GalaxyImage, looks_display
 from ..utils import header_name
 from ._describe import _describe_catalog, _describe_hdus, _describe_result_header
 from ._files import (  # noqa: F401 (MAX_*, _default_max_pixels: importable from here)
@@ -351,6 +351,8 @@ def describe_image(path, *, hdu=None, max_rows=5):
         parts.append(f"{image.pixel_scale.value:.4g} arcsec/pix")
     if image.meta.get("ADBDISP", False):
         parts.append("display-stretched")
+    elif looks_display(image):
+        parts.append("display values (a JPG's RGB: deblended as display with --mode auto)")
     parts.append(f"masked {100 * image.masked_fraction:.2f}%")
     line = f"{path}: " + ", ".join(parts)
     checked, head = _check_file(path)
