@@ -127,7 +127,7 @@ def test_display_values_saved_as_fits_are_deblended_as_display(tmp_path, form):
     assert result.n_sources == reference.n_sources == 2
     np.testing.assert_allclose(result.blend.data, data)   # BLEND: the input as read
     for ours, theirs in zip(result.sources, reference.sources, strict=True):
-        np.testing.assert_allclose(ours / scale, theirs, atol=1e-4)   # 1/40 of a level
+        np.testing.assert_allclose(ours / scale, theirs, atol=1e-6)
     # --mode display on 0-255 values: the same, not the networks fed 0-255
     forced = deblend(path, device="cpu", mode="display")
     np.testing.assert_allclose(forced.sources[0], result.sources[0])
