@@ -487,9 +487,9 @@ def looks_display(image, bad=None):
         return bool(np.percentile(levels, 0.5) < 1)
     faint = np.where(bad, np.nan, data * np.float32(255.0 if top <= 1 else 1.0))
     cut = np.percentile(levels, 50)
-    step = np.diff(faint, axis=-1)[faint[..., 1:] <= cut]
-    step = step[np.isfinite(step)]
-    if step.size < 50:
+    jumps = np.diff(faint, axis=-1)[faint[..., 1:] <= cut]
+    jumps = jumps[np.isfinite(jumps)]
+    if jumps.size < 50:
         return False
-    noise = 1.4826 * np.median(np.abs(step)) / np.sqrt(2)
+    noise = 1.4826 * np.median(np.abs(jumps)) / np.sqrt(2)
     return bool(noise >= DISPLAY_MIN_NOISE and np.percentile(levels, 0.5) < noise)

@@ -95,8 +95,8 @@ class Deblender:
         written to ``ADBMHASH``.
     mode : {'auto', 'display', 'linear'}, optional
         Value space; ``'auto'`` picks display for images with ``ADBDISP``
-        (JPG/PNG) and those that `looks_display` takes for a JPG's RGB saved
-        as FITS, and linear otherwise.  Display values of 0-255 (or 0-65535)
+        (JPG/PNG) and those that `~astrodeblend.image.looks_display` takes
+        for a JPG's RGB saved as FITS, and linear otherwise.  Display values of 0-255 (or 0-65535)
         are divided by their full scale for the networks, and the sources
         multiplied back.
     detect_threshold : float, optional
@@ -643,7 +643,8 @@ class Deblender:
         history.append(f"model: {self.name} sha256={self.model_hash[:16]}... "
                        f"astrodeblend {__version__}, {time.perf_counter() - started:.2f} s")
         if mode == "display":  # the input as given, its sources in its display values
-            cutouts = [cutout * np.float32(scale) for cutout in cutouts]
+            if scale != 1.0:
+                cutouts = [cutout * np.float32(scale) for cutout in cutouts]
             image = given
         catalog = DeblendResult.make_catalog(image, cutouts, xy[:, 0], xy[:, 1],
                                              origins=origins)
