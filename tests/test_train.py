@@ -229,6 +229,44 @@ def test_config_validation():
     cfg = TrainConfig(epochs=10, adv_warmup_epochs=4, adv_ramp_epochs=2, w_adv=0.02)
     assert [cfg.adv_weight(e) for e in (3, 4, 5, 6)] == [0.0, 0.01, 0.02, 0.02]
     assert cfg.lr_at(0) == cfg.lr and cfg.lr_at(9) < cfg.lr
+    for key, bad in (("det_size_sigma", -0.1), ("det_sigma_max", 0.0)):
+        with pytest.raises(ValueError, match=key):
+            TrainConfig(**{key: bad})
+
+
+def test_sized_targets_widen_large_sources_and_keep_two_peaks():
+    """det_size_sigma: a large source's peak is broad, a small one's stays heatmap_sigma
+    wide, peaks stay at the centres with height 1, and a pair 2 * det_sigma_max apart
+    keeps two peaks."""
+    from astrodeblend.train.losses import center_targets
+
+    yy, xx = np.mgrid[:48, :48]
+    def disc(x, y, r):
+        return torch.from_numpy(((xx - x) ** 2 + (yy - y) ** 2 <= r * r).astype(np.float32))
+
+    truth = torch.zeros(2, 3, 1, 48, 48)
+    truth[0, 0, 0] = disc(12, 20, 8)       # large: half-maximum radius 8
+    truth[0, 1, 0] = disc(36, 30, 1.5)     # small
+    truth[1, 0, 0] = disc(18, 24, 6)       # a pair 2 * 3 px apart
+    truth[1, 1, 0] = disc(24, 24, 6)
+    batch = {"truth": truth, "blend": truth.sum(1), "n_sources": torch.tensor([2, 2]),
+             "centers": torch.tensor([[[12.0, 20.0], [36.0, 30.0], [0.0, 0.0]],
+                                      [[18.0, 24.0], [24.0, 24.0], [0.0, 0.0]]])}
+    fixed = center_targets(batch, "cpu", 1.5)
+    sized = center_targets(batch, "cpu", 1.5, size_sigma=0.35, max_sigma=3.0)
+    for x, y in ((12, 20), (36, 30)):
+        assert float(sized[0, 0, y, x]) == pytest.approx(1.0)
+    # 2 px from the large source's centre: width 0.35 * 8.0 = 2.8 (not 1.5) ...
+    assert float(sized[0, 0, 20, 14]) == pytest.approx(np.exp(-2 / 2.8 ** 2), rel=0.02)
+    assert float(fixed[0, 0, 20, 14]) == pytest.approx(np.exp(-2 / 1.5 ** 2), rel=1e-4)
+    # ... the small one's as before; the third (unlisted) centre gives nothing
+    np.testing.assert_allclose(sized[0, 0, 26:35, 32:41], fixed[0, 0, 26:35, 32:41], rtol=1e-5)
+    assert float(sized[0, 0, 0, 0]) < 1e-6
+    # the pair at the widest peaks (3 px): still two maxima, a dip between them
+    row = sized[1, 0, 24]
+    assert float(row[21]) < float(row[18]) and float(row[21]) < float(row[24])
+    # without the option, the targets are those of earlier versions
+    np.testing.assert_array_equal(center_targets(batch, "cpu", 1.5, size_sigma=0.0), fixed)
 
 
 # ---------------------------------------------------------------- physical scenes, CLI

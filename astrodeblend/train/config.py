@@ -43,6 +43,16 @@ class TrainConfig:
     det_pos_weight : float
         Extra weight of the detector's BCE at the centres: pixel weights are
         ``1 + det_pos_weight * target``.
+    det_size_sigma : float
+        Width of each source's peak in the detector's target as a fraction
+        of its size: the radius of a disc of the area where its noiseless
+        light exceeds half its peak, the width kept between the model's
+        ``heatmap_sigma`` and ``det_sigma_max`` (a large galaxy gets a broad
+        peak, so that its structure does not pass for two centres); 0 (the
+        default): every peak ``heatmap_sigma`` wide.
+    det_sigma_max : float
+        Widest peak of the detector's target with ``det_size_sigma``
+        (pixels); two sources twice as far apart keep two peaks.
     adv_warmup_epochs : int or None
         Epochs without adversarial loss (None: half of ``schedule_epochs``).
     adv_ramp_epochs : int or None
@@ -149,6 +159,8 @@ class TrainConfig:
     w_flux: float = 0.1
     w_det: float = 1.0
     det_pos_weight: float = 20.0
+    det_size_sigma: float = 0.0
+    det_sigma_max: float = 3.0
     adv_warmup_epochs: int | None = None
     adv_ramp_epochs: int | None = None
     schedule_epochs: int | None = None
@@ -194,6 +206,11 @@ class TrainConfig:
             raise InvalidInputError("discriminator_only and sampler_only exclude each other")
         if float(self.w_adv) < 0:
             raise InvalidInputError(f"w_adv must be >= 0, not {self.w_adv!r}")
+        if not float(self.det_size_sigma) >= 0:
+            raise InvalidInputError(f"det_size_sigma must be >= 0, not {self.det_size_sigma!r}")
+        if not float(self.det_sigma_max) > 0:
+            raise InvalidInputError(f"det_sigma_max must be positive, not "
+                                    f"{self.det_sigma_max!r}")
         self.betas = [float(b) for b in self.betas]
 
     @property

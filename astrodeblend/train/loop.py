@@ -330,7 +330,8 @@ class _Trainer:
             self._generator_steps(gal, w_adv, losses)
         if cfg.train_detector:
             self.optims["detector"].zero_grad(set_to_none=True)
-            target = center_targets(batch, self.device, self.sigma)
+            target = center_targets(batch, self.device, self.sigma,
+                                    size_sigma=cfg.det_size_sigma, max_sigma=cfg.det_sigma_max)
             with self.autocast():
                 det_logits = self.wrapped["detector"](batch["blend"].to(self.device))
                 # centre pixels are rare: weight them up so that the

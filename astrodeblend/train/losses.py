@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..models import make_heatmap, unstretch
@@ -26,22 +28,32 @@ def flux_loss(out, truth, linear):
     return ((lin_out - lin_true.flatten(1).sum(1)).abs() / scale).mean()
 
 
-def center_targets(batch, device, sigma):
+def center_targets(batch, device, sigma, *, size_sigma=0.0, max_sigma=3.0):
     """Target map of the detector: ``max_k make_heatmap(center_k)`` over each scene's sources.
 
     Every listed source (``k < n_sources``: galaxies and stars) gives one
     Gaussian peak of height 1; a scene of one source gives one peak, a scene
     of none an all-zero map.  Centres past ``n_sources`` (padding, NaN in
-    the files) are ignored whatever their value.
+    the files) are ignored whatever their value.  With ``size_sigma`` each
+    peak's width follows its source's size: ``size_sigma`` times the radius
+    of a disc of the area where the source's truth (bands summed) exceeds
+    half its peak, kept between ``sigma`` and ``max_sigma``.
 
     Parameters
     ----------
     batch : dict of `torch.Tensor`
-        ``centers (B, K, 2)``, ``n_sources (B,)`` and ``blend (B, C, H, W)``.
+        ``centers (B, K, 2)``, ``n_sources (B,)`` and ``blend (B, C, H, W)``;
+        ``truth (B, K, C, H, W)`` with ``size_sigma``.
     device : `torch.device`
         Device of the result.
     sigma : float
-        Width of the peaks in pixels.
+        Width of the peaks in pixels (the narrowest with ``size_sigma``).
+    size_sigma : float, optional
+        Width of a peak as a fraction of its source's half-maximum radius
+        (`~astrodeblend.train.TrainConfig` ``det_size_sigma``); 0: all
+        ``sigma`` wide.
+    max_sigma : float, optional
+        Widest peak with ``size_sigma`` (pixels).
 
     Returns
     -------
@@ -56,7 +68,18 @@ def center_targets(batch, device, sigma):
     >>> t = center_targets(batch, "cpu", 1.0)
     >>> float(t[0].max()), divmod(int(t[0].argmax()), 8), float(t[1].max())
     (1.0, (3, 4), 0.0)
+
+    A source whose light is above half its peak over 50 pixels (a disc of
+    radius 3.99) gets a peak of width ``0.5 * 3.99``, about 2 pixels:
+
+    >>> batch["truth"] = torch.zeros(2, 2, 1, 8, 8)
+    >>> batch["truth"][0, 0, 0].view(-1)[:50] = 1.0
+    >>> wide = center_targets(batch, "cpu", 1.0, size_sigma=0.5)
+    >>> round(float(wide[0, 0, 3, 6]), 4), round(float(t[0, 0, 3, 6]), 4)  # 2 px off
+    (0.6049, 0.1353)
     """
+    if size_sigma > 0:
+        return _sized_targets(batch, sigma, size_sigma, max_sigma).to(device)
     n = batch["n_sources"]
     b, k_max = batch["centers"].shape[:2]
     h, w = batch["blend"].shape[-2:]
@@ -66,3 +89,23 @@ def center_targets(batch, device, sigma):
     heat = heat.reshape(b, k_max, h, w)
     heat = torch.where(listed[:, :, None, None], heat, torch.zeros_like(heat))
     return heat.amax(dim=1, keepdim=True).to(device)
+
+
+def _sized_targets(batch, sigma, size_sigma, max_sigma):
+    """`center_targets` with each peak as wide as ``size_sigma`` times its source's size."""
+    n = batch["n_sources"]
+    centers = batch["centers"]
+    k_max = centers.shape[1]
+    h, w = batch["blend"].shape[-2:]
+    listed = torch.arange(k_max)[None, :] < n[:, None]
+    plane = batch["truth"].float().sum(2)  # (B, K, H, W)
+    peak = plane.amax(dim=(-2, -1), keepdim=True)
+    area = ((plane > 0.5 * peak) & (peak > 0)).float().sum(dim=(-2, -1))
+    width = (size_sigma * torch.sqrt(area / math.pi)).clamp(sigma, max(max_sigma, sigma))
+    xy = torch.where(listed[..., None], centers, torch.zeros_like(centers))
+    yy = torch.arange(h, dtype=torch.float32)[:, None]
+    xx = torch.arange(w, dtype=torch.float32)[None, :]
+    d2 = (xx - xy[..., 0, None, None]) ** 2 + (yy - xy[..., 1, None, None]) ** 2
+    heat = torch.exp(-0.5 * d2 / width[..., None, None] ** 2)
+    heat = torch.where(listed[:, :, None, None], heat, torch.zeros_like(heat))
+    return heat.amax(dim=1, keepdim=True)
