@@ -447,7 +447,7 @@ class Deblender:
             mode = "display"
         elif mode == "auto" and looks_display(image, bad):
             mode = "display"
-            notes.append("mode: display (auto): three planes of 8-bit or 0-1 values without "
+            notes.append("mode: display (auto): three planes of 0-1 or 0-255 values without "
                          "WCS, none negative, the faintest at a black point (a JPG's RGB "
                          "saved as FITS; --mode linear to override)")
         elif mode == "auto":
