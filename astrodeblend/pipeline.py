@@ -96,9 +96,9 @@ class Deblender:
     mode : {'auto', 'display', 'linear'}, optional
         Value space; ``'auto'`` picks display for images with ``ADBDISP``
         (JPG/PNG) and those that `~astrodeblend.image.looks_display` takes
-        for a JPG's RGB saved as FITS, and linear otherwise.  Display values of 0-255 (or 0-65535)
-        are divided by their full scale for the networks, and the sources
-        multiplied back.
+        for a JPG's RGB saved as FITS, and linear otherwise.  Display values
+        of 0-255 (or 0-65535) are divided by their full scale for the
+        networks, and the sources multiplied back.
     detect_threshold : float, optional
         Minimum peak of the detector's centre heatmap (0..1); `load` takes
         the one a model was exported with (``deblender`` entry of the
