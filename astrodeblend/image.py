@@ -469,13 +469,14 @@ def looks_display(image, bad=None):
     """
     if image.shape[0] != 3 or image.wcs is not None:
         return False
-    data = image.data
+    step = int(np.ceil(image.shape[1] * image.shape[2] / 2**20))  # rows of large images
+    data = image.data[:, ::step]
     if bad is None:
         bad = ~np.isfinite(data)
         if image.mask is not None:
-            bad = bad | image.mask
-    step = int(np.ceil(data.shape[1] * data.shape[2] / 2**20))  # rows of large images
-    data, bad = data[:, ::step], bad[:, ::step]
+            bad = bad | image.mask[:, ::step]
+    else:
+        bad = np.asarray(bad)[:, ::step]
     values = data[~bad]
     if values.size < 100:
         return False
