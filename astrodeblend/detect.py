@@ -471,7 +471,7 @@ def _significant_mask(data, level, noise, bad, *, n_sigma=3.0, n_pixels=10, grow
     return distance <= reach[segmap[iy, ix]]
 
 
-def estimate_sky(image, *, box_size=64, mask=None):
+def estimate_sky(image, *, box_size=64, mask=None, display=None):
     """Estimate the sky of an image with its sources masked, per band.
 
     The sources are the groups of at least 10 pixels above 3 sigma of the
@@ -515,6 +515,9 @@ def estimate_sky(image, *, box_size=64, mask=None):
         Box of the 2-D background, in pixels.
     mask : array-like of bool, optional
         ``(H, W)`` pixels to ignore (added to the image's own mask).
+    display : bool, optional
+        Whether the values are display values (a JPG's); None: the image's
+        ``ADBDISP`` card says.
 
     Returns
     -------
@@ -551,7 +554,7 @@ def estimate_sky(image, *, box_size=64, mask=None):
         raise InvalidInputError(f"{image.source or 'image'}: every pixel is masked or "
                                 "non-finite")
     data = np.where(bad[None], np.float32(0.0), data).astype(np.float32, copy=False)
-    display = bool(image.meta.get("ADBDISP", False))
+    display = bool(image.meta.get("ADBDISP", False)) if display is None else bool(display)
     level, noise = _clipped(data, bad)
     level = np.broadcast_to(level.astype(np.float32)[:, None, None], data.shape)
     sources = np.zeros((h, w), dtype=bool)

@@ -454,17 +454,12 @@ class Deblender:
             mode = "linear"
         scale = _display_scale(image, bad) if mode == "display" else 1.0
         given = image
-        if scale != 1.0 or (mode == "display") != _is_display(image):
-            # the working copy's ADBDISP card follows the mode (the sky estimate
-            # reads it); the networks work on display values of 0-1: a JPG's
-            # 0-255 saved as FITS is scaled for them, its sources back to the input's
+        if scale != 1.0:
+            # the networks work on display values of 0-1: a JPG's 0-255 saved as
+            # FITS is scaled for them, its sources back to the input's units
             image = image.with_data(image.data / np.float32(scale), mask=image.mask,
                                     uncertainty=None if image.uncertainty is None
                                     else image.uncertainty / np.float32(scale))
-            image.meta.remove("ADBDISP", ignore_missing=True, remove_all=True)
-            if mode == "display":
-                image.meta["ADBDISP"] = (True, "display values (deblended in display mode)")
-        if scale != 1.0:
             notes.append(f"display values of 0-{scale:g}: divided by {scale:g} for the "
                          "networks, sources multiplied back")
         if mode == "linear":
@@ -486,7 +481,7 @@ class Deblender:
         if c != self.n_bands:
             history.append(f"bands: {c} image bands mapped to the model's "
                            f"{self.n_bands} (band_mapping) and back; flux shared per band")
-        sky = estimate_sky(image, mask=bad.all(axis=0))
+        sky = estimate_sky(image, mask=bad.all(axis=0), display=mode == "display")
         level, noise = sky.level, sky.noise
         if not isinstance(self.background, str):
             if self.background.size not in (1, c):
@@ -642,9 +637,8 @@ class Deblender:
                        "stamp (flips, transpositions), averaged")
         history.append(f"model: {self.name} sha256={self.model_hash[:16]}... "
                        f"astrodeblend {__version__}, {time.perf_counter() - started:.2f} s")
-        if mode == "display":  # the input as given, its sources in its display values
-            if scale != 1.0:
-                cutouts = [cutout * np.float32(scale) for cutout in cutouts]
+        if scale != 1.0:  # the input as given, its sources in its display values
+            cutouts = [cutout * np.float32(scale) for cutout in cutouts]
             image = given
         catalog = DeblendResult.make_catalog(image, cutouts, xy[:, 0], xy[:, 1],
                                              origins=origins)
