@@ -491,8 +491,11 @@ def estimate_sky(image, *, box_size=64, mask=None, display=None):
     the edges, 0.008 with the plane first).  Display images (JPG, PNG),
     whose stretched values clipped at black hold no additive sky, get a
     constant (the sigma-clipped median), or the 2-D background alone where
-    large.  Two passes: the second masks sources found against the first
-    pass's sky.
+    large; a display band whose sky is clipped at black (a fifth of its sky
+    pixels or more at its lowest value, as a dark JPG's blue) takes its
+    noise from the levels above black, where the clipped spread counted
+    the black pixels and fell to a fraction of the noise.  Two passes: the
+    second masks sources found against the first pass's sky.
 
     A frame filled by one large galaxy has no sky to clip: the spread of
     its unmasked pixels is then the galaxy's light, more than 1.5 times the
@@ -583,6 +586,8 @@ def estimate_sky(image, *, box_size=64, mask=None, display=None):
             median, noise = _clipped(data, keep)
             level = np.broadcast_to(median.astype(np.float32)[:, None, None], data.shape)
             method = "sigma-clipped median, sources masked"
+        if display:
+            noise = _black_point_noise(data, keep, noise)
     # a frame filled by one large galaxy (see above; display images untested)
     filled = False
     if not display:
@@ -597,6 +602,59 @@ def estimate_sky(image, *, box_size=64, mask=None, display=None):
         method = (f"a frame filled by sources: sigma-clipped median of its faintest "
                   f"{_FAINTEST:.0%}")
     return Sky(np.ascontiguousarray(level, dtype=np.float32), noise, method, sources, filled)
+
+
+#: a display band whose sky pixels sit at its black point this often is clipped there
+BLACK_FRACTION = 0.2
+
+
+def _black_point_noise(data, mask, noise):
+    """Noise of display bands whose sky is clipped at black, from the sky's distribution.
+
+    A display stretch maps the sky's lower half to black in a dark band (a
+    Galaxy Zoo JPG's blue: half its sky pixels 0): the sigma-clipped spread
+    of such a band counts the black pixels and falls to a fraction of the
+    noise (0.4 against 1.4 levels), so that every noise peak of that band
+    passes for a source.  Where at least ``BLACK_FRACTION`` of a band's sky
+    pixels (outside ``mask``) hold its lowest value, the noise comes from
+    the part above black instead: a Gaussian of level ``mu`` and noise
+    ``sigma`` puts ``Phi((t - mu) / sigma)`` of the pixels below ``t``, so
+    ``t = mu + sigma * Phi^-1(F(t))`` is a straight line, fitted (least
+    squares) at the thresholds ``t`` halfway between consecutive values of
+    the sky (exact for quantised 8-bit levels; the first just above black)
+    where ``F(t)`` is below 0.95.  The larger of the two estimates
+    is kept: ``(C,)`` noise.
+    """
+    from scipy.special import ndtri
+
+    h, w = data.shape[-2:]
+    step = max(int(math.ceil(math.sqrt(h * w / 2 ** 14))), 1)
+    sky = ~mask[::step, ::step]
+    noise = np.array(noise, dtype=np.float64)
+    for band, plane in enumerate(data[:, ::step, ::step]):
+        values = np.sort(plane[sky])
+        if values.size < 100:
+            continue
+        black = float(values[0])
+        below = np.searchsorted(values, black, side="right") / values.size
+        if below < BLACK_FRACTION:
+            continue
+        top = values[int(0.95 * (values.size - 1))]
+        levels = np.unique(values[(values > black) & (values <= top)])
+        cuts = np.concatenate([[black], levels])
+        cuts = 0.5 * (cuts[1:] + cuts[:-1])
+        if cuts.size > 64:  # continuous values: a regular subset of the cuts
+            cuts = cuts[np.linspace(0, cuts.size - 1, 64).astype(int)]
+        fraction = np.searchsorted(values, cuts, side="right") / values.size
+        use = fraction < 0.95
+        if use.sum() < 2:
+            continue
+        z = ndtri(fraction[use])
+        design = np.column_stack([np.ones(z.size), z])
+        (_, sigma), *_ = np.linalg.lstsq(design, cuts[use].astype(np.float64), rcond=None)
+        if np.isfinite(sigma) and sigma > noise[band]:
+            noise[band] = sigma
+    return noise
 
 
 #: pixels between the sources' mask and the sky that fits the slopes of a sky plane

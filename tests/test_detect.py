@@ -319,6 +319,37 @@ def test_small_frames_get_a_sky_plane_display_images_a_level():
     assert abs(np.mean(levels)) < 0.01
 
 
+@pytest.mark.parametrize("mean", [-0.3, 0.6, 2.0])
+def test_display_noise_of_a_sky_clipped_at_black(mean):
+    """A JPG's dark band puts the lower half of its sky at black (level 0): the
+    clipped spread of such a band counted the black pixels and fell to a
+    fraction of the noise; its noise now comes from the levels above black."""
+    rng = np.random.default_rng(5)
+    sigma = 1.5                                              # in 8-bit levels
+    shown = rng.normal(0, sigma, (3, 128, 128))
+    shown[0] += 6.0                                          # a band well above black
+    shown[1] += mean                                         # bands clipped at black
+    shown[2] += mean + 0.5
+    levels = np.clip(np.round(shown), 0, 255) / 255.0
+    yy, xx = np.mgrid[:128, :128]
+    levels += np.clip(Sersic2D(0.6, 6, 1, 64, 64, 0.3, 0.4)(xx, yy), 0, 0.6)[None]
+    levels = np.round(np.clip(levels, 0, 1) * 255) / 255.0
+    clipped = (levels[1:, :40] == 0).mean(axis=(1, 2))
+    sky = estimate_sky(GalaxyImage(levels.astype(np.float32), meta={"ADBDISP": True}))
+    noise = sky.noise * 255
+    # the unclipped band: the sigma-clipped spread, of the noise and the rounding
+    assert noise[0] == pytest.approx(np.hypot(sigma, 1 / np.sqrt(12)), rel=0.06)
+    if clipped.min() >= 0.2:    # 0.2 at least of the sky black: measured above black
+        np.testing.assert_allclose(noise[1:], sigma, rtol=0.12)
+    else:
+        assert noise[1] == pytest.approx(np.hypot(sigma, 1 / np.sqrt(12)), rel=0.1)
+    # linear images are not clipped at black: their bands keep the clipped spread
+    linear = estimate_sky(levels.astype(np.float32)).noise * 255
+    assert linear[0] == pytest.approx(noise[0], rel=0.05)   # a plane, not a level
+    if clipped.min() >= 0.2:
+        assert np.all(linear[1:] < 0.8 * sigma)
+
+
 def test_zoom_mesh_is_bilinear_between_box_centres():
     """Each mesh value sits at the centre of its box; between centres the frame is the
     straight line through them, beyond the outer centres flat, the last box cut."""
