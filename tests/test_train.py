@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from astrodeblend import CheckpointError, DatasetError, DeviceError, OutputExistsError
+from astrodeblend import (
+    CheckpointError,
+    DatasetError,
+    DeviceError,
+    InvalidInputError,
+    OutputExistsError,
+)
 from astrodeblend._checkpoint import load_checkpoint, load_models, weights_hash
 from astrodeblend.cli import build_parser, main
 from astrodeblend.data import build_dataset
@@ -330,6 +336,72 @@ def test_fine_tuning_starts_from_a_checkpoints_networks(dataset, run_a, tmp_path
               progress=False)
     with pytest.raises(CheckpointError):
         train(dataset, tmp_path / "ft3", init_from=tmp_path / "missing.pt", progress=False)
+
+
+def test_fine_tuning_a_narrower_generator(dataset, run_a, tmp_path):
+    """init_narrow: the generator starts at half its checkpoint's width from the
+    checkpoint's strongest filters (models.narrowed) and trains; the detector is
+    the checkpoint's; the run's model settings record the new width."""
+    from astrodeblend.models import DeblendGenerator, narrowed
+
+    source = run_a[0] / "checkpoint_last.pt"
+    before = _state(source)
+    result = train(dataset, tmp_path / "narrow", init_from=source, epochs=1, progress=False,
+                   config={"train_detector": False, "sample_every": 0, "w_adv": 0.0,
+                           "init_narrow": {"generator_channels": 4}})
+    payload = load_checkpoint(result.last_checkpoint)
+    assert payload["train_config"]["model"]["generator_channels"] == 4
+    after = payload["models"]
+    assert after["generator"]["net.head.weight"].shape[1] == 4
+    for key, value in before["detector"].items():
+        assert torch.equal(after["detector"][key], value)
+    wide = DeblendGenerator(3, 8, 2)
+    wide.load_state_dict(before["generator"])
+    start = narrowed(wide, 4).state_dict()
+    assert any(not torch.equal(after["generator"][k], v) for k, v in start.items())
+    assert np.isfinite(result.history[0]["val_psnr"])
+    with pytest.raises(InvalidInputError, match="init_from too"):
+        train(dataset, tmp_path / "n2", config={"init_narrow": {"generator_channels": 4}},
+              epochs=1, progress=False)
+    with pytest.raises(InvalidInputError, match=r"\[1, 8\]"):
+        train(dataset, tmp_path / "n3", init_from=source, epochs=1, progress=False,
+              config={"init_narrow": {"generator_channels": 16}})
+    for bad in ({"generator_depth": 1}, {"generator_channels": 0}, [4]):
+        with pytest.raises(InvalidInputError, match="init_narrow"):
+            TrainConfig(init_narrow=bad)
+
+
+def test_narrowed_keeps_the_strongest_filters_and_their_wiring():
+    """models.narrowed: at full width the same network; at half width each
+    convolution holds the original's filters of largest |weight| on the input
+    channels kept upstream (the skips' channels in the decoder's concatenation);
+    a network whose weak filters are zero computes what the original does."""
+    from astrodeblend.models import CenterDetector, DeblendGenerator, narrowed
+
+    torch.manual_seed(0)
+    gen = DeblendGenerator(3, 8, 2)
+    for module in gen.modules():
+        if isinstance(module, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
+            torch.nn.init.normal_(module.weight, std=0.1)
+    blend, heat = torch.rand(2, 3, 32, 32), torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        same = narrowed(gen, 8)
+        assert torch.equal(same(blend, heat), gen(blend, heat))
+        # zero every second filter (and its bias) of each level: half width loses nothing
+        for module in gen.net.modules():
+            if isinstance(module, torch.nn.Conv2d) and module is not gen.net.head:
+                module.weight[1::2] = 0
+                module.bias[1::2] = 0
+            if isinstance(module, torch.nn.ConvTranspose2d):
+                module.weight[:, 1::2] = 0
+                module.bias[1::2] = 0
+        half = narrowed(gen, 4)
+        assert half.net.stem[0].out_channels == 4 and half.net.dec[0][2].out_channels == 4
+        torch.testing.assert_close(half(blend, heat), gen(blend, heat))
+    assert narrowed(CenterDetector(5, 4, 2), 2)(torch.zeros(1, 5, 16, 16)).shape == \
+        (1, 1, 16, 16)
+    with pytest.raises(InvalidInputError, match="base_channels"):
+        narrowed(gen, 9)
 
 
 # -------------------------------------------------------------------- sample GAN

@@ -2,6 +2,7 @@
 
 - `DeblendGenerator`: conditional U-Net, ``(blend, heatmap) -> galaxy``.
 - `CenterDetector` and `find_peaks`: centres of the galaxies in a blend.
+- `narrowed`: a U-Net copy with fewer channels, its strongest filters kept.
 - `PatchDiscriminator`: conditional PatchGAN critic of the generator.
 - `SampleGenerator`, `SampleDiscriminator`: the unconditional DCGAN.
 - `ModelConfig`, `build_models`: architectures and their construction.
@@ -21,7 +22,7 @@ from .config import (
 from .discriminator import PatchDiscriminator
 from .sampler import SampleDiscriminator, SampleGenerator
 from .stretch import GAMMA, robust_peak, stretch, unstretch
-from .unet import CenterDetector, DeblendGenerator, find_peaks, make_heatmap
+from .unet import CenterDetector, DeblendGenerator, find_peaks, make_heatmap, narrowed
 
 __all__ = [
     "DeblendGenerator",
@@ -36,6 +37,7 @@ __all__ = [
     "SETTING_RANGES",
     "make_heatmap",
     "find_peaks",
+    "narrowed",
     "GAMMA",
     "stretch",
     "unstretch",

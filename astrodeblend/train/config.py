@@ -15,6 +15,10 @@ from ..models import ModelConfig
 __all__ = ["TrainConfig", "TrainResult"]
 
 
+#: ``init_narrow`` keys and the network each narrows
+NARROWABLE = {"generator_channels": "generator", "detector_channels": "detector"}
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a training run (saved as ``config.json`` in the run folder).
@@ -107,6 +111,13 @@ class TrainConfig:
         epoch count start afresh; the galaxies the checkpoint was trained on
         join the run's training galaxies, so ``evaluate`` still refuses them.
         Ignored when a run is resumed (its own checkpoint holds the weights).
+    init_narrow : dict or None
+        With ``init_from``: networks to start narrower than the checkpoint's,
+        ``{"generator_channels": 12}`` and/or ``{"detector_channels": n}``
+        (first-level channels, at most the checkpoint's): the network
+        starts from the checkpoint's filters of largest weight
+        (`astrodeblend.models.narrowed`) and trains on from there, a faster
+        network that keeps much of what the wider one learned.
     train_sampler : bool
         Also train the unconditional sample GAN.
     sampler_only : bool
@@ -172,6 +183,7 @@ class TrainConfig:
     train_generator: bool = True
     discriminator_only: bool = False
     init_from: str | None = None
+    init_narrow: dict | None = None
     train_sampler: bool = False
     sampler_only: bool = False
     val_max_scenes: int = 128
@@ -202,6 +214,15 @@ class TrainConfig:
                                     f"{self.shift_fraction!r}")
         if self.init_from is not None and not isinstance(self.init_from, str):
             self.init_from = str(self.init_from)
+        if self.init_narrow is not None:
+            if not isinstance(self.init_narrow, dict) or not set(self.init_narrow) <= set(
+                    NARROWABLE) or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                    for v in self.init_narrow.values()):
+                raise InvalidInputError(
+                    f"init_narrow must map {' and/or '.join(NARROWABLE)} to a positive number "
+                    f"of channels, not {self.init_narrow!r}")
+            self.init_narrow = dict(self.init_narrow)
         if self.discriminator_only and self.sampler_only:
             raise InvalidInputError("discriminator_only and sampler_only exclude each other")
         if float(self.w_adv) < 0:

@@ -31,11 +31,11 @@ from .._checkpoint import (
     set_cuda_rng_states,
     weights_hash,
 )
-from ..errors import CheckpointError, DatasetError, DeviceError
-from ..models import ModelConfig, build_models, find_peaks
+from ..errors import CheckpointError, DatasetError, DeviceError, InvalidInputError
+from ..models import ModelConfig, build_models, find_peaks, narrowed
 from ..utils import resolve_device
 from .batches import TrainingScenes, augment, galaxies
-from .config import TrainResult, prepare_run
+from .config import NARROWABLE, TrainResult, prepare_run
 from .losses import center_targets, flux_loss, scaled_l1
 
 __all__ = ["train"]
@@ -153,10 +153,14 @@ class _Trainer:
         self.cfg, self.train_set, self.device = cfg, train_set, device
         self.rank, self.world, self.out, self.main = rank, world, out, rank == 0
         init = _init_payload(cfg.init_from) if payload is None and cfg.init_from else None
+        if cfg.init_narrow and payload is None and init is None:
+            raise InvalidInputError("init_narrow narrows the networks of a checkpoint: give "
+                                    "init_from too")
         if init is not None:
-            # fine-tuning: the networks of the checkpoint, so its settings
+            # fine-tuning: the networks of the checkpoint, so its settings (narrowed)
             model = dict(init["model_config"])
             model["with_sampler"] = bool(model.get("with_sampler") or cfg.model["with_sampler"])
+            model.update(cfg.init_narrow or {})
             cfg.model = ModelConfig.from_dict(model).to_dict()
         mcfg = ModelConfig.from_dict(cfg.model)
         n_bands, size = train_set.shape[0], train_set.shape[1]
@@ -186,7 +190,12 @@ class _Trainer:
         if payload is not None:
             self._restore(payload, out / "checkpoint_last.pt")
         elif init is not None:
+            narrow = {NARROWABLE[k]: v for k, v in (cfg.init_narrow or {}).items()}
             for name, state in init["models"].items():
+                if name in narrow:
+                    wide = build_models(init["model_config"])[name]
+                    load_state(wide, state, where=cfg.init_from, name=name)
+                    state = narrowed(wide, narrow[name]).state_dict()
                 if name in self.models:
                     load_state(self.models[name], state, where=cfg.init_from, name=name)
         # the galaxies of the training scenes (of every run segment, and of
