@@ -9,7 +9,7 @@ Prints:
 
 Figures are relative to nothing but themselves; run on an idle machine::
 
-    python benchmarks/bench_deblend.py [--n-files 40]
+    python benchmarks/bench_deblend.py [--n-files 40] [--model CHECKPOINT]
 """
 
 import argparse
@@ -37,11 +37,11 @@ def stamps_per_second(model, inputs, *, repeat=5, channels_last=False):
     return inputs[0].shape[0] / seconds
 
 
-def bench_models(device):
+def bench_models(device, model=None):
     from astrodeblend.models import make_heatmap
     from astrodeblend.pipeline import Deblender
 
-    deblender = Deblender.load(device=device)
+    deblender = Deblender.load(model, device=device)
     size, bands = deblender.size, deblender.n_bands
     blend = torch.rand(64, bands, size, size, device=device)
     heat = make_heatmap(torch.full((64, 2), size / 2, device=device), (size, size),
@@ -56,7 +56,7 @@ def bench_models(device):
                   f"channels_last={cl!s:5s}: {rate:8.0f} stamps/s")
 
 
-def bench_cli(n_files):
+def bench_cli(n_files, model=None):
     from bench_cli import make_cutouts  # the cutouts of benchmarks/bench_cli.py
 
     from astrodeblend.cli import main
@@ -66,7 +66,8 @@ def bench_cli(n_files):
         out = Path(tmp) / "out"
         start = time.perf_counter()
         status = main(["deblend", *map(str, paths), "--output-dir", str(out),
-                       "--device", "cpu", "--no-progress"])
+                       "--device", "cpu", "--no-progress",
+                       *([] if model is None else ["--model", str(model)])])
         seconds = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"CLI deblend, {n_files} files of 128x128x3 FITS: {n_files / seconds:.1f} files/s "
@@ -76,13 +77,15 @@ def bench_cli(n_files):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-files", type=int, default=40)
+    parser.add_argument("--model", default=None,
+                        help="checkpoint to measure (default: the shipped model)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    bench_models(torch.device("cpu"))
+    bench_models(torch.device("cpu"), args.model)
     if torch.cuda.is_available():
-        bench_models(torch.device("cuda"))
-    bench_cli(args.n_files)
+        bench_models(torch.device("cuda"), args.model)
+    bench_cli(args.n_files, args.model)
     return 0
 
 
