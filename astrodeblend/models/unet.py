@@ -86,9 +86,10 @@ def narrowed(network, base_channels):
     Each convolution keeps the filters of largest total ``|weight|`` (its
     output channels; a transposed convolution's likewise), and the next
     layers keep the matching input channels, skips and concatenations
-    included: a start for training a narrower, faster network that knows
-    what the wider one learned (no retraining makes the two equal: the
-    narrowed network's output differs until it is fine-tuned).
+    included: a start for training a narrower, faster network from what
+    the wider one learned.  The copy computes something else than the
+    original until it is trained (a narrowed generator first returns
+    nearly its blend unchanged).
 
     Parameters
     ----------
