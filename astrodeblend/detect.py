@@ -494,7 +494,9 @@ def estimate_sky(image, *, box_size=64, mask=None, display=None):
     large; a display band whose sky is clipped at black (a fifth of its sky
     pixels or more at its lowest value, as a dark JPG's blue) takes its
     noise from the levels above black, where the clipped spread counted
-    the black pixels and fell to a fraction of the noise.  Two passes: the
+    the black pixels and fell to a fraction of the noise, and as its level
+    the mean of its sky, which smoothing sees, not the median at black
+    (``_black_point_sky``).  Two passes: the
     second masks sources found against the first pass's sky.
 
     A frame filled by one large galaxy has no sky to clip: the spread of
@@ -587,7 +589,7 @@ def estimate_sky(image, *, box_size=64, mask=None, display=None):
             level = np.broadcast_to(median.astype(np.float32)[:, None, None], data.shape)
             method = "sigma-clipped median, sources masked"
         if display:
-            noise = _black_point_noise(data, keep, noise)
+            level, noise = _black_point_sky(data, keep, level, noise)
     # a frame filled by one large galaxy (see above; display images untested)
     filled = False
     if not display:
@@ -608,22 +610,27 @@ def estimate_sky(image, *, box_size=64, mask=None, display=None):
 BLACK_FRACTION = 0.2
 
 
-def _black_point_noise(data, mask, noise):
-    """Noise of display bands whose sky is clipped at black, from the sky's distribution.
+def _black_point_sky(data, mask, level, noise):
+    """Level and noise of display bands whose sky is clipped at black.
 
     A display stretch maps the sky's lower half to black in a dark band (a
-    Galaxy Zoo JPG's blue: half its sky pixels 0): the sigma-clipped spread
-    of such a band counts the black pixels and falls to a fraction of the
-    noise (0.4 against 1.4 levels), so that every noise peak of that band
-    passes for a source.  Where at least ``BLACK_FRACTION`` of a band's sky
+    Galaxy Zoo JPG's blue: half its sky pixels 0).  Two things go wrong
+    there.  The sigma-clipped spread of such a band counts the black pixels
+    and falls to a fraction of the noise (0.4 against 1.4 levels), so that
+    every noise peak of that band passes for a source; and its median is
+    the black point, while the sky's mean, which smoothing and apertures
+    see, lies above it, so that the smoothed sky itself rises above the
+    detection threshold.  Where at least ``BLACK_FRACTION`` of a band's sky
     pixels (outside ``mask``) hold its lowest value, the noise comes from
     the part above black instead: a Gaussian of level ``mu`` and noise
     ``sigma`` puts ``Phi((t - mu) / sigma)`` of the pixels below ``t``, so
     ``t = mu + sigma * Phi^-1(F(t))`` is a straight line, fitted (least
     squares) at the thresholds ``t`` halfway between consecutive values of
     the sky (exact for quantised 8-bit levels; the first just above black)
-    where ``F(t)`` is below 0.95.  The larger of the two estimates
-    is kept: ``(C,)`` noise.
+    where ``F(t)`` is below 0.95; the larger of the two estimates is kept.
+    The band's level rises by the mean of its sky pixels above the level
+    (up to 3 noise above it, faint light left out).  Returns ``(C, H, W)``
+    levels and ``(C,)`` noise.
     """
     from scipy.special import ndtri
 
@@ -631,6 +638,7 @@ def _black_point_noise(data, mask, noise):
     step = max(int(math.ceil(math.sqrt(h * w / 2 ** 14))), 1)
     sky = ~mask[::step, ::step]
     noise = np.array(noise, dtype=np.float64)
+    raised = None
     for band, plane in enumerate(data[:, ::step, ::step]):
         values = np.sort(plane[sky])
         if values.size < 100:
@@ -654,7 +662,12 @@ def _black_point_noise(data, mask, noise):
         (_, sigma), *_ = np.linalg.lstsq(design, cuts[use].astype(np.float64), rcond=None)
         if np.isfinite(sigma) and sigma > noise[band]:
             noise[band] = sigma
-    return noise
+        above = plane[sky] - level[band, ::step, ::step][sky]
+        above = above[above <= 3.0 * noise[band]]
+        if above.size and float(above.mean()) > 0:
+            raised = np.array(level, dtype=np.float32) if raised is None else raised
+            raised[band] += np.float32(above.mean())
+    return (level if raised is None else raised), noise
 
 
 #: pixels between the sources' mask and the sky that fits the slopes of a sky plane

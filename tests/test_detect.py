@@ -323,7 +323,8 @@ def test_small_frames_get_a_sky_plane_display_images_a_level():
 def test_display_noise_of_a_sky_clipped_at_black(mean):
     """A JPG's dark band puts the lower half of its sky at black (level 0): the
     clipped spread of such a band counted the black pixels and fell to a
-    fraction of the noise; its noise now comes from the levels above black."""
+    fraction of the noise, its median sat below the sky's mean; its noise now
+    comes from the levels above black, its level is the sky's mean."""
     rng = np.random.default_rng(5)
     sigma = 1.5                                              # in 8-bit levels
     shown = rng.normal(0, sigma, (3, 128, 128))
@@ -341,6 +342,9 @@ def test_display_noise_of_a_sky_clipped_at_black(mean):
     assert noise[0] == pytest.approx(np.hypot(sigma, 1 / np.sqrt(12)), rel=0.06)
     if clipped.min() >= 0.2:    # 0.2 at least of the sky black: measured above black
         np.testing.assert_allclose(noise[1:], sigma, rtol=0.12)
+        # and the level is the clipped sky's mean (what smoothing sees), not its median
+        far = levels[1:, :, :24].mean(axis=(1, 2)) * 255
+        np.testing.assert_allclose(sky.level[1:, 0, 0] * 255, far, atol=0.2)
     else:
         assert noise[1] == pytest.approx(np.hypot(sigma, 1 / np.sqrt(12)), rel=0.1)
     # linear images are not clipped at black: their bands keep the clipped spread
