@@ -640,7 +640,8 @@ def _black_point_sky(data, mask, level, noise):
     noise = np.array(noise, dtype=np.float64)
     raised = None
     for band, plane in enumerate(data[:, ::step, ::step]):
-        values = np.sort(plane[sky])
+        pixels = plane[sky]
+        values = np.sort(pixels)
         if values.size < 100:
             continue
         black = float(values[0])
@@ -662,7 +663,7 @@ def _black_point_sky(data, mask, level, noise):
         (_, sigma), *_ = np.linalg.lstsq(design, cuts[use].astype(np.float64), rcond=None)
         if np.isfinite(sigma) and sigma > noise[band]:
             noise[band] = sigma
-        above = plane[sky] - level[band, ::step, ::step][sky]
+        above = pixels - level[band, ::step, ::step][sky]
         above = above[above <= 3.0 * noise[band]]
         if above.size and float(above.mean()) > 0:
             raised = np.array(level, dtype=np.float32) if raised is None else raised

@@ -215,10 +215,10 @@ class TrainConfig:
         if self.init_from is not None and not isinstance(self.init_from, str):
             self.init_from = str(self.init_from)
         if self.init_narrow is not None:
-            if not isinstance(self.init_narrow, dict) or not set(self.init_narrow) <= set(
-                    NARROWABLE) or not all(
-                    isinstance(v, int) and not isinstance(v, bool) and v >= 1
-                    for v in self.init_narrow.values()):
+            narrow = self.init_narrow
+            valid = (isinstance(narrow, dict) and set(narrow) <= set(NARROWABLE)
+                     and all(type(v) is int and v >= 1 for v in narrow.values()))
+            if not valid:
                 raise InvalidInputError(
                     f"init_narrow must map {' and/or '.join(NARROWABLE)} to a positive number "
                     f"of channels, not {self.init_narrow!r}")

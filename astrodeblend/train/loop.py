@@ -191,9 +191,10 @@ class _Trainer:
             self._restore(payload, out / "checkpoint_last.pt")
         elif init is not None:
             narrow = {NARROWABLE[k]: v for k, v in (cfg.init_narrow or {}).items()}
+            wide_models = build_models(init["model_config"]) if narrow else {}
             for name, state in init["models"].items():
                 if name in narrow:
-                    wide = build_models(init["model_config"])[name]
+                    wide = wide_models[name]
                     load_state(wide, state, where=cfg.init_from, name=name)
                     state = narrowed(wide, narrow[name]).state_dict()
                 if name in self.models:
