@@ -1021,14 +1021,21 @@ def _multithreshold(data, inside, n_pixels, n_levels, contrast, *, mode="exponen
     return remap[markers]
 
 
-def find_groups(snr, bad, *, n_sigma=2.0, n_pixels=8, smooth_sigma=1.0):
+def find_groups(snr, bad, *, n_sigma=2.0, n_pixels=8, smooth_sigma=1.0, bridge=2):
     """Find blend groups: connected regions of significant signal.
+
+    Masked pixels within ``bridge`` pixels of unmasked ones keep the value
+    ``snr`` gives them (the pipeline fills them from their neighbours,
+    `~astrodeblend.footprints.fill_masked`), so a masked column or a cosmic
+    ray does not cut a galaxy into two groups; the rest of a masked region
+    is left out.
 
     Parameters
     ----------
     snr : `numpy.ndarray`
         ``(H, W)`` band-combined signal-to-noise image (sky subtracted,
-        noise 1 per pixel).
+        noise 1 per pixel), masked pixels filled (non-finite values count
+        as 0).
     bad : `numpy.ndarray`
         ``bool (H, W)``, masked pixels.
     n_sigma : float, optional
@@ -1037,6 +1044,9 @@ def find_groups(snr, bad, *, n_sigma=2.0, n_pixels=8, smooth_sigma=1.0):
         Minimum number of connected pixels.
     smooth_sigma : float, optional
         Gaussian smoothing (sigma, pixels) before thresholding.
+    bridge : int, optional
+        Masked pixels this close (pixels, 8-connected) to unmasked ones
+        may join a group; 0 leaves every masked pixel out.
 
     Returns
     -------
@@ -1055,13 +1065,17 @@ def find_groups(snr, bad, *, n_sigma=2.0, n_pixels=8, smooth_sigma=1.0):
     >>> int(segmap.max()), int(segmap[30, 20])
     (1, 1)
     """
-    from scipy.ndimage import gaussian_filter
+    from scipy.ndimage import binary_dilation, gaussian_filter
 
-    snr = np.where(bad, np.float32(0.0), snr).astype(np.float32)
+    bad = np.asarray(bad, dtype=bool)
+    outside = bad
+    if bridge and bad.any() and not bad.all():
+        outside = bad & ~binary_dilation(~bad, structure=_EIGHT, iterations=int(bridge))
+    snr = np.where(outside | ~np.isfinite(snr), np.float32(0.0), snr).astype(np.float32)
     smoothed = gaussian_filter(snr, smooth_sigma) if smooth_sigma else snr
     _, s_noise = _clipped(smoothed[None], bad)
     smoothed = (smoothed / float(s_noise[0])).astype(np.float32)
-    segmap, _ = _label_sources(smoothed, n_sigma, n_pixels, bad)
+    segmap, _ = _label_sources(smoothed, n_sigma, n_pixels, outside)
     return segmap, smoothed
 
 

@@ -387,6 +387,21 @@ def test_default_model_nan_block():
     assert all(c.sum(axis=(1, 2)).min() > 0 for c in result.cutouts)
 
 
+@pytest.mark.parametrize("amplitude", [3, 25])
+def test_default_model_masked_column_through_a_galaxy(amplitude):
+    """A masked column through an isolated galaxy's centre (a bad CCD column): one
+    source, where the column cut it into two groups (bright: a source on each side;
+    faint: two halves too faint to be found)."""
+    blend, comps = sersic_scene((96, 96), [(47.0, 52.0)], amplitudes=[amplitude],
+                                colours=[[1, 1, 1]], r_eff=6.0, seed=4)
+    mask = np.zeros(blend.shape[1:], bool)
+    mask[:, 47] = True
+    result = Deblender.load(device="cpu")(GalaxyImage(blend, mask=mask))
+    assert result.n_sources == 1
+    assert result.catalog["x_centroid"][0] == pytest.approx(47.0, abs=2)
+    assert (result.sources[:, :, :, 47] == 0).all()
+
+
 def test_default_model_band_without_data():
     """One band all NaN (a filter that is missing): the others are deblended as with
     that band's data, the band gives 0 in every source and NaN in the residual."""
