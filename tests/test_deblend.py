@@ -578,6 +578,42 @@ def test_display_aperture_noise_follows_the_upper_tail():
         assert tail.max() < 5
 
 
+@pytest.mark.parametrize("size, tested", [(128, False), (424, True)])
+def test_display_confirmation_tests_only_groups_seen_far_downsampled(monkeypatch, size, tested):
+    """Display images: the confirmation of detections (`_needed`) tests a galaxy
+    seen on a stamp downsampled by more than twice (a whole 424 px JPG's galaxy,
+    whose arms pass for peaks), not one near the working size (the seed paper's
+    128 px scenes, where it dropped companions)."""
+    import astrodeblend.pipeline as pipeline
+
+    yy, xx = np.mgrid[:size, :size]
+    r_eff = 12 if size == 128 else 30
+    light = Sersic2D(1, r_eff, 1.5, size / 2, size / 2, 0.3, 0.5)(xx, yy)
+    rng = np.random.default_rng(0)
+    grey = np.clip(np.arcsinh(8 * light / light.max()) / np.arcsinh(8) + 0.03
+                   + rng.normal(0, 0.01, light.shape), 0, 1)
+    image = GalaxyImage(np.repeat(grey[None], 3, axis=0).astype(np.float32),
+                        meta={"ADBDISP": True})
+    seen, sides, needed, plan = [], [], pipeline._needed, Deblender._plan
+
+    def spy_needed(models, *args, groups=None, **kwargs):
+        seen.append(groups)
+        return needed(models, *args, groups=groups, **kwargs)
+
+    def spy_plan(self, groups, shape):
+        plans = plan(self, groups, shape)
+        sides.append(plans[int(groups[size // 2, size // 2])][0] / self.size)
+        return plans
+
+    monkeypatch.setattr(pipeline, "_needed", spy_needed)
+    monkeypatch.setattr(Deblender, "_plan", spy_plan)
+    result = Deblender.load(device="cpu")(image)
+    assert result.n_sources >= 1 and len(seen) == 1 and len(sides) == 1
+    # the galaxy's stamp is larger than the working size either way
+    assert (1 < sides[0] <= 2) if size == 128 else sides[0] > 2, sides
+    assert bool(seen[0]) is tested
+
+
 @pytest.mark.parametrize("size", [64, 128])
 def test_display_sky_clipped_at_black_gives_no_noise_sources(size):
     """Two galaxies on a display sky whose lower half is black (8-bit levels, as a
