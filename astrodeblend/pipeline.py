@@ -153,8 +153,9 @@ class Deblender:
         standing out of the residual by ``min_snr`` (the test of
         ``_unexplained``): the tip of an elongated galaxy, a knot or a noise
         peak in its outskirts is light the galaxy's model already explains.
-        In display images only groups larger than the working size are
-        tested (a large galaxy seen downsampled, whose arms pass for peaks).
+        In display images only groups whose stamp is more than twice the
+        working size are tested (a large galaxy seen downsampled, whose
+        arms pass for peaks).
         Settable per model (``deblender`` entry of an exported checkpoint).
     separable : bool, optional
         In linear images of several bands, give each source's model one
