@@ -121,7 +121,7 @@ def background_and_noise(image, *, sigma=3.0, maxiters=5, max_pixels=2 ** 16,
     return median, std
 
 
-def _clipped_stats(data, *, sigma=3.0, maxiters=5):
+def _clipped_stats(data, *, sigma=3.0, maxiters=5, counts=False):
     """Sigma-clipped median and standard deviation of each plane of ``data``.
 
     The statistics of `astropy.stats.sigma_clipped_stats` with
@@ -131,11 +131,13 @@ def _clipped_stats(data, *, sigma=3.0, maxiters=5):
     sorted once; the pixels kept are then always a run of the sorted values,
     found by bisection, with their sums from cumulative sums, so that an
     iteration costs a few operations instead of passes over the pixels.
-    Non-finite pixels are ignored; a plane without any gives NaN.
+    Non-finite pixels are ignored; a plane without any gives NaN.  With
+    ``counts``, the number of pixels kept in each plane is returned too.
     """
     planes = np.asarray(data).reshape(len(data), -1)
     median = np.full(len(planes), np.nan)
     std = np.full(len(planes), np.nan)
+    kept_pixels = np.zeros(len(planes), dtype=np.int64)
     for i, plane in enumerate(planes):
         values = np.sort(plane[np.isfinite(plane)]).astype(np.float64)
         if not values.size:
@@ -160,7 +162,8 @@ def _clipped_stats(data, *, sigma=3.0, maxiters=5):
             lo, hi = kept
         median[i] = centre + shift
         std[i] = spread
-    return median, std
+        kept_pixels[i] = hi - lo
+    return (median, std, kept_pixels) if counts else (median, std)
 
 
 def _safe_noise(noise, data=None):
@@ -430,15 +433,33 @@ class Sky(NamedTuple):
     filled: bool = False
 
 
+def _sample_pixels(keep, limit=2 ** 14):
+    """Rows and columns of a regular subsample of the ``keep`` pixels, about ``limit`` of them.
+
+    A grid of every ``step``-th row and column where it holds its share of
+    the pixels kept; where it does not (a mask of every other row, which a
+    grid of step 2 sees whole), every ``k``-th kept pixel in scan order.
+    """
+    h, w = keep.shape
+    step = max(int(math.ceil(math.sqrt(h * w / limit))), 1)
+    grid = keep[::step, ::step]
+    n_keep = int(np.count_nonzero(keep))
+    if step == 1 or np.count_nonzero(grid) >= 0.5 * n_keep / step ** 2:
+        rows, cols = np.nonzero(grid)
+        return rows * step, cols * step
+    index = np.flatnonzero(keep)[::max(int(math.ceil(n_keep / limit)), 1)]
+    return index // w, index % w
+
+
 def _clipped(planes, mask):
     """Sigma-clipped median and standard deviation of each plane outside ``mask``."""
-    data = np.where(mask[None], np.float32(np.nan), planes)
-    h, w = data.shape[-2:]
-    # a regular subsample of at most 2**14 pixels: the median's random error
-    # is 0.01 sigma, and the cost no longer grows with the frame
-    step = max(int(math.ceil(math.sqrt(h * w / 2 ** 14))), 1)
-    median, std = _clipped_stats(data[:, ::step, ::step], sigma=3.0, maxiters=10)
+    h, w = planes.shape[-2:]
+    # a regular subsample of at most about 2**14 pixels: the median's random
+    # error is 0.01 sigma, and the cost no longer grows with the frame
+    rows, cols = _sample_pixels(~mask)
+    median, std = _clipped_stats(planes[:, rows, cols], sigma=3.0, maxiters=10)
     # a noiseless band: the quantisation of all its values (its sky may hold one value)
+    step = max(int(math.ceil(math.sqrt(h * w / 2 ** 14))), 1)
     return np.nan_to_num(median), _safe_noise(std, planes[:, ::step, ::step])
 
 
@@ -576,7 +597,12 @@ def estimate_sky(image, *, box_size=64, mask=None, display=None):
             # outer box centres, the boxes' median filter biased at the mesh's
             # border), so the boxes follow what the plane leaves
             tilt = np.float32(0.0) if display else _clipped_plane(data, keep)[0]
-            level = tilt + _background_2d(data - tilt, keep, box_size)
+            try:
+                boxes = _background_2d(data - tilt, keep, box_size)
+            except ValueError:  # every box of a band more than half masked: no mesh
+                two_d = False
+        if two_d:
+            level = tilt + boxes
             method = (f"{'' if display else 'sigma-clipped plane, plus '}photutils Background2D "
                       f"(box {box_size} px, median){'' if display else ' of the rest'}, "
                       "sources masked")
@@ -680,8 +706,8 @@ def _clipped_plane(data, mask, *, sigma=3.0, iterations=5):
 
     The slopes come from a least-squares fit of ``a + b x + c y`` to the
     pixels left after clipping at ``sigma`` times their spread around the
-    plane (``iterations`` times), on a regular subsample of at most 2**14
-    pixels; the level is then the sigma-clipped median of the pixels less
+    plane (``iterations`` times), on a regular subsample of about 2**14
+    pixels (`_sample_pixels`); the level is then the sigma-clipped median of the pixels less
     the slopes, as the constant sky's is, so that faint light left outside
     the mask moves the level no more than it did.  Returns ``(C, H, W)``
     levels and ``(C,)`` noise.
@@ -689,19 +715,17 @@ def _clipped_plane(data, mask, *, sigma=3.0, iterations=5):
     from scipy.ndimage import binary_dilation
 
     c, h, w = data.shape
-    step = max(int(math.ceil(math.sqrt(h * w / 2 ** 14))), 1)
-    yy, xx = np.mgrid[:h:step, :w:step]
     yc, xc = (h - 1) / 2, (w - 1) / 2
     # the slopes from the sky well away from the sources: a galaxy's faint
     # wings beyond its mask would tilt the plane towards it
     far = ~binary_dilation(mask, iterations=SLOPE_MARGIN)
     if far.mean() < 0.2:
         far = ~mask
-    sub = far[::step, ::step]
-    x, y = (xx[sub] - xc) / max(w, 1), (yy[sub] - yc) / max(h, 1)
+    rows, cols = _sample_pixels(far)
+    x, y = (cols - xc) / max(w, 1), (rows - yc) / max(h, 1)
     moments = np.column_stack([np.ones(x.size), x, y, x * x, x * y, y * y])
     design = moments[:, :3]  # a + b x + c y
-    values = data[:, ::step, ::step][:, sub].astype(np.float64)  # (C, n)
+    values = data[:, rows, cols].astype(np.float64)  # (C, n)
     finite = np.isfinite(values)
     values = np.where(finite, values, 0.0)
     kept = finite
@@ -875,45 +899,101 @@ def _difference_noise(data, bad, lag=3, max_values=2 ** 12):
 def _background_2d(data, mask, box_size):
     """Photutils' 2-D background of each band: box medians, bilinear between box centres.
 
-    `photutils.background.Background2D` (median of each box's sigma-clipped
+    The low-resolution mesh is `photutils.background.Background2D`'s
+    ``background_mesh`` (`_box_mesh`: median of each box's sigma-clipped
     pixels, boxes more than half masked left out and filled from their
-    neighbours, a 3x3 median filter of the boxes) gives the low-resolution
-    mesh; it is resized to the frame as photutils' own zoom interpolator
-    does (`_zoom_mesh`), but bilinear: half the cost of the cubic spline,
-    as smooth a sky.  (Photutils 3.0 deprecates choosing its interpolator;
-    the mesh is its public result.)
+    neighbours, a 3x3 median filter of the boxes), for every band at once;
+    it is resized to the frame as photutils' own zoom interpolator does
+    (`_zoom_mesh`), but bilinear: as smooth a sky.
     """
-    from astropy.stats import SigmaClip
-    from photutils.background import Background2D, MedianBackground
+    mesh = _box_mesh(data, mask, box_size)
+    return np.stack([_zoom_mesh(plane, box_size, data.shape[1:]) for plane in mesh])
 
-    planes = []
-    for plane in data:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # masked boxes, sigma clipping's messages
-            bkg = Background2D(plane, box_size, mask=mask, filter_size=3,
-                               sigma_clip=SigmaClip(sigma=3.0, maxiters=10),
-                               bkg_estimator=MedianBackground(), exclude_percentile=50)
-            mesh = np.asarray(bkg.background_mesh)
-        planes.append(_zoom_mesh(mesh, box_size, plane.shape))
-    return np.stack(planes)
+
+#: `_box_mesh`: photutils' Background2D defaults that `estimate_sky` uses
+_MESH_SIGMA, _MESH_MAXITERS, _MESH_EXCLUDE = 3.0, 10, 0.5
+
+
+def _box_mesh(data, mask, box_size):
+    """`photutils.background.Background2D`'s ``background_mesh`` of every band.
+
+    The same mesh as ``Background2D(plane, box_size, mask=mask,
+    filter_size=3, sigma_clip=SigmaClip(sigma=3, maxiters=10),
+    bkg_estimator=MedianBackground(), exclude_percentile=50)`` for each
+    plane (a test compares them): boxes of ``box_size`` from the first pixel,
+    partial boxes along the last row and column; each box's median after
+    sigma clipping, left out (NaN) where no more than half a full box's
+    pixels are kept; the boxes left out filled by inverse-distance weighting
+    of the others (photutils' ``ShepardIDWInterpolator``, 10 neighbours);
+    then a 3x3 median filter that ignores the mesh's outside.  The sigma
+    clipping is `_clipped_stats`' (each box sorted once), for all bands in
+    one pass: a fifth to a half of photutils' cost per band.
+
+    Raises
+    ------
+    ValueError
+        If every box of a band is left out.
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+    from photutils.utils import ShepardIDWInterpolator
+
+    c, h, w = data.shape
+    b = int(box_size)
+    ny, nx = h // b, w // b
+    y1, x1 = ny * b, nx * b
+    data = np.where(mask[None], np.float32(np.nan), data).astype(np.float32, copy=False)
+    mesh = np.full((c, ny + (y1 < h), nx + (x1 < w)), np.nan)
+
+    def medians(boxes):  # (n, pixels) -> the medians of boxes with enough pixels kept
+        median, _, n_kept = _clipped_stats(boxes, sigma=_MESH_SIGMA, maxiters=_MESH_MAXITERS,
+                                           counts=True)
+        median[n_kept <= (1 - _MESH_EXCLUDE) * b * b] = np.nan
+        return median
+
+    core = data[:, :y1, :x1].reshape(c, ny, b, nx, b).transpose(0, 1, 3, 2, 4)
+    mesh[:, :ny, :nx] = medians(core.reshape(-1, b * b)).reshape(c, ny, nx)
+    if y1 < h:  # the last row of boxes, partial
+        row = data[:, y1:, :x1].reshape(c, h - y1, nx, b).transpose(0, 2, 1, 3)
+        mesh[:, ny, :nx] = medians(row.reshape(c * nx, -1)).reshape(c, nx)
+    if x1 < w:  # the last column, partial
+        mesh[:, :ny, nx] = medians(data[:, :y1, x1:].reshape(c * ny, -1)).reshape(c, ny)
+    if y1 < h and x1 < w:
+        mesh[:, ny, nx] = medians(data[:, y1:, x1:].reshape(c, -1))
+    for plane in mesh:
+        empty = np.isnan(plane)
+        if empty.all():
+            raise ValueError(f"every box of {b} px holds half its pixels or fewer unmasked")
+        if empty.any():
+            fill = ShepardIDWInterpolator(np.column_stack(np.nonzero(~empty)), plane[~empty])
+            plane[empty] = fill(np.column_stack(np.nonzero(empty)), n_neighbors=10, power=1.0)
+    padded = np.pad(mesh, ((0, 0), (1, 1), (1, 1)), constant_values=np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(sliding_window_view(padded, (3, 3), axis=(1, 2)), axis=(-2, -1))
 
 
 def _zoom_mesh(mesh, box_size, shape):
     """Resize a background mesh to ``shape``: bilinear, box centres on the mesh values.
 
-    What photutils' ``BkgZoomInterpolator(order=1)`` does: `scipy.ndimage.zoom`
-    by the box size with ``grid_mode=True`` (each mesh value the centre of
-    its box), cropped to the frame and clipped to the mesh's range; a flat
-    mesh gives a flat frame.
+    What photutils' ``BkgZoomInterpolator(order=1)`` does (`scipy.ndimage.zoom`
+    by the box size with ``grid_mode=True``, cropped to the frame): each
+    mesh value sits at the centre of its box, the frame is the straight
+    line between centres and flat beyond the outer ones; a flat mesh gives
+    a flat frame.  Interpolated along one axis, then the other.
     """
-    from scipy.ndimage import zoom
+    mesh = np.asarray(mesh, dtype=np.float32)
 
-    low, high = float(np.min(mesh)), float(np.max(mesh))
-    if low == high:
-        return np.full(shape, low, dtype=np.float32)
-    full = zoom(mesh, box_size, order=1, mode="reflect", grid_mode=True)
-    full = full[:shape[0], :shape[1]]
-    return np.clip(full, low, high).astype(np.float32)
+    def along(n_pixels, n_boxes):  # each pixel's left centre and the weight of the right one
+        u = np.clip((np.arange(n_pixels) + 0.5) / box_size - 0.5, 0, n_boxes - 1)
+        left = np.minimum(np.floor(u).astype(np.intp), max(n_boxes - 2, 0))
+        right = np.minimum(left + 1, n_boxes - 1)
+        return left, right, (u - left).astype(np.float32)
+
+    top, bottom, fy = along(shape[0], mesh.shape[0])
+    rows = mesh[top] + fy[:, None] * (mesh[bottom] - mesh[top])
+    left, right, fx = along(shape[1], mesh.shape[1])
+    full = rows[:, left] + fx[None, :] * (rows[:, right] - rows[:, left])
+    return np.clip(full, mesh.min(), mesh.max())
 
 
 #: 8-connectivity, as photutils' default

@@ -388,27 +388,54 @@ def test_zoom_mesh_is_bilinear_between_box_centres():
     assert flat.shape == (8, 5) and np.all(flat == 2.5)
 
 
-def test_two_d_sky_follows_a_gradient_without_deprecated_photutils_api(monkeypatch):
-    """Large frames: a plane, then photutils' box mesh of what it leaves, resized here.
-    A sky gradient is followed to the frame's edges, where the boxes alone bend it, and
-    photutils is not asked for its interpolator (deprecated in 3.0, removed in 4.0)."""
-    import photutils.background
+@pytest.mark.parametrize("shape", [(256, 256), (256, 320), (300, 217), (192, 700)])
+def test_box_mesh_is_photutils_background_mesh(shape):
+    """The 2-D sky's mesh, all bands at once, is photutils' Background2D mesh of each band
+    (partial boxes along the last row and column, boxes more than half masked filled
+    from their neighbours, the 3x3 median filter)."""
+    from astropy.stats import SigmaClip
+    from photutils.background import Background2D, MedianBackground
 
-    calls = []
-    original = photutils.background.Background2D
+    from astrodeblend.detect import _box_mesh
 
-    def spy(*args, **kwargs):
-        calls.append(kwargs)
-        return original(*args, **kwargs)
+    rng = np.random.default_rng(5)
+    data = rng.normal(0, 1, (3, *shape)) + np.linspace(0, 2, shape[1])
+    data[:, 50:60, 70:90] += 30
+    data = data.astype(np.float32)
+    mask = rng.random(shape) < 0.05
+    mask[:130, :140] = True                                       # boxes left out
+    ours = _box_mesh(data, mask, 64)
+    for band, plane in enumerate(data):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = Background2D(plane, 64, mask=mask, filter_size=3,
+                                  sigma_clip=SigmaClip(sigma=3.0, maxiters=10),
+                                  bkg_estimator=MedianBackground(), exclude_percentile=50)
+            np.testing.assert_allclose(ours[band], theirs.background_mesh, atol=1e-5)
 
-    monkeypatch.setattr(photutils.background, "Background2D", spy)
+
+@pytest.mark.parametrize("size", [200, 256])
+def test_sky_of_a_frame_with_every_other_row_masked(size):
+    """Every other row NaN (an interlaced read-out): the sky's subsample of every
+    second row and column saw masked pixels only (level 0, noise 1), and every box of
+    the 2-D mesh was half masked (photutils raised ValueError)."""
+    rng = np.random.default_rng(3)
+    data = rng.normal(5.0, 1.0, (3, size, size)).astype(np.float32)
+    data[:, ::2] = np.nan
+    sky = estimate_sky(data)
+    assert np.abs(sky.level[:, 1::2] - 5.0).max() < 0.05
+    np.testing.assert_allclose(sky.noise, 1.0, atol=0.05)
+
+
+def test_two_d_sky_follows_a_gradient():
+    """Large frames: a plane, then the box mesh of what it leaves, resized here.
+    A sky gradient is followed to the frame's edges, where the boxes alone bend it."""
     rng = np.random.default_rng(2)
     yy, xx = np.mgrid[:256, :320]
     sky = 3.0 + 2.0 * xx / 320 - 1.0 * yy / 256                 # +-1 sigma over the frame
     data = (sky + rng.normal(0, 1, (2, 256, 320))).astype(np.float32)
     estimate = estimate_sky(data)
     assert "plane" in estimate.method and "Background2D" in estimate.method
-    assert calls and all("interpolator" not in kwargs for kwargs in calls)
     edges = np.ones((256, 320), bool)
     edges[32:-32, 32:-32] = False
     error = np.abs(estimate.level - sky)
