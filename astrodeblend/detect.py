@@ -1101,14 +1101,17 @@ def _multithreshold(data, inside, n_pixels, n_levels, contrast, *, mode="exponen
     return remap[markers]
 
 
-def find_groups(snr, bad, *, n_sigma=2.0, n_pixels=8, smooth_sigma=1.0, bridge=2):
+def find_groups(snr, bad, *, n_sigma=2.0, n_pixels=8, smooth_sigma=1.0, bridge=2,
+                filled=None):
     """Find blend groups: connected regions of significant signal.
 
-    Masked pixels within ``bridge`` pixels of unmasked ones keep the value
-    ``snr`` gives them (the pipeline fills them from their neighbours,
-    `~astrodeblend.footprints.fill_masked`), so a masked column or a cosmic
-    ray does not cut a galaxy into two groups; the rest of a masked region
-    is left out.
+    Masked pixels within ``bridge`` pixels of unmasked ones, and the masked
+    pixels ``filled`` marks, keep the value ``snr`` gives them (the pipeline
+    fills them from their surroundings,
+    `~astrodeblend.footprints.fill_masked`, blocks enclosed by data whole,
+    `~astrodeblend.footprints.inpainted_regions`), so that a masked column,
+    a cosmic ray or a block on a galaxy's core does not cut it into two
+    groups or hide its peak; the rest of a masked region is left out.
 
     Parameters
     ----------
@@ -1126,7 +1129,9 @@ def find_groups(snr, bad, *, n_sigma=2.0, n_pixels=8, smooth_sigma=1.0, bridge=2
         Gaussian smoothing (sigma, pixels) before thresholding.
     bridge : int, optional
         Masked pixels this close (pixels, 8-connected) to unmasked ones
-        may join a group; 0 leaves every masked pixel out.
+        may join a group; 0 leaves every masked pixel out (but ``filled``).
+    filled : `numpy.ndarray`, optional
+        ``bool (H, W)``, masked pixels filled well enough to join a group.
 
     Returns
     -------
@@ -1151,6 +1156,8 @@ def find_groups(snr, bad, *, n_sigma=2.0, n_pixels=8, smooth_sigma=1.0, bridge=2
     outside = bad
     if bridge and bad.any() and not bad.all():
         outside = bad & ~binary_dilation(~bad, structure=_EIGHT, iterations=int(bridge))
+    if filled is not None:
+        outside = outside & ~np.asarray(filled, dtype=bool)
     snr = np.where(outside | ~np.isfinite(snr), np.float32(0.0), snr).astype(np.float32)
     smoothed = gaussian_filter(snr, smooth_sigma) if smooth_sigma else snr
     _, s_noise = _clipped(smoothed[None], bad)

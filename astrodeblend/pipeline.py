@@ -437,6 +437,7 @@ class Deblender:
             fill_masked,
             fit_amplitudes,
             grow_footprint,
+            inpainted_regions,
             monotonic,
             share_flux,
             sweep_halos,
@@ -520,7 +521,9 @@ class Deblender:
             history.append(f"noise: per pixel from the input's uncertainty (its "
                            f"{relative.min():.2g}-{relative.max():.2g} times the sky's median)")
         snr_plane /= np.sqrt(c)
-        groups, smoothed = find_groups(snr_plane, bad.all(axis=0), n_sigma=3.0, n_pixels=10)
+        masked = bad.all(axis=0)
+        groups, smoothed = find_groups(snr_plane, masked, n_sigma=3.0, n_pixels=10,
+                                       filled=inpainted_regions(masked))
         # a display stamp (a Galaxy Zoo JPG of the working size) often has no
         # sky to measure the aperture noise on: a galaxy's smooth light passes
         # for noise there, so its S/N assumes white noise; larger display

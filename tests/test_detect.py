@@ -40,7 +40,8 @@ def two_galaxies(n_bands=3, size=96, noise=0.01, seed=0, centres=((30.3, 40.7), 
 def test_a_masked_column_does_not_cut_a_group(width):
     """A masked column through a galaxy (its pixels filled from their neighbours,
     as the pipeline does) leaves one group; left out (bridge=0) it cuts it in two.
-    The far interior of a wide masked block stays out of every group."""
+    A masked block marked ``filled`` (the pipeline inpaints it) joins the group
+    whole; not marked, its interior beyond ``bridge`` stays out of every group."""
     yy, xx = np.mgrid[:64, :64]
     snr = 40 * np.exp(-((xx - 32) ** 2 / 60 + (yy - 30) ** 2 / 30))
     snr += np.random.default_rng(2).normal(0, 1, snr.shape)
@@ -52,7 +53,10 @@ def test_a_masked_column_does_not_cut_a_group(width):
     assert cut.max() == 2 and (cut[bad] == 0).all()
     block = np.zeros(snr.shape, bool)
     block[24:38, 10:54] = True
-    segmap, _ = find_groups(snr, block, n_sigma=3.0, n_pixels=10)
+    snr_filled = np.where(block, 40 * np.exp(-((xx - 32) ** 2 / 60)), snr)
+    segmap, _ = find_groups(snr_filled, block, n_sigma=3.0, n_pixels=10, filled=block)
+    assert segmap.max() == 1 and segmap[30, 32] == 1
+    segmap, _ = find_groups(snr_filled, block, n_sigma=3.0, n_pixels=10)
     assert (segmap[26:36, 12:52] == 0).all() and segmap[23, 32] > 0 and segmap[24, 32] > 0
 
 

@@ -46,6 +46,28 @@ def test_fill_masked_interpolates_from_neighbours():
     assert filled[0, 15, 15] > 0.7 * plane[0, 15, 15]
 
 
+def test_fill_masked_block_on_a_core_has_no_dip():
+    """A 10x20 block on a galaxy's core: inpainted from both sides, the fill rises
+    from the border to a single top at least as bright as the border, where the
+    Gaussian average (``inpaint=0``), which takes in the fainter light along the
+    block's long sides, stays below its border (a trough, with a peak each side of
+    the block); thin masks keep the Gaussian fill."""
+    plane = gaussian((60, 60), 30, 30, 6, 40)[None].astype(np.float32)
+    bad = np.zeros((60, 60), bool)
+    bad[25:35, 20:40] = True
+    data = np.where(bad, np.nan, plane)
+    column = fill_masked(data, bad)[0, 24:36, 30]           # border to border through the core
+    top = int(np.argmax(column))
+    assert np.all(np.diff(column[:top + 1]) >= -1e-4) and np.all(np.diff(column[top:]) <= 1e-4)
+    assert column[1:-1].max() >= max(column[0], column[-1]) - 1e-4
+    trough = fill_masked(data, bad, inpaint=0)[0, 24:36, 30]
+    assert trough[1:-1].max() < max(trough[0], trough[-1]) - 1
+    thin = np.zeros((60, 60), bool)
+    thin[:, 30] = True
+    np.testing.assert_array_equal(fill_masked(np.where(thin, np.nan, plane), thin),
+                                  fill_masked(np.where(thin, np.nan, plane), thin, inpaint=0))
+
+
 def test_taper_is_smooth_and_one_inside():
     w = taper(40, 8)
     assert w[20, 20] == 1.0 and w[0, 0] < 0.01
