@@ -537,6 +537,8 @@ class Deblender:
         else:
             how = "white"
         aperture = _significance(snr_plane, groups > 0, noise=how)
+        # the light inpainted into a masked block is no evidence of its own
+        aperture = _cap_in_blocks(aperture, inpainted_regions(bad.any(axis=0)))
         # frame-size planes no longer needed (memory of large images); display
         # images keep their data, which their sources share
         del snr_plane, sky, level
@@ -1452,6 +1454,31 @@ def band_mapping(n_image, n_model):
 _TAIL_QUANTILE = 0.99
 # fewest sky apertures from which that quantile is taken (ten beyond it at least)
 _TAIL_MIN = 1000
+
+
+def _cap_in_blocks(aperture, blocks, *, ring=2):
+    """Cap the aperture S/N inside masked blocks by the largest on their border.
+
+    The networks see masked blocks inpainted from their surroundings
+    (`~astrodeblend.footprints.inpainted_regions`); a block over empty sky
+    can then hold a bump continued from the noise at its border.  Inside
+    each block the S/N is at most the largest of the unmasked pixels within
+    ``ring`` pixels of it: a galaxy whose core the block covers is as
+    significant as its light around the block, a bump on the sky is not.
+    """
+    from scipy.ndimage import grey_dilation, label, maximum
+
+    labels, n = label(blocks, structure=np.ones((3, 3), dtype=bool))
+    if not n:
+        return aperture
+    # each pixel near a block takes its label (the larger of two close blocks)
+    grown = grey_dilation(labels, size=2 * ring + 1)
+    border = np.where((grown > 0) & ~blocks, grown, 0)
+    top = np.asarray(maximum(aperture, labels=border, index=np.arange(1, n + 1)))
+    capped = aperture.copy()
+    inside = labels > 0
+    capped[inside] = np.minimum(aperture[inside], top[labels[inside] - 1])
+    return capped
 
 
 def _significance(snr, sources, *, noise="differences"):

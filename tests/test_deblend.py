@@ -406,6 +406,28 @@ def test_default_model_masked_column_through_a_galaxy(amplitude):
     assert (result.sources[:, :, :, 47] == 0).all()
 
 
+def test_inpainted_block_is_as_significant_as_its_border():
+    """Inside a masked block (inpainted for the networks) the aperture S/N is capped
+    by the largest on its unmasked border: a bump continued from the sky's noise
+    into a block on empty sky is no detection (two spurious sources in 60 real
+    survey scenes with defects), a galaxy whose core the block covers keeps the S/N
+    of its light around the block."""
+    from astrodeblend.pipeline import _cap_in_blocks
+
+    yy, xx = np.mgrid[:64, :64]
+    sky = np.random.default_rng(0).normal(0, 1, (64, 64))
+    blocks = np.zeros((64, 64), bool)
+    blocks[10:16, 10:20] = True                                   # on empty sky
+    blocks[40:46, 36:46] = True                                   # on a galaxy's core
+    galaxy = 40 * np.exp(-((xx - 41) ** 2 + (yy - 43) ** 2) / 30)
+    aperture = sky + galaxy
+    aperture[12, 14] = 9.0                                        # the inpainted bump
+    capped = _cap_in_blocks(aperture, blocks)
+    assert capped[12, 14] < 5 and capped[12, 14] == capped[10:16, 10:20].max()
+    assert capped[43, 41] > 20 and np.array_equal(capped[~blocks], aperture[~blocks])
+    assert _cap_in_blocks(aperture, np.zeros((64, 64), bool)) is aperture
+
+
 def test_default_model_band_without_data():
     """One band all NaN (a filter that is missing): the others are deblended as with
     that band's data, the band gives 0 in every source and NaN in the residual."""
