@@ -36,7 +36,8 @@ import numpy as np
 from .errors import InvalidInputError
 
 __all__ = ["SourceModel", "FLUX_MODES", "MODEL_ERROR", "WING_SCALE", "WEIGHTED_SIGMA",
-           "BIAS_SMOOTH", "HALO_SIGMA", "INPAINT_PIXELS", "fill_masked", "inpainted_regions",
+           "BIAS_SMOOTH", "HALO_SIGMA", "INPAINT_PIXELS", "INPAINT_BRIGHT", "INPAINT_SMOOTH",
+           "fill_masked", "inpainted_regions",
            "taper", "grow_footprint", "fit_amplitudes", "monotonic", "share_flux",
            "sweep_halos"]
 
@@ -107,7 +108,7 @@ class SourceModel:
 INPAINT_PIXELS = 1024
 
 
-def fill_masked(data, bad, *, sigma=2.0, inpaint=INPAINT_PIXELS):
+def fill_masked(data, bad, *, sigma=2.0, inpaint=INPAINT_PIXELS, noise=None):
     """Fill masked pixels for the networks: smoothly from their good neighbours.
 
     The networks need a value at every pixel; filling with zero (or minus
@@ -134,6 +135,13 @@ def fill_masked(data, bad, *, sigma=2.0, inpaint=INPAINT_PIXELS):
     inpaint : int, optional
         Largest masked block (pixels, 8-connected) inpainted
         biharmonically; 0 fills every region by the Gaussian average.
+    noise : array-like, optional
+        ``(C,)`` noise per band.  A block whose border is faint (median
+        S/N below `INPAINT_BRIGHT`) is inpainted from its surroundings
+        smoothed, so that the noise continued into it raises no bump that
+        passes for a source (a masked star on a galaxy's faint halo); a
+        block on bright light (a galaxy's core) keeps the slopes of the
+        pixels themselves.  None: every block from the pixels themselves.
 
     Returns
     -------
@@ -165,7 +173,8 @@ def fill_masked(data, bad, *, sigma=2.0, inpaint=INPAINT_PIXELS):
         out[band] = np.where(bad[band], fill, out[band])
         blocks = inpainted_regions(bad[band], inpaint) if inpaint else None
         if blocks is not None and blocks.any():
-            _inpaint(out[band], blocks)
+            level = None if noise is None else float(np.reshape(noise, -1)[band])
+            _inpaint(out[band], blocks, good, level)
     return out
 
 
@@ -197,18 +206,48 @@ def inpainted_regions(bad, max_pixels=INPAINT_PIXELS):
     return chosen[regions]
 
 
-def _inpaint(plane, mask):
-    """Inpaint in place the ``mask`` pixels of ``plane`` biharmonically, region by region."""
+#: `fill_masked`: a block whose border's median S/N is below this is inpainted
+#: from its smoothed surroundings (Gaussian of `INPAINT_SMOOTH` px).  Chosen by
+#: measurement: a masked star on the halo of ``ic3478rss_256.fits`` (border S/N
+#: 0.2-2.9) gave a spurious source from its pixels themselves; 40 Sersic galaxies
+#: under blocks, one source in 92 % at 1.0 and 1.5, 90 % at 2, 88 % at 3, 98 %
+#: with no smoothing, 62 % with the Gaussian fill.
+INPAINT_BRIGHT = 1.5
+#: `fill_masked`: the smoothing (Gaussian sigma, pixels) of a faint block's surroundings
+INPAINT_SMOOTH = 1.5
+
+
+def _inpaint(plane, mask, good, noise):
+    """Inpaint in place the ``mask`` pixels of ``plane`` biharmonically, region by region.
+
+    With ``noise``, regions whose 2 px border has a median S/N below
+    `INPAINT_BRIGHT` continue the surroundings smoothed over the ``good``
+    pixels instead of the pixels themselves.
+    """
+    from scipy.ndimage import gaussian_filter, grey_dilation, label, median
     from skimage.restoration import inpaint_biharmonic
 
+    source = plane
+    if noise is not None and noise > 0:
+        labels, n = label(mask, structure=np.ones((3, 3), dtype=bool))
+        grown = grey_dilation(labels, size=5)
+        border = np.where((grown > 0) & ~mask & (good > 0), grown, 0)
+        snr = np.asarray(median(plane / noise, labels=border, index=np.arange(1, n + 1)))
+        faint = np.zeros(n + 1, dtype=bool)
+        faint[1:] = ~(snr >= INPAINT_BRIGHT)
+        if faint.any():
+            near = gaussian_filter(plane * good, INPAINT_SMOOTH, mode="constant")
+            weight = gaussian_filter(good, INPAINT_SMOOTH, mode="constant")
+            smooth = np.divide(near, weight, out=np.zeros_like(near), where=weight > 1e-3)
+            source = np.where(faint[grown], smooth, plane)
     ys, xs = np.nonzero(mask)
     # a window around the regions, with a margin of known pixels to continue
     y0, y1 = max(ys.min() - 8, 0), min(ys.max() + 9, plane.shape[0])
     x0, x1 = max(xs.min() - 8, 0), min(xs.max() + 9, plane.shape[1])
-    window = plane[y0:y1, x0:x1].astype(np.float64)
     inside = mask[y0:y1, x0:x1]
-    filled = inpaint_biharmonic(window, inside, split_into_regions=True)
-    plane[y0:y1, x0:x1] = np.where(inside, filled, window).astype(np.float32)
+    filled = inpaint_biharmonic(source[y0:y1, x0:x1].astype(np.float64), inside,
+                                split_into_regions=True)
+    plane[y0:y1, x0:x1][inside] = filled[inside]
 
 
 def taper(side, width):

@@ -509,7 +509,7 @@ class Deblender:
         how = "pixel differences" if sky.filled else "sigma-clipped"
         history.append(f"noise: {', '.join(f'{n:.4g}' for n in noise)} ({how})")
         data = np.where(bad, np.float32(0.0), image.data)
-        signal = fill_masked(data - level, bad)
+        signal = fill_masked(data - level, bad, noise=noise)
         # what the networks see: linear images sky-subtracted, display images as they are
         work = signal if mode == "linear" else fill_masked(data, bad)
         pad = np.zeros(c, np.float32) if mode == "linear" else level.mean(axis=(1, 2))
