@@ -209,9 +209,9 @@ def inpainted_regions(bad, max_pixels=INPAINT_PIXELS):
 #: `fill_masked`: a block whose border's median S/N is below this is inpainted
 #: from its smoothed surroundings (Gaussian of `INPAINT_SMOOTH` px).  Chosen by
 #: measurement: a masked star on the halo of ``ic3478rss_256.fits`` (border S/N
-#: 0.2-2.9) gave a spurious source from its pixels themselves; 40 Sersic galaxies
-#: under blocks, one source in 92 % at 1.0 and 1.5, 90 % at 2, 88 % at 3, 98 %
-#: with no smoothing, 62 % with the Gaussian fill.
+#: 0.2-2.9) gave a spurious source from its pixels themselves; a development draw
+#: of 40 Sersic galaxies under blocks: one source in 92 % at 1.0 and 1.5, 90 % at 2,
+#: 88 % at 3, 98 % with no smoothing, 62 % with the Gaussian fill.
 INPAINT_BRIGHT = 1.5
 #: `fill_masked`: the smoothing (Gaussian sigma, pixels) of a faint block's surroundings
 INPAINT_SMOOTH = 1.5

@@ -13,6 +13,8 @@ model against photutils segmentation (``--method segmentation``):
 - a blue and a red galaxy 10 px apart in 3 and 5 bands (``--n`` scenes
   each): per-band flux errors;
 - a 10x20 NaN block on a galaxy: totals, finite and zero masked pixels;
+- one galaxy under a masked block (6-14 x 8-24 px, on or beside its core):
+  one source, found within 3 px;
 - a galaxy larger than its cutout: the sky level's error and the noise
   (in noise units), sources, flux error against its light in the frame;
 - a smooth 500 px Sersic galaxy with noise: source count, largest jump
@@ -179,6 +181,28 @@ def colours(deblender, n_bands, n):
             truth = comps[t].sum(axis=(1, 2))
             errors.append(band_flux(result, j) / truth - 1 if j >= 0 else np.full(n_bands, -1))
     return np.array(errors)
+
+
+def masked_blocks(methods, n, *, size=96):
+    """One galaxy under a masked block (6-14 x 8-24 px, over or beside its core):
+    the share of scenes answered by one source, and of galaxies found within 3 px."""
+    rng = np.random.default_rng(11)
+    stats = {name: {"one": 0, "near": 0} for name in methods}
+    for _ in range(n):
+        x, y = rng.uniform(30, size - 30, 2)
+        amplitude, r_eff = rng.choice([10, 20, 40, 100]), rng.uniform(4, 10)
+        comp = galaxy((size, size), x, y, r_eff=r_eff, n=1, ellip=0.2, theta=0.7,
+                      colour=[1, 1, 1], fwhm=2.355) * amplitude
+        blend = observe(rng, comp[None], sky=3.0)
+        height, width = rng.integers(6, 15), rng.integers(8, 25)
+        dy, dx = rng.uniform(-0.8, 0.8, 2)
+        y0, x0 = int(y - height / 2 + dy * height / 2), int(x - width / 2 + dx * width / 2)
+        blend[:, y0:y0 + height, x0:x0 + width] = np.nan
+        for name, method in methods.items():
+            result = method(blend)
+            stats[name]["one"] += result.n_sources == 1
+            stats[name]["near"] += match(result, [(x, y)], max_distance=3.0)[0] >= 0
+    return stats
 
 
 def nan_block(deblender):
@@ -359,6 +383,9 @@ def main(argv=None):
         e = colours(gan, n_bands, args.n)
         print(f"blue + red 10 px, {n_bands} bands ({args.n} scenes): worst band |flux err| median "
               f"{np.median(np.abs(e).max(axis=1)):.2%}, max {np.abs(e).max():.2%}")
+    for name, s in masked_blocks(methods, args.n).items():
+        print(f"{'galaxy under a block':22s} {name:12s}: one source {s['one'] / args.n:6.1%}, "
+              f"found within 3 px {s['near'] / args.n:6.1%}")
     n, lowest, finite, zero, ferr = nan_block(gan)
     print(f"10x20 NaN block: {n} source(s), lowest band total {lowest:.3g}, finite {finite}, "
           f"masked pixels zero {zero}, flux vs unmasked truth {ferr:+.2%}")
