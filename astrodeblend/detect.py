@@ -433,6 +433,11 @@ class Sky(NamedTuple):
     filled: bool = False
 
 
+def _grid_step(h, w, limit=2 ** 14):
+    """Step of the regular grid that samples about ``limit`` of ``h x w`` pixels."""
+    return max(int(math.ceil(math.sqrt(h * w / limit))), 1)
+
+
 def _sample_pixels(keep, limit=2 ** 14):
     """Rows and columns of a regular subsample of the ``keep`` pixels, about ``limit`` of them.
 
@@ -441,7 +446,7 @@ def _sample_pixels(keep, limit=2 ** 14):
     grid of step 2 sees whole), every ``k``-th kept pixel in scan order.
     """
     h, w = keep.shape
-    step = max(int(math.ceil(math.sqrt(h * w / limit))), 1)
+    step = _grid_step(h, w, limit)
     grid = keep[::step, ::step]
     n_keep = int(np.count_nonzero(keep))
     if step == 1 or np.count_nonzero(grid) >= 0.5 * n_keep / step ** 2:
@@ -459,7 +464,7 @@ def _clipped(planes, mask):
     rows, cols = _sample_pixels(~mask)
     median, std = _clipped_stats(planes[:, rows, cols], sigma=3.0, maxiters=10)
     # a noiseless band: the quantisation of all its values (its sky may hold one value)
-    step = max(int(math.ceil(math.sqrt(h * w / 2 ** 14))), 1)
+    step = _grid_step(h, w)
     return np.nan_to_num(median), _safe_noise(std, planes[:, ::step, ::step])
 
 
@@ -660,13 +665,10 @@ def _black_point_sky(data, mask, level, noise):
     """
     from scipy.special import ndtri
 
-    h, w = data.shape[-2:]
-    step = max(int(math.ceil(math.sqrt(h * w / 2 ** 14))), 1)
-    sky = ~mask[::step, ::step]
+    rows, cols = _sample_pixels(~mask)
     noise = np.array(noise, dtype=np.float64)
     raised = None
-    for band, plane in enumerate(data[:, ::step, ::step]):
-        pixels = plane[sky]
+    for band, pixels in enumerate(data[:, rows, cols]):
         values = np.sort(pixels)
         if values.size < 100:
             continue
@@ -689,7 +691,7 @@ def _black_point_sky(data, mask, level, noise):
         (_, sigma), *_ = np.linalg.lstsq(design, cuts[use].astype(np.float64), rcond=None)
         if np.isfinite(sigma) and sigma > noise[band]:
             noise[band] = sigma
-        above = pixels - level[band, ::step, ::step][sky]
+        above = pixels - level[band, rows, cols]
         above = above[above <= 3.0 * noise[band]]
         if above.size and float(above.mean()) > 0:
             raised = np.array(level, dtype=np.float32) if raised is None else raised
@@ -707,8 +709,8 @@ def _clipped_plane(data, mask, *, sigma=3.0, iterations=5):
     The slopes come from a least-squares fit of ``a + b x + c y`` to the
     pixels left after clipping at ``sigma`` times their spread around the
     plane (``iterations`` times), on a regular subsample of about 2**14
-    pixels (`_sample_pixels`); the level is then the sigma-clipped median of the pixels less
-    the slopes, as the constant sky's is, so that faint light left outside
+    pixels (`_sample_pixels`); the level is then the sigma-clipped median of
+    the pixels less the slopes, as the constant sky's is, so that faint light left outside
     the mask moves the level no more than it did.  Returns ``(C, H, W)``
     levels and ``(C,)`` noise.
     """

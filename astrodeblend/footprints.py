@@ -37,7 +37,7 @@ from .errors import InvalidInputError
 
 __all__ = ["SourceModel", "FLUX_MODES", "MODEL_ERROR", "WING_SCALE", "WEIGHTED_SIGMA",
            "BIAS_SMOOTH", "HALO_SIGMA", "INPAINT_PIXELS", "INPAINT_BRIGHT", "INPAINT_SMOOTH",
-           "fill_masked", "inpainted_regions",
+           "fill_masked", "inpainted_regions", "block_borders",
            "taper", "grow_footprint", "fit_amplitudes", "monotonic", "share_flux",
            "sweep_halos"]
 
@@ -163,6 +163,7 @@ def fill_masked(data, bad, *, sigma=2.0, inpaint=INPAINT_PIXELS, noise=None):
     out = np.where(bad, np.float32(0.0), data)
     if not bad.any():
         return out
+    blocks, previous = None, None
     for band in range(len(out)):
         if not bad[band].any():
             continue
@@ -171,8 +172,11 @@ def fill_masked(data, bad, *, sigma=2.0, inpaint=INPAINT_PIXELS, noise=None):
         den = gaussian_filter(good, sigma, mode="constant")
         fill = np.divide(num, den, out=np.zeros_like(num), where=den > 1e-3)
         out[band] = np.where(bad[band], fill, out[band])
-        blocks = inpainted_regions(bad[band], inpaint) if inpaint else None
-        if blocks is not None and blocks.any():
+        if not inpaint:
+            continue
+        if previous is None or not np.array_equal(bad[band], previous):
+            blocks, previous = inpainted_regions(bad[band], inpaint), bad[band]
+        if blocks.any():  # the bands' masks are often one: their blocks found once
             level = None if noise is None else float(np.reshape(noise, -1)[band])
             _inpaint(out[band], blocks, good, level)
     return out
@@ -217,6 +221,21 @@ INPAINT_BRIGHT = 1.5
 INPAINT_SMOOTH = 1.5
 
 
+def block_borders(blocks, ring=2):
+    """Label masked blocks and the pixels around them.
+
+    Returns the labels of the 8-connected ``blocks`` (0 outside), their
+    number, the labels grown by ``ring`` pixels (each pixel near a block
+    takes its label, the larger of two close blocks) and the border: the
+    grown labels outside the blocks, 0 elsewhere.
+    """
+    from scipy.ndimage import grey_dilation, label
+
+    labels, n = label(blocks, structure=np.ones((3, 3), dtype=bool))
+    grown = grey_dilation(labels, size=2 * ring + 1)
+    return labels, n, grown, np.where((grown > 0) & ~blocks, grown, 0)
+
+
 def _inpaint(plane, mask, good, noise):
     """Inpaint in place the ``mask`` pixels of ``plane`` biharmonically, region by region.
 
@@ -224,15 +243,15 @@ def _inpaint(plane, mask, good, noise):
     `INPAINT_BRIGHT` continue the surroundings smoothed over the ``good``
     pixels instead of the pixels themselves.
     """
-    from scipy.ndimage import gaussian_filter, grey_dilation, label, median
+    from scipy.ndimage import gaussian_filter, median
     from skimage.restoration import inpaint_biharmonic
 
     source = plane
     if noise is not None and noise > 0:
-        labels, n = label(mask, structure=np.ones((3, 3), dtype=bool))
-        grown = grey_dilation(labels, size=5)
-        border = np.where((grown > 0) & ~mask & (good > 0), grown, 0)
-        snr = np.asarray(median(plane / noise, labels=border, index=np.arange(1, n + 1)))
+        _, n, grown, border = block_borders(mask)
+        around = (border > 0) & (good > 0)  # the medians over these pixels alone: fast
+        snr = np.asarray(median(plane[around] / noise, labels=border[around],
+                                index=np.arange(1, n + 1)))
         faint = np.zeros(n + 1, dtype=bool)
         faint[1:] = ~(snr >= INPAINT_BRIGHT)
         if faint.any():

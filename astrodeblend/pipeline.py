@@ -521,9 +521,14 @@ class Deblender:
             history.append(f"noise: per pixel from the input's uncertainty (its "
                            f"{relative.min():.2g}-{relative.max():.2g} times the sky's median)")
         snr_plane /= np.sqrt(c)
-        masked = bad.all(axis=0)
+        masked, masked_any = bad.all(axis=0), bad.any(axis=0)
+        # masked blocks inpainted for the networks: of every band (they join
+        # groups) and of any band (their detections need their border's S/N)
+        blocks = inpainted_regions(masked)
+        blocks_any = (blocks if np.array_equal(masked, masked_any)
+                      else inpainted_regions(masked_any))
         groups, smoothed = find_groups(snr_plane, masked, n_sigma=3.0, n_pixels=10,
-                                       filled=inpainted_regions(masked))
+                                       filled=blocks)
         # a display stamp (a Galaxy Zoo JPG of the working size) often has no
         # sky to measure the aperture noise on: a galaxy's smooth light passes
         # for noise there, so its S/N assumes white noise; larger display
@@ -538,7 +543,7 @@ class Deblender:
             how = "white"
         aperture = _significance(snr_plane, groups > 0, noise=how)
         # the light inpainted into a masked block is no evidence of its own
-        aperture = _cap_in_blocks(aperture, inpainted_regions(bad.any(axis=0)))
+        aperture = _cap_in_blocks(aperture, blocks_any)
         # frame-size planes no longer needed (memory of large images); display
         # images keep their data, which their sources share
         del snr_plane, sky, level
@@ -1466,14 +1471,13 @@ def _cap_in_blocks(aperture, blocks, *, ring=2):
     ``ring`` pixels of it: a galaxy whose core the block covers is as
     significant as its light around the block, a bump on the sky is not.
     """
-    from scipy.ndimage import grey_dilation, label, maximum
+    from scipy.ndimage import maximum
 
-    labels, n = label(blocks, structure=np.ones((3, 3), dtype=bool))
-    if not n:
+    from .footprints import block_borders
+
+    if not blocks.any():
         return aperture
-    # each pixel near a block takes its label (the larger of two close blocks)
-    grown = grey_dilation(labels, size=2 * ring + 1)
-    border = np.where((grown > 0) & ~blocks, grown, 0)
+    labels, n, _, border = block_borders(blocks, ring)
     top = np.asarray(maximum(aperture, labels=border, index=np.arange(1, n + 1)))
     capped = aperture.copy()
     inside = labels > 0
