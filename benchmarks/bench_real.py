@@ -14,9 +14,12 @@ protocol draws them).  Each method runs on the same scenes:
   the segmentation baseline), one source per detection initialised from
   Gaussian moments, positive spectrum and morphology fitted with Adam.
 
-Two tables: ``survey`` scenes (0-4 galaxies and maybe stars), and pairs of
+Three tables: ``survey`` scenes (0-4 galaxies and maybe stars), pairs of
 two real galaxies 6-24 px apart (``blend_survey`` with ``n_galaxies=2`` and
-no star, scenes drawn until the separation falls in the range).  Scoring
+no star, scenes drawn until the separation falls in the range), and
+isolated galaxies (``n_galaxies=1``, no star: one source is the right
+answer, column ``isolated=1``; the galaxy lies anywhere in the frame, cut
+by its edge too).  Scoring
 reuses `astrodeblend.evaluate`: the same metric space (linear values over
 the peak of the noiseless blend), `astrodeblend.metrics.match_sources`
 within 4 px, and PSNR / SSIM / flux error per matched galaxy against its
@@ -28,7 +31,7 @@ whose light peaks as high.  Exits quietly when the data folder is absent::
 
     python benchmarks/bench_real.py [--n 100] [--seed 0]
         [--methods astrodeblend,segmentation,scarlet2] [--scarlet2-steps 100]
-        [--augment 1|2|4|8]
+        [--augment 1|2|4|8] [--no-pairs] [--no-isolated]
 """
 
 import argparse
@@ -214,6 +217,17 @@ def pair_scenes(stamps, n, seed, failed):
     return scenes
 
 
+def isolated_scenes(stamps, n, seed, failed):
+    """``n`` scenes of one real galaxy each, no star, anywhere in the frame."""
+    scenes, i = [], 0
+    while len(scenes) < n:
+        scene = _scene(stamps, [seed, 2_000_003, i], 1, failed, n_galaxies=1, star_fraction=0.0)
+        i += 1
+        if scene is not None and scene.params.get("isolated", False):
+            scenes.append(scene)
+    return scenes
+
+
 def peak_snr(scene, j):
     """Peak 3x3-aperture signal-to-noise ratio of component ``j``'s noiseless light alone."""
     from scipy.ndimage import uniform_filter
@@ -336,6 +350,8 @@ def main(argv=None):
     parser.add_argument("--augment", type=int, choices=[1, 2, 4, 8], default=None,
                         help="astrodeblend's symmetric copies per stamp (default: its own, 2)")
     parser.add_argument("--no-pairs", action="store_true", help="skip the pairs table")
+    parser.add_argument("--no-isolated", action="store_true",
+                        help="skip the isolated galaxies' table")
     args = parser.parse_args(argv)
 
     if not Path(args.fits).is_dir():
@@ -368,6 +384,8 @@ def main(argv=None):
     if not args.no_pairs:
         tables.append((f"pairs of real galaxies {PAIR_SEPARATION[0]:.0f}-"
                        f"{PAIR_SEPARATION[1]:.0f} px apart, no star", pair_scenes))
+    if not args.no_isolated:
+        tables.append(("isolated real galaxies, one per scene, no star", isolated_scenes))
     for title, make in tables:
         failed = []
         scenes = make(stamps, args.n, args.seed, failed)
