@@ -683,6 +683,67 @@ def test_two_centres_on_one_galaxy_are_merged_within_reach():
     assert len(_merge_duplicates([one, apart], reach=2.0)) == 2
 
 
+def test_halves_of_one_galaxy_are_joined_and_a_pair_is_not():
+    """_join_halves: two sources whose models leave the middle of an elongated
+    galaxy unexplained (the detector's two centres on one galaxy) give way to
+    the one source between them, which fits far better; two galaxies, each
+    fitted by its own model, keep their two sources against a single broad
+    model at their midpoint.  _close_pairs pairs sources of one group within
+    two half-light radii only."""
+    from astrodeblend.footprints import grow_footprint
+    from astrodeblend.pipeline import _close_pairs, _join_halves
+
+    shape, rng = (64, 64), np.random.default_rng(6)
+    groups = np.ones(shape, dtype=np.int32)
+    noise = [1.0]
+
+    def footprinted(model):
+        grow_footprint(model, groups, noise)
+        return model
+
+    galaxy = _gauss_model(shape, 32.0, 32.0, 400.0, 8.0, 2.5)
+    data = galaxy.model + rng.normal(0, 1.0, (1, *shape)).astype(np.float32)
+    bad = np.zeros(data.shape, dtype=bool)
+    halves = [footprinted(_gauss_model(shape, x, 32.0, 400.0, 3.5, 2.5)) for x in (28.5, 35.5)]
+    single = footprinted(_gauss_model(shape, 32.0, 32.0, 400.0, 8.0, 2.5))
+    assert _close_pairs(halves) == [(0, 1)]
+    joined, n = _join_halves(halves, [(0, 1)], [single], data, bad, noise)
+    assert n == 1 and [m.center for m in joined] == [single.center]
+
+    two = [_gauss_model(shape, x, 32.0, 400.0, 2.5, 2.5) for x in (28.5, 35.5)]
+    data = (two[0].model + two[1].model
+            + rng.normal(0, 1.0, (1, *shape)).astype(np.float32))
+    two = [footprinted(m) for m in two]
+    broad = footprinted(_gauss_model(shape, 32.0, 32.0, 400.0, 6.0, 2.5))
+    kept, n = _join_halves(two, [(0, 1)], [broad], data, bad, noise)
+    assert n == 0 and [m.center for m in kept] == [m.center for m in two]
+    # other groups, or farther than two half-light radii: not tested
+    assert _close_pairs([two[0], _gauss_model(shape, 35.5, 32.0, 400.0, 2.5, 2.5,
+                                              group=2)]) == []
+    assert _close_pairs([two[0], _gauss_model(shape, 50.0, 32.0, 400.0, 2.5, 2.5)]) == []
+
+
+def test_default_model_disk_with_two_knots_is_one_source():
+    """A disk galaxy with two bright knots 9 px apart, one on each side of its
+    centre: the detector puts a centre on each knot and the generator
+    extracts a half for each; the generator's one source between them fits
+    the galaxy far better, so one source is returned (two before)."""
+    yy, xx = np.mgrid[:64, :64]
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(0, np.pi)
+    cx, cy = 32 + rng.uniform(-2, 2), 32 + rng.uniform(-2, 2)
+    dx, dy = 4.5 * np.cos(angle), 4.5 * np.sin(angle)
+    plane = (Sersic2D(1.0, 9, 1, cx, cy, 0.5, angle)(xx, yy)
+             + Gaussian2D(3.0, cx - dx, cy - dy, 2.5, 2.5)(xx, yy)
+             + Gaussian2D(3.0, cx + dx, cy + dy, 2.5, 2.5)(xx, yy))
+    data = (plane + rng.normal(0, plane.max() / 100, plane.shape)).astype(np.float32)[None]
+    result = Deblender.load(device="cpu")(data)
+    assert result.n_sources == 1
+    assert np.hypot(result.catalog["x_centroid"][0] - cx,
+                    result.catalog["y_centroid"][0] - cy) < 6
+    assert any(line.startswith("joined: 1 pair") for line in result.history)
+
+
 def test_a_diffuse_companion_stands_out_by_its_whole_light():
     """confirm: a faint extended companion (peak 1.8 sigma per pixel) fills
     the 3x3 aperture's ring with its own light, so the aperture test alone
