@@ -1412,10 +1412,12 @@ def _join_halves(models, pairs, singles, signal, bad, noise, *, ratio=_JOIN_RATI
         x0 = min(a.box[2], b.box[2], single.box[2])
         x1 = max(a.box[3], b.box[3], single.box[3])
         target = signal[:, y0:y1, x0:x1].astype(np.float64)
-        for q, m in enumerate(models):
+        for q, m in enumerate(out):  # the others as they stand (a pair joined: its source)
+            if m is None or q in (i, j):
+                continue
             my0, my1 = max(m.box[0], y0), min(m.box[1], y1)
             mx0, mx1 = max(m.box[2], x0), min(m.box[3], x1)
-            if q not in (i, j) and my1 > my0 and mx1 > mx0:
+            if my1 > my0 and mx1 > mx0:
                 target[:, my0 - y0:my1 - y0, mx0 - x0:mx1 - x0] -= m.model[
                     :, my0 - m.box[0]:my1 - m.box[0], mx0 - m.box[2]:mx1 - m.box[2]]
         inside = np.zeros((y1 - y0, x1 - x0), dtype=bool)
