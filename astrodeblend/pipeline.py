@@ -1116,25 +1116,38 @@ def _residual(box, models, signal, weights, *, group_map=None, wings=None):
     residual = light.copy()
     wings = {} if wings is None else wings
     for m in models:
-        my0, my1 = max(m.box[0], y0), min(m.box[1], y1)
-        mx0, mx1 = max(m.box[2], x0), min(m.box[3], x1)
-        if my1 > my0 and mx1 > mx0:
-            inner = (slice(None), slice(my0 - m.box[0], my1 - m.box[0]),
-                     slice(mx0 - m.box[2], mx1 - m.box[2]))
-            sub = (m.model[inner] * weights).sum(axis=0)
-            if group_map is not None and m.footprint is not None:
-                # on another group, outside its footprint, a model explains
-                # only its monotonic part: its own wings, not a neighbour's
-                # light the generator passed through
-                foreign = ~m.footprint[inner[1:]] & (group_map[my0:my1, mx0:mx1] != 0)
-                if foreign.any():
-                    kept = wings.get(id(m))
-                    if kept is None or kept[0] is not m:  # (the model held: no id reuse)
-                        kept = wings[id(m)] = (m, _monotonic_model(m))
-                    sub = np.where(foreign, np.minimum(
-                        sub, (kept[1][inner] * weights).sum(axis=0)), sub)
-            residual[my0 - y0:my1 - y0, mx0 - x0:mx1 - x0] -= sub
+        where = _overlap(m.box, box)
+        if where is None:
+            continue
+        outer, inner = where
+        sub = (m.model[(slice(None), *inner)] * weights).sum(axis=0)
+        if group_map is not None and m.footprint is not None:
+            # on another group, outside its footprint, a model explains
+            # only its monotonic part: its own wings, not a neighbour's
+            # light the generator passed through
+            foreign = ~m.footprint[inner] & (group_map[y0:y1, x0:x1][outer] != 0)
+            if foreign.any():
+                kept = wings.get(id(m))
+                if kept is None or kept[0] is not m:  # (the model held: no id reuse)
+                    kept = wings[id(m)] = (m, _monotonic_model(m))
+                sub = np.where(foreign, np.minimum(
+                    sub, (kept[1][(slice(None), *inner)] * weights).sum(axis=0)), sub)
+        residual[outer] -= sub
     return light, residual
+
+
+def _overlap(box, window):
+    """Where ``box`` overlaps ``window`` (both ``(y0, y1, x0, x1)`` in the frame).
+
+    Returns ``(in_window, in_box)``, the overlap's ``(slice_y, slice_x)`` in
+    each, or None when they do not overlap.
+    """
+    y0, y1 = max(box[0], window[0]), min(box[1], window[1])
+    x0, x1 = max(box[2], window[2]), min(box[3], window[3])
+    if y1 <= y0 or x1 <= x0:
+        return None
+    return ((slice(y0 - window[0], y1 - window[0]), slice(x0 - window[2], x1 - window[2])),
+            (slice(y0 - box[0], y1 - box[0]), slice(x0 - box[2], x1 - box[2])))
 
 
 def _unexplained(candidates, models, signal, noise, aperture, min_snr, *, strict=True,
@@ -1407,23 +1420,18 @@ def _join_halves(models, pairs, singles, signal, bad, noise, *, ratio=_JOIN_RATI
         if i in joined or j in joined:
             continue
         a, b, single = models[i], models[j], singles[k]
-        y0 = min(a.box[0], b.box[0], single.box[0])
-        y1 = max(a.box[1], b.box[1], single.box[1])
-        x0 = min(a.box[2], b.box[2], single.box[2])
-        x1 = max(a.box[3], b.box[3], single.box[3])
+        window = (min(a.box[0], b.box[0], single.box[0]), max(a.box[1], b.box[1], single.box[1]),
+                  min(a.box[2], b.box[2], single.box[2]), max(a.box[3], b.box[3], single.box[3]))
+        y0, y1, x0, x1 = window
         target = signal[:, y0:y1, x0:x1].astype(np.float64)
         for q, m in enumerate(out):  # the others as they stand (a pair joined: its source)
-            if m is None or q in (i, j):
-                continue
-            my0, my1 = max(m.box[0], y0), min(m.box[1], y1)
-            mx0, mx1 = max(m.box[2], x0), min(m.box[3], x1)
-            if my1 > my0 and mx1 > mx0:
-                target[:, my0 - y0:my1 - y0, mx0 - x0:mx1 - x0] -= m.model[
-                    :, my0 - m.box[0]:my1 - m.box[0], mx0 - m.box[2]:mx1 - m.box[2]]
+            where = None if m is None or q in (i, j) else _overlap(m.box, window)
+            if where is not None:
+                target[(slice(None), *where[0])] -= m.model[(slice(None), *where[1])]
         inside = np.zeros((y1 - y0, x1 - x0), dtype=bool)
         for m in (a, b, single):
             if m.footprint is not None:
-                inside[m.box[0] - y0:m.box[1] - y0, m.box[2] - x0:m.box[3] - x0] |= m.footprint
+                inside[_overlap(m.box, window)[0]] |= m.footprint
         local_bad = bad[:, y0:y1, x0:x1]
         two = _fit_chi2([a, b], target, local_bad, weights, inside, (y0, x0))
         one = _fit_chi2([single], target, local_bad, weights, inside, (y0, x0))
