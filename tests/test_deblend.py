@@ -585,6 +585,58 @@ def test_aperture_noise_from_differences_ignores_smooth_outskirts():
     assert _significance(snr, sources, noise="clipped")[48, 70] < 0.6 * white
 
 
+def test_wider_apertures_give_a_resolved_faint_source_its_significance():
+    """_significance(size=k): unit spread on pure noise for every noise
+    estimate; a faint resolved source (Gaussian of 5 px, 1 sigma per
+    pixel at its peak) stays below min_snr 5 in 3x3 apertures and reaches
+    it in 7x7 (3 and 6 sigma expected), mostly.  _wide_significance: every
+    group gets 5x5 and 7x7 apertures, a group stamped at three times the
+    working size also 9x9, each over its bounding box."""
+    from astrodeblend.pipeline import _significance, _wide_significance
+
+    rng = np.random.default_rng(8)
+    nothing = np.zeros((128, 128), bool)
+    for how in ("white", "differences", "clipped"):
+        pure = _significance(rng.normal(0, 1, (128, 128)).astype(np.float32), nothing,
+                             noise=how, size=7)
+        assert np.std(pure) == pytest.approx(1.0, abs=0.15), how
+    yy, xx = np.mgrid[:128, :128]
+    source = 1.0 * np.exp(-((xx - 64) ** 2 + (yy - 64) ** 2) / (2 * 5.0 ** 2))
+    narrow, wide = [], []
+    for _ in range(20):
+        snr = (source + rng.normal(0, 1, (128, 128))).astype(np.float32)
+        sources = np.hypot(xx - 64, yy - 64) < 15
+        narrow.append(_significance(snr, sources, size=3)[64, 64])
+        wide.append(_significance(snr, sources, size=7)[64, 64])
+    assert np.mean(narrow) < 4.0 and np.mean(wide) > 5.0
+    assert np.mean(np.array(narrow) >= 5.0) < 0.25 < 0.6 < np.mean(np.array(wide) >= 5.0)
+    groups = np.zeros((128, 128), int)
+    groups[50:79, 40:90] = 1
+    groups[100:110, 100:110] = 2
+    snr = (source + rng.normal(0, 1, (128, 128))).astype(np.float32)
+    planes = _wide_significance(snr, groups, {1: (240, (64, 64)), 2: (80, (104, 104))}, 80,
+                                "differences", nothing)
+    plane, y0, x0 = planes[1]
+    assert plane.shape == (29, 50) and (y0, x0) == (50, 40)
+    widest = [_significance(snr, groups > 0, size=k) for k in (5, 7, 9)]
+    assert np.array_equal(plane, np.maximum.reduce(widest)[50:79, 40:90])
+    assert np.array_equal(planes[2][0], np.maximum(widest[0], widest[1])[100:110, 100:110])
+
+
+def test_detections_off_a_resolved_peak_move_onto_it():
+    """_snap_to_peaks: a detection on the data's peak stays where it is; two
+    on either side of it, 4 px off, become one at the peak; one on the
+    smooth body 12 px from any peak goes."""
+    from astrodeblend.pipeline import _snap_to_peaks
+
+    yy, xx = np.mgrid[:96, :96]
+    image = np.exp(-((xx - 48) ** 2 + (yy - 40) ** 2) / (2 * 8.0 ** 2)).astype(np.float32)
+    assert _snap_to_peaks([(48.0, 40.0)], image, 2.0, 3.0) == [(48.0, 40.0)]
+    assert _snap_to_peaks([(44.0, 40.0), (52.0, 40.0)], image, 2.0, 3.0) == [(48.0, 40.0)]
+    assert _snap_to_peaks([(48.0, 40.0), (60.0, 40.0)], image, 2.0, 3.0) == [(48.0, 40.0)]
+    assert _snap_to_peaks([(60.0, 40.0)], image, 2.0, 3.0) == []
+
+
 def test_display_aperture_noise_follows_the_upper_tail():
     """_significance "tail" (display images): on noise clipped at black, as a
     JPEG's sky, the apertures' upper tail is wider than their clipped spread,
