@@ -548,7 +548,8 @@ class Deblender:
         plans = self._plan(groups, image.shape[1:])
         # the detector's peaks: their S/N also in wider apertures (a resolved
         # companion spreads beyond 3x3 pixels, more so in a downsampled stamp)
-        wide = _wide_significance(snr_plane, groups, plans, self.size, how, blocks_any)
+        wide = (_wide_significance(snr_plane, groups, plans, self.size, how, blocks_any)
+                if self.detector is not None else {})
         # frame-size planes no longer needed (memory of large images); display
         # images keep their data, which their sources share
         del snr_plane, sky, level
@@ -1703,9 +1704,9 @@ def _significance(snr, sources, *, noise="differences", size=3):
 
     - ``"differences"``: the scatter of second differences of apertures
       ``size`` pixels apart (`~astrodeblend.detect._difference_noise`):
-      independent apertures, and the smooth outskirts of galaxies beyond the sources,
-      which the clipped spread of the apertures themselves counts as noise,
-      cancel (linear images with sky);
+      independent apertures, and the smooth outskirts of galaxies beyond
+      the sources, which the clipped spread of the apertures themselves
+      counts as noise, cancel (linear images with sky);
     - ``"clipped"``: the sigma-clipped spread of the apertures (frames
       filled by a galaxy, whose "sky" is its own structure);
     - ``"tail"``: the same, or, where larger, the width of the apertures'
