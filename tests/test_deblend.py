@@ -535,7 +535,7 @@ def _gauss_model(shape, x, y, amp, sx, sy, group=1):
 def test_a_detection_the_brighter_model_explains_is_dropped():
     """confirm: the tip of an elongated galaxy (its light in the galaxy's model)
     goes; a faint companion the galaxy's model leaves in the residual stays."""
-    from astrodeblend.pipeline import _needed
+    from astrodeblend._sources import _needed
 
     shape, rng = (64, 64), np.random.default_rng(4)
     galaxy = _gauss_model(shape, 30.0, 32.0, 50.0, 8.0, 2.5)
@@ -722,7 +722,7 @@ def test_two_centres_on_one_galaxy_are_merged_within_reach():
     galaxy (half-light radius about 4 px) are merged with ``reach=2`` (the
     photutils candidates the pipeline adds), not with the default reach of one
     half-light radius; two different galaxies at that distance never are."""
-    from astrodeblend.pipeline import _half_light_radius, _merge_duplicates
+    from astrodeblend._sources import _half_light_radius, _merge_duplicates
 
     shape = (64, 64)
     one = _gauss_model(shape, 30.0, 32.0, 10.0, 3.5, 3.5)
@@ -742,8 +742,8 @@ def test_halves_of_one_galaxy_are_joined_and_a_pair_is_not():
     fitted by its own model, keep their two sources against a single broad
     model at their midpoint.  _close_pairs pairs sources of one group within
     two half-light radii only."""
+    from astrodeblend._sources import _close_pairs, _join_halves
     from astrodeblend.footprints import grow_footprint
-    from astrodeblend.pipeline import _close_pairs, _join_halves
 
     shape, rng = (64, 64), np.random.default_rng(6)
     groups = np.ones(shape, dtype=np.int32)
@@ -802,7 +802,8 @@ def test_a_diffuse_companion_stands_out_by_its_whole_light():
     would drop it; the matched filter of its model over its footprint keeps
     it.  The same model over the galaxy's own light (which the galaxy's
     model holds) is dropped."""
-    from astrodeblend.pipeline import _model_stands_out, _needed, _significance
+    from astrodeblend._sources import _model_stands_out, _needed
+    from astrodeblend.pipeline import _significance
 
     shape, rng = (64, 64), np.random.default_rng(8)
     yy, xx = np.mgrid[:shape[0], :shape[1]]
@@ -830,7 +831,7 @@ def test_a_model_explains_no_star_of_another_group_outside_its_footprint():
     without ``group_map``; with it, the star, in its own group outside the
     galaxy's footprint, is a source of its own.  The star in the galaxy's
     own group stays explained."""
-    from astrodeblend.pipeline import _unexplained
+    from astrodeblend._sources import _unexplained
 
     shape, rng = (64, 64), np.random.default_rng(5)
     galaxy = _gauss_model(shape, 20.0, 32.0, 40.0, 4.0, 3.0)
@@ -905,8 +906,8 @@ def test_catalog_position_is_the_centroid_of_the_model_core():
     """_model_centre: the light-squared centroid of a source's model, not the
     detector's centre; a display model's sky level and a faint wing do not pull
     it; a model without light keeps the detector's centre."""
+    from astrodeblend._sources import _model_centre
     from astrodeblend.footprints import SourceModel
-    from astrodeblend.pipeline import _model_centre
 
     shape = (64, 64)
     core = _gauss_model(shape, 30.3, 20.6, 10.0, 3.0, 2.0)
@@ -942,8 +943,8 @@ def test_load_takes_the_settings_a_model_was_exported_with(tmp_path):
 def test_separable_models_share_one_shape_and_keep_band_totals():
     """_separate: every band the summed shape times the band's share; the
     totals per band unchanged; a model with no light left alone."""
+    from astrodeblend._sources import _separate
     from astrodeblend.footprints import SourceModel
-    from astrodeblend.pipeline import _separate
 
     rng = np.random.default_rng(0)
     planes = rng.uniform(0, 1, (3, 6, 5)).astype(np.float32)
