@@ -630,19 +630,13 @@ class Deblender:
             if model.footprint is None:
                 grow_footprint(model, groups, noise, sky=sky_in_model, **reach)
         if mode == "linear" and self.detector is not None and len(models) > 1:
-            close = _close_pairs(models)
-            if close:
-                mids = [(*_flux_midpoint(models[a], models[b]), models[a].group)
-                        for a, b in close]
-                singles = yield from self._models(work, pad, mids, plans, mode, bands, groups)
-                for single in singles:
-                    grow_footprint(single, groups, noise, sky=sky_in_model, **reach)
-                models, n_joined = _join_halves(models, close, singles, signal, bad, noise)
-                if n_joined:
-                    history.append(f"joined: {plural(n_joined, 'pair')} of sources of one group "
-                                   f"that the generator's one source between them fits far "
-                                   f"better (chi^2 below {_JOIN_RATIO:.0%} of the pair's: halves "
-                                   f"of one galaxy)")
+            models, n_joined = yield from self._join(models, signal, bad, noise, work, pad,
+                                                     plans, bands, groups, reach)
+            if n_joined:
+                history.append(f"joined: {plural(n_joined, 'pair')} of sources of one group "
+                               f"that the generator's one source between them fits far "
+                               f"better (chi^2 below {_JOIN_RATIO:.0%} of the pair's: halves "
+                               f"of one galaxy)")
         if mode == "linear" and self.monotonic:
             # after the candidates' test (which trusts the generator: a knot
             # it gives to its galaxy is explained), light leaked from a
@@ -940,6 +934,26 @@ class Deblender:
             centers += [(x, y, label) for x, y in kept]
             candidates += [(x, y, label) for x, y in peaks]
         return centers, candidates, methods, n_edge
+
+    def _join(self, models, signal, bad, noise, work, pad, plans, bands, groups, reach):
+        """Join the halves of one galaxy in a linear image: a generator, as `_models`.
+
+        Each close pair of sources of one group (`~astrodeblend._sources._close_pairs`)
+        is tested against the generator's one source at their flux-weighted
+        midpoint, its footprint grown with ``reach`` (`grow_footprint`'s
+        options); `~astrodeblend._sources._join_halves` decides.  Returns
+        ``(models, n_joined)``.
+        """
+        from .footprints import grow_footprint
+
+        close = _close_pairs(models)
+        if not close:
+            return models, 0
+        mids = [(*_flux_midpoint(models[a], models[b]), models[a].group) for a, b in close]
+        singles = yield from self._models(work, pad, mids, plans, "linear", bands, groups)
+        for single in singles:
+            grow_footprint(single, groups, noise, **reach)
+        return _join_halves(models, close, singles, signal, bad, noise)
 
     def _models(self, work, pad, centers, plans, mode, bands, groups):
         """Extract each source with the generator on a stamp centred on it.
