@@ -27,11 +27,14 @@ noiseless truth.  "Detectable" repeats "all found" over the scenes whose
 every galaxy's noiseless light alone peaks at a 3x3-aperture S/N of
 ``DETECTABLE_SNR`` or more: the draws also hold diffuse galaxies below the
 noise that no method finds; "stars>=10" counts the stars found among those
-whose light peaks as high.  Exits quietly when the data folder is absent::
+whose light peaks as high.  ``--by-stamp`` adds, after each table, each
+stamp's galaxies found and, in the isolated table, its scenes answered by
+one source (the cleaned truth of a few stamps holds more than one object).
+Exits quietly when the data folder is absent::
 
     python benchmarks/bench_real.py [--n 100] [--seed 0]
         [--methods astrodeblend,segmentation,scarlet2] [--scarlet2-steps 100]
-        [--augment 1|2|4|8] [--no-pairs] [--no-isolated]
+        [--augment 1|2|4|8] [--no-pairs] [--no-isolated] [--by-stamp]
 """
 
 import argparse
@@ -186,10 +189,13 @@ def _scene(stamps, key, n_pick, failed, **options):
     picks = rng.choice(len(stamps), size=min(n_pick, len(stamps)), replace=False)
     seed = int(rng.integers(0, 2**31 - 1))
     try:
-        return blend_survey([stamps[k] for k in picks], seed=seed, **SCENE_OPTIONS, **options)
+        scene = blend_survey([stamps[k] for k in picks], seed=seed, **SCENE_OPTIONS, **options)
     except InvalidInputError as exc:
         failed.append(f"blend_survey(seed={seed}, stamps {picks.tolist()}, {options}): {exc}")
         return None
+    # which stamp each galaxy is (``components[j]['image']`` indexes the picks)
+    scene.params["stamps"] = [stamps[k].source for k in picks]
+    return scene
 
 
 def survey_scenes(stamps, n, seed, failed):
@@ -253,6 +259,7 @@ def score(scenes, deblenders):
         found_detectable = []
         psnrs, ssims, fluxes = [], [], []
         per_galaxy[name] = {}
+        stamp_rows = {}  # stamp -> [galaxies, found, isolated scenes, one source]
         for k, scene in enumerate(scenes):
             truth = np.asarray(scene.components, dtype=np.float64)
             centers = np.asarray(scene.centers, dtype=float).reshape(-1, 2)
@@ -270,6 +277,16 @@ def score(scenes, deblenders):
             spurious.append(result.n_sources - len(partner))
             if scene.params.get("isolated", False):
                 single.append(result.n_sources == 1)
+            for j, component in enumerate(scene.params["components"]):
+                if component["kind"] != "galaxy" or "stamps" not in scene.params:
+                    continue
+                row = stamp_rows.setdefault(scene.params["stamps"][component["image"]],
+                                            [0, 0, 0, 0])
+                row[0] += 1
+                row[1] += j in partner
+                if scene.params.get("isolated", False):
+                    row[2] += 1
+                    row[3] += result.n_sources == 1
             galaxies = [j for j, kind in enumerate(kinds) if kind == "galaxy"]
             if galaxies:
                 all_found.append(all(j in partner for j in galaxies))
@@ -301,6 +318,7 @@ def score(scenes, deblenders):
             "psnr": _stat(psnrs, "mean"), "ssim": _stat(ssims, "mean"),
             "flux": _stat(fluxes, "median"), "n_matched": len(psnrs),
             "seconds": _stat(seconds, "mean"),
+            "by_stamp": stamp_rows,
         }
     common = set.intersection(*(set(p) for p in per_galaxy.values()))
     for name, row in table.items():  # the same galaxies for every method
@@ -336,6 +354,23 @@ def format_table(table):
     return "\n".join(lines)
 
 
+def format_by_stamp(table, folder):
+    """Text table of `score`'s galaxies found, and isolated scenes given one source, by stamp."""
+    names = sorted({stamp for r in table.values() for stamp in r["by_stamp"]})
+    head = f"{'stamp':<52}{'galaxies':>9}" + "".join(
+        f"{name[:12] + ' found':>19}{'isolated=1':>11}" for name in table)
+    lines = [head, "-" * len(head)]
+    for stamp in names:
+        counts = [r["by_stamp"].get(stamp, [0, 0, 0, 0]) for r in table.values()]
+        label = stamp.replace(str(folder).rstrip("/") + "/", "")
+        cells = "".join(
+            f"{c[1]:>12d} ({c[1] / c[0]:>4.0%})" + (f"{c[3]:>5d} ({c[3] / c[2]:>4.0%})" if c[2]
+                                                     else f"{'-':>11}")
+            for c in counts)
+        lines.append(f"{label[:52]:<52}{counts[0][0]:>9d}{cells}")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fits", default=str(FITS), help="folder of real galaxy stamps")
@@ -352,6 +387,9 @@ def main(argv=None):
     parser.add_argument("--no-pairs", action="store_true", help="skip the pairs table")
     parser.add_argument("--no-isolated", action="store_true",
                         help="skip the isolated galaxies' table")
+    parser.add_argument("--by-stamp", action="store_true",
+                        help="after each table, galaxies found (and isolated scenes answered by "
+                             "one source) for each real stamp")
     args = parser.parse_args(argv)
 
     if not Path(args.fits).is_dir():
@@ -393,7 +431,10 @@ def main(argv=None):
         print(f"\n== {title}: {len(scenes)} scenes, {n_gal} galaxies")
         for line in failed:
             print(f"   draw refused and skipped: {line}")
-        print(format_table(score(scenes, deblenders)), flush=True)
+        table = score(scenes, deblenders)
+        print(format_table(table), flush=True)
+        if args.by_stamp:
+            print(format_by_stamp(table, args.fits), flush=True)
     print(f"\n{time.perf_counter() - start:.0f} s in all")
     return 0
 
