@@ -426,6 +426,34 @@ def test_read_clean_stamps_from_a_folder(tmp_path):
         read_clean_stamps(tmp_path / "sub", pattern="*.nope")
 
 
+def test_survey_max_zoom_draws_no_image_galaxy_larger_than_its_image():
+    """An image galaxy keeps its image's noise: drawn 3-8 times larger, a faint
+    compact stamp's noise became blobs of the noiseless truth.  max_zoom cuts the
+    drawn radius at that factor times the image's own; None keeps the draws."""
+    yy, xx = np.mgrid[:48, :48]
+    rng = np.random.default_rng(2)
+    stamp = (np.exp(-((xx - 24) ** 2 + (yy - 24) ** 2) / 4.0)
+             + rng.normal(0, 0.02, xx.shape)).astype(np.float32)
+    options = dict(n_galaxies=1, star_fraction=0.0, image_fraction=1.0, n_bands=1,
+                   radius=(6.0, 9.0))
+    for seed in range(3):
+        free = blend_survey([stamp], seed=seed, **options)
+        capped = blend_survey([stamp], seed=seed, max_zoom=1.0, **options)
+        twice = blend_survey([stamp], seed=seed, max_zoom=2.0, **options)
+        drawn = free.params["components"][0]["radius"]
+        assert 6.0 <= drawn <= 9.0 and free.params["max_zoom"] is None
+        own = capped.params["components"][0]["radius"]  # the stamp's half-light radius
+        assert own < 3.0 and capped.params["max_zoom"] == 1.0
+        assert twice.params["components"][0]["radius"] == pytest.approx(min(drawn, 2 * own))
+        np.testing.assert_allclose(capped.centers, free.centers)  # the other draws kept
+        # the truth stays compact (the PSF widens both): half the free one's half-light area
+        light = [np.sort(s.components[0].ravel())[::-1] for s in (free, capped)]
+        area = [np.searchsorted(np.cumsum(v), 0.5 * v.sum()) for v in light]
+        assert area[1] < 0.5 * area[0]
+    with pytest.raises(InvalidInputError, match="max_zoom"):
+        blend_survey([stamp], max_zoom=0)
+
+
 def test_survey_from_real_stamps(shared_data):
     folder = shared_data / "fits"
     if not folder.is_dir():

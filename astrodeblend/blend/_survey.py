@@ -237,7 +237,8 @@ def blend_survey(images=(), *, seed=0, size=96, n_bands=None, n_galaxies=None,
                  galaxy_probabilities=SURVEY_GALAXY_PROBABILITIES, star_fraction=0.4,
                  max_stars=2, image_fraction=0.6, flux_ratio=(0.05, 1.0),
                  radius=(1.0, 12.0), psf_fwhm=(1.5, 4.5), moffat_fraction=0.5,
-                 snr=(5.0, 200.0), sky=True, mask_fraction=0.3, noise=True, clean=True):
+                 snr=(5.0, 200.0), sky=True, mask_fraction=0.3, noise=True, clean=True,
+                 max_zoom=None):
     """Make a scene like a real survey cutout: 0-4 galaxies and stars anywhere.
 
     Galaxies are drawn from ``images`` (linearised with `linear_flux`; with
@@ -308,6 +309,13 @@ def blend_survey(images=(), *, seed=0, size=96, n_bands=None, n_galaxies=None,
     clean : bool, optional
         Keep only the central source of each image (`astrodeblend.detect`
         segmentation); False uses the images as they are.
+    max_zoom : float or None, optional
+        Largest factor by which a galaxy from ``images`` is drawn larger than
+        it is in its image (drawn half-light radius over the image's): its
+        drawn radius is cut there.  An image keeps its own noise, which
+        averages out when the galaxy is shrunk but, enlarged, turns into
+        blobs of the noiseless truth (a faint compact stamp drawn 3-8 times
+        larger).  None (the default): no limit, the draws of earlier versions.
 
     Returns
     -------
@@ -363,6 +371,8 @@ def blend_survey(images=(), *, seed=0, size=96, n_bands=None, n_galaxies=None,
     radius_range = _check_range(radius, "radius")
     fwhm_range = _check_range(psf_fwhm, "psf_fwhm")
     snr_range = _check_range(snr, "snr")
+    if max_zoom is not None and not float(max_zoom) > 0:
+        raise InvalidInputError(f"max_zoom must be positive or None, not {max_zoom}")
 
     # ---- draws (the order is fixed: a scene is a pure function of the seed)
     bands = int(rng.integers(1, 6)) if n_bands is None else int(n_bands)
@@ -413,6 +423,8 @@ def blend_survey(images=(), *, seed=0, size=96, n_bands=None, n_galaxies=None,
                     name = getattr(images[index], "source", None) or "array"
                     raise InvalidInputError(f"image {index} ({name}) has no positive flux in "
                                             f"its central source")
+                if max_zoom is not None:
+                    draw["radius"] = min(draw["radius"], float(max_zoom) * prepared[index][3])
                 planes = _place_image(prepared[index], draw, canvas, bands)
             else:
                 box = _box(draw["canvas_x"], draw["canvas_y"], 8.0 * draw["radius"] + 4, canvas)
@@ -481,6 +493,7 @@ def blend_survey(images=(), *, seed=0, size=96, n_bands=None, n_galaxies=None,
               "snr": peak_snr, "peak": peak, "sigma": sigma.tolist(), "unit": unit,
               "sky": sky_params, "defects": defects, "n_masked": int(mask.sum()),
               "noise": bool(noise), "clean": bool(clean), "n_images": len(images),
+              "max_zoom": None if max_zoom is None else float(max_zoom),
               "components": records}
     meta = {"PROTOCOL": ("survey", "astrodeblend blending protocol")}
     image = GalaxyImage(blend.astype(np.float32), mask=mask if mask.any() else None,
