@@ -29,14 +29,16 @@ every galaxy's noiseless light alone peaks at a 3x3-aperture S/N of
 noise that no method finds; "stars>=10" counts the stars found among those
 whose light peaks as high.  ``--by-stamp`` adds, after each table, each
 stamp's galaxies found and, in the isolated table, its scenes answered by
-one source; ``--max-zoom`` draws no stamp larger than that factor times
-its own size (an enlarged stamp's own noise becomes blobs of its noiseless
-truth, `astrodeblend.blend.blend_survey`'s ``max_zoom``).
+one source.  No stamp is drawn larger than it is in its image
+(`astrodeblend.blend.blend_survey`'s ``max_zoom``, default 1: an enlarged
+stamp's own noise becomes blobs of its noiseless truth); ``--max-zoom F``
+allows F times, ``--max-zoom none`` any size (the draws of the figures
+recorded before this default).
 Exits quietly when the data folder is absent::
 
     python benchmarks/bench_real.py [--n 100] [--seed 0]
         [--methods astrodeblend,segmentation,scarlet2] [--scarlet2-steps 100]
-        [--augment 1|2|4|8] [--no-pairs] [--no-isolated] [--by-stamp] [--max-zoom 1]
+        [--augment 1|2|4|8] [--no-pairs] [--no-isolated] [--by-stamp] [--max-zoom 1|F|none]
 """
 
 import argparse
@@ -373,6 +375,16 @@ def format_by_stamp(table, folder):
     return "\n".join(lines)
 
 
+def _zoom(text):
+    """``--max-zoom``'s value: a positive factor, or None for 'none'."""
+    if text.strip().lower() == "none":
+        return None
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive or 'none', not {text}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fits", default=str(FITS), help="folder of real galaxy stamps")
@@ -389,9 +401,9 @@ def main(argv=None):
     parser.add_argument("--no-pairs", action="store_true", help="skip the pairs table")
     parser.add_argument("--no-isolated", action="store_true",
                         help="skip the isolated galaxies' table")
-    parser.add_argument("--max-zoom", type=float, default=None,
+    parser.add_argument("--max-zoom", type=_zoom, default=1.0,
                         help="draw no stamp larger than this factor times its own size "
-                             "(blend_survey's max_zoom; default: no limit)")
+                             "(blend_survey's max_zoom; default 1; 'none': no limit)")
     parser.add_argument("--by-stamp", action="store_true",
                         help="after each table, galaxies found (and isolated scenes answered by "
                              "one source) for each real stamp")
@@ -402,8 +414,7 @@ def main(argv=None):
         return 0
     from astrodeblend.blend import read_clean_stamps
 
-    if args.max_zoom is not None:  # every table's scenes
-        SCENE_OPTIONS["max_zoom"] = args.max_zoom
+    SCENE_OPTIONS["max_zoom"] = args.max_zoom  # every table's scenes
     warnings.simplefilter("ignore")  # photutils / jax chatter; the numbers are what count
     start = time.perf_counter()
     stamps = read_clean_stamps(args.fits)
@@ -416,7 +427,8 @@ def main(argv=None):
     print(f"{len(stamps)} cleaned real stamps from {args.fits}; {args.n} scenes per table, "
           f"seed {args.seed}; matched within {MAX_DISTANCE:.0f} px; PSNR/SSIM per matched "
           "galaxy, linear values over the noiseless blend peak (as astrodeblend.evaluate)"
-          + (f"; stamps drawn at most {args.max_zoom:g}x their size" if args.max_zoom else ""))
+          + (f"; stamps drawn at most {args.max_zoom:g}x their size" if args.max_zoom
+             else "; stamps drawn at any size"))
     print("all found: scenes with galaxies whose every galaxy is matched; detectable: the same "
           "in scenes whose every galaxy's noiseless light alone peaks at a 3x3-aperture S/N of "
           f"{DETECTABLE_SNR:.0f} or more; isolated=1: one "

@@ -429,7 +429,8 @@ def test_read_clean_stamps_from_a_folder(tmp_path):
 def test_survey_max_zoom_draws_no_image_galaxy_larger_than_its_image():
     """An image galaxy keeps its image's noise: drawn 3-8 times larger, a faint
     compact stamp's noise became blobs of the noiseless truth.  max_zoom cuts the
-    drawn radius at that factor times the image's own; None keeps the draws."""
+    drawn radius at that factor times the image's own (by default 1); None
+    keeps the draws made before the option existed."""
     yy, xx = np.mgrid[:48, :48]
     rng = np.random.default_rng(2)
     stamp = (np.exp(-((xx - 24) ** 2 + (yy - 24) ** 2) / 4.0)
@@ -437,8 +438,8 @@ def test_survey_max_zoom_draws_no_image_galaxy_larger_than_its_image():
     options = dict(n_galaxies=1, star_fraction=0.0, image_fraction=1.0, n_bands=1,
                    radius=(6.0, 9.0))
     for seed in range(3):
-        free = blend_survey([stamp], seed=seed, **options)
-        capped = blend_survey([stamp], seed=seed, max_zoom=1.0, **options)
+        free = blend_survey([stamp], seed=seed, max_zoom=None, **options)
+        capped = blend_survey([stamp], seed=seed, **options)
         twice = blend_survey([stamp], seed=seed, max_zoom=2.0, **options)
         drawn = free.params["components"][0]["radius"]
         assert 6.0 <= drawn <= 9.0 and free.params["max_zoom"] is None

@@ -238,7 +238,7 @@ def blend_survey(images=(), *, seed=0, size=96, n_bands=None, n_galaxies=None,
                  max_stars=2, image_fraction=0.6, flux_ratio=(0.05, 1.0),
                  radius=(1.0, 12.0), psf_fwhm=(1.5, 4.5), moffat_fraction=0.5,
                  snr=(5.0, 200.0), sky=True, mask_fraction=0.3, noise=True, clean=True,
-                 max_zoom=None):
+                 max_zoom=1.0):
     """Make a scene like a real survey cutout: 0-4 galaxies and stars anywhere.
 
     Galaxies are drawn from ``images`` (linearised with `linear_flux`; with
@@ -315,7 +315,9 @@ def blend_survey(images=(), *, seed=0, size=96, n_bands=None, n_galaxies=None,
         drawn radius is cut there.  An image keeps its own noise, which
         averages out when the galaxy is shrunk but, enlarged, turns into
         blobs of the noiseless truth (a faint compact stamp drawn 3-8 times
-        larger).  None (the default): no limit, the draws of earlier versions.
+        larger).  The default, 1, draws no image galaxy larger than it is;
+        None: no limit (the draws made before this option existed, which
+        the shipped model's ``survey`` training scenes used).
 
     Returns
     -------
