@@ -240,6 +240,35 @@ def test_config_validation():
             TrainConfig(**{key: bad})
 
 
+def test_secondary_peaks_mark_a_truths_second_object_not_its_knots():
+    """det_ignore_secondary: a neighbour inside a source's truth (a dip between it and
+    the centre) is left out of the detector's loss within the radius; a knot on the
+    galaxy's body (no dip), the centres and unlisted truths are not."""
+    from astrodeblend.train.losses import secondary_peaks
+
+    yy, xx = torch.meshgrid(torch.arange(40.0), torch.arange(40.0), indexing="ij")
+    def blob(x, y, s, a):
+        return a * torch.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * s * s))
+
+    truth = torch.zeros(2, 2, 1, 40, 40)
+    truth[0, 0, 0] = blob(20, 20, 3, 1.0) + blob(30, 12, 1.5, 0.5)  # a neighbour
+    truth[0, 1, 0] = blob(8, 30, 2, 1.0)
+    truth[1, 0, 0] = blob(20, 20, 4, 1.0) + blob(24, 20, 3, 0.3)   # a knot, no dip
+    truth[1, 1, 0] = blob(20, 20, 3, 1.0) + blob(30, 30, 1.5, 0.5)  # not listed
+    batch = {"truth": truth, "n_sources": torch.tensor([2, 1]),
+             "centers": torch.tensor([[[20.0, 20.0], [8.0, 30.0]],
+                                      [[20.0, 20.0], [float("nan"), 0.0]]])}
+    mask = secondary_peaks(batch, 3.0)
+    assert mask.shape == (2, 1, 40, 40)
+    assert float(mask[0, 0, 12, 30]) == 1.0 and float(mask[0, 0, 12, 33]) == 1.0
+    assert float(mask[0, 0, 12, 34]) == 0.0            # beyond the radius
+    assert int(mask[0].sum()) == 29                    # one disc of radius 3
+    assert float(mask[1].sum()) == 0.0                 # the knot and the unlisted truth
+    for key, bad in (("det_ignore_secondary", -1.0),):
+        with pytest.raises(ValueError, match=key):
+            TrainConfig(**{key: bad})
+
+
 def test_sized_targets_widen_large_sources_and_keep_two_peaks():
     """det_size_sigma: a large source's peak is broad, a small one's stays heatmap_sigma
     wide, peaks stay at the centres with height 1, and a pair 2 * det_sigma_max apart

@@ -57,6 +57,11 @@ class TrainConfig:
     det_sigma_max : float
         Widest peak of the detector's target with ``det_size_sigma``
         (pixels); two sources twice as far apart keep two peaks.
+    det_ignore_secondary : float
+        Radius (pixels) around the second objects of each source's truth
+        (`~astrodeblend.train.losses.secondary_peaks`: a Galaxy Zoo image's
+        neighbours and field stars) where the detector's loss is left out;
+        0 (the default): the target's zeros there count as everywhere.
     adv_warmup_epochs : int or None
         Epochs without adversarial loss (None: half of ``schedule_epochs``).
     adv_ramp_epochs : int or None
@@ -172,6 +177,7 @@ class TrainConfig:
     det_pos_weight: float = 20.0
     det_size_sigma: float = 0.0
     det_sigma_max: float = 3.0
+    det_ignore_secondary: float = 0.0
     adv_warmup_epochs: int | None = None
     adv_ramp_epochs: int | None = None
     schedule_epochs: int | None = None
@@ -229,6 +235,9 @@ class TrainConfig:
             raise InvalidInputError(f"w_adv must be >= 0, not {self.w_adv!r}")
         if not float(self.det_size_sigma) >= 0:
             raise InvalidInputError(f"det_size_sigma must be >= 0, not {self.det_size_sigma!r}")
+        if not float(self.det_ignore_secondary) >= 0:
+            raise InvalidInputError(f"det_ignore_secondary must be >= 0, not "
+                                    f"{self.det_ignore_secondary!r}")
         if not float(self.det_sigma_max) > 0:
             raise InvalidInputError(f"det_sigma_max must be positive, not "
                                     f"{self.det_sigma_max!r}")

@@ -36,7 +36,7 @@ from ..models import ModelConfig, build_models, find_peaks, narrowed
 from ..utils import resolve_device
 from .batches import TrainingScenes, augment, galaxies
 from .config import NARROWABLE, TrainResult, prepare_run
-from .losses import center_targets, flux_loss, scaled_l1
+from .losses import center_targets, flux_loss, scaled_l1, secondary_peaks
 
 __all__ = ["train"]
 
@@ -342,12 +342,15 @@ class _Trainer:
             self.optims["detector"].zero_grad(set_to_none=True)
             target = center_targets(batch, self.device, self.sigma,
                                     size_sigma=cfg.det_size_sigma, max_sigma=cfg.det_sigma_max)
+            weight = 1 + cfg.det_pos_weight * target
+            if cfg.det_ignore_secondary > 0:
+                ignored = secondary_peaks(batch, cfg.det_ignore_secondary).to(self.device)
+                weight = weight * (1 - ignored * (target < 0.05))
             with self.autocast():
                 det_logits = self.wrapped["detector"](batch["blend"].to(self.device))
                 # centre pixels are rare: weight them up so that the
                 # heatmap's peaks rise above the detection threshold
-                loss_det = cfg.w_det * _bce(det_logits.float(), target,
-                                            weight=1 + cfg.det_pos_weight * target)
+                loss_det = cfg.w_det * _bce(det_logits.float(), target, weight=weight)
             self._backward_step(loss_det, "detector")
             losses["loss_det"] = float(loss_det.detach())
         return losses

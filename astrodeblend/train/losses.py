@@ -109,3 +109,43 @@ def _sized_targets(batch, sigma, size_sigma, max_sigma):
     heat = torch.exp(-0.5 * d2 / width[..., None, None] ** 2)
     heat = torch.where(listed[:, :, None, None], heat, torch.zeros_like(heat))
     return heat.amax(dim=1, keepdim=True)
+
+
+def secondary_peaks(batch, radius, *, min_fraction=0.2, dip=0.7, min_distance=4.0):
+    """Where the truths hold a second object: pixels the detector's loss leaves out.
+
+    A source's noiseless truth (bands summed, smoothed over 3x3 pixels) may
+    hold more than its own galaxy: a Galaxy Zoo image's neighbours and
+    field stars stay in it (the ``reiman`` and ``physical`` protocols), and
+    a cleaned image keeps faint neighbours inside its segment.  Its local
+    maxima (7x7) above ``min_fraction`` of its peak, farther than
+    ``min_distance`` px from its own centre, with the light along the line
+    from that centre falling below ``dip`` times their value on the way, are
+    second objects: the target says nothing there, so that a detector is
+    neither taught to find nor to ignore them.  Returns ``(B, 1, H, W)``,
+    1 within ``radius`` px of such a maximum, else 0.
+    """
+    truth = batch["truth"].float().sum(2)  # (B, K, H, W)
+    b, k_max, h, w = truth.shape
+    listed = torch.arange(k_max)[None, :] < batch["n_sources"][:, None]
+    smooth = torch.nn.functional.avg_pool2d(truth.reshape(b * k_max, 1, h, w), 3, 1, 1,
+                                            count_include_pad=False).reshape(b, k_max, h, w)
+    peak = smooth.amax(dim=(-2, -1), keepdim=True)
+    local = smooth == torch.nn.functional.max_pool2d(
+        smooth.reshape(b * k_max, 1, h, w), 7, 1, 3).reshape(b, k_max, h, w)
+    found = local & (smooth > min_fraction * peak) & (peak > 0) & listed[:, :, None, None]
+    i, k, row, col = torch.nonzero(found).unbind(1)
+    cx, cy = batch["centers"][i, k].float().unbind(1)
+    far = torch.isfinite(cx) & (torch.hypot(col - cx, row - cy) > min_distance)
+    i, k, row, col, cx, cy = (v[far] for v in (i, k, row, col, cx, cy))
+    steps = torch.linspace(0.0, 1.0, 24)
+    xs = (cx[:, None] + steps * (col - cx)[:, None]).round().long().clamp(0, w - 1)
+    ys = (cy[:, None] + steps * (row - cy)[:, None]).round().long().clamp(0, h - 1)
+    on_line = smooth[i[:, None], k[:, None], ys, xs].amin(dim=1)
+    apart = on_line < dip * smooth[i, k, row, col]
+    seeds = torch.zeros((b, 1, h, w))
+    seeds[i[apart], 0, row[apart], col[apart]] = 1.0
+    r = int(math.floor(radius))
+    yy, xx = torch.meshgrid(torch.arange(-r, r + 1.0), torch.arange(-r, r + 1.0), indexing="ij")
+    disc = ((xx ** 2 + yy ** 2) <= radius ** 2).float()[None, None]
+    return (torch.nn.functional.conv2d(seeds, disc, padding=r) > 0.5).float()
