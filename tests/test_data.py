@@ -243,6 +243,11 @@ def test_survey_build_has_variable_sources_and_component_ids(jpg_folder, tmp_pat
         assert h5.attrs["protocol"] == "survey"
         params = json.loads(h5.attrs["params"])
         assert params["options"]["n_bands"] == 3 and params["n_per_scene"] == 6
+        assert params["options"]["max_zoom"] == 1.0  # blend_survey's default, recorded
+    # a file drawn under another max_zoom (an earlier default) is not extended
+    with pytest.raises(DatasetError, match="options differ"):
+        build_dataset(jpg_folder, out, protocol="survey", n=12, seed=2, split=(0.5, 0.25, 0.25),
+                      max_zoom=None, progress=False)
     for name in SPLITS:
         with open_split(out, name) as scenes:
             for i in range(len(scenes)):

@@ -226,6 +226,13 @@ def _append(group, batch, k_max):
     group.file.flush()
 
 
+def _default_of(function, name):
+    """Return the default value of ``function``'s keyword ``name``."""
+    import inspect
+
+    return inspect.signature(function).parameters[name].default
+
+
 def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8, 0.1, 0.1),
                   overwrite=False, progress=True, dtype="float32", **protocol_kwargs):
     """Build (or resume) an HDF5 training set of blended scenes with ground truth.
@@ -328,6 +335,12 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
     shape = _check_shapes(paths)
     if protocol == "survey" and options.get("n_bands") is None:
         options["n_bands"] = int(shape[0])  # one band count per file
+    if protocol == "survey" and "max_zoom" not in options:
+        # recorded: a file drawn under an earlier default (no limit) is not
+        # extended with scenes drawn under this one
+        from ..blend import blend_survey
+
+        options["max_zoom"] = _default_of(blend_survey, "max_zoom")
     by_id = {int(i): p for i, p in zip(ids, paths, strict=True)}
     parts = split_galaxies(ids, fractions)
     pools = [np.sort(parts[name]) for name in SPLITS]

@@ -59,7 +59,7 @@ class TrainConfig:
         (pixels); two sources twice as far apart keep two peaks.
     det_ignore_secondary : float
         Radius (pixels) around the second objects of each source's truth
-        (`~astrodeblend.train.losses.secondary_peaks`: a Galaxy Zoo image's
+        (``astrodeblend.train.losses.secondary_peaks``: a Galaxy Zoo image's
         neighbours and field stars) where the detector's loss is left out;
         0 (the default): the target's zeros there count as everywhere.
     adv_warmup_epochs : int or None
