@@ -45,7 +45,11 @@ from ._physical import blend_physical, linear_flux
 from ._protocols import PROTOCOLS, make_scene
 from ._scene import DISPLAY_GAMMA, REFERENCE_SIZE, Scene  # noqa: F401 (constants, as before)
 from ._stamps import clean_stamp, read_clean_stamps
-from ._survey import SURVEY_GALAXY_PROBABILITIES, blend_survey  # noqa: F401 (as before)
+from ._survey import (  # noqa: F401 (as before)
+    SURVEY_GALAXY_PROBABILITIES,
+    SURVEY_MAX_ZOOM,
+    blend_survey,
+)
 
 __all__ = [
     "PROTOCOLS",

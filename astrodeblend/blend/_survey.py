@@ -18,6 +18,8 @@ from ._stamps import _half_light_radius, _isolate
 # ----------------------------------------------------------------- survey
 #: Probabilities of 0, 1, 2, 3 and 4 galaxies in a ``survey`` scene.
 SURVEY_GALAXY_PROBABILITIES = (0.05, 0.25, 0.30, 0.25, 0.15)
+#: `blend_survey`'s default ``max_zoom``: no image galaxy drawn larger than in its image
+SURVEY_MAX_ZOOM = 1.0
 
 #: Oversampling of the analytic profiles (Sersic, bulge+disk, PSF) of ``survey``.
 _OVERSAMPLE = 3
@@ -238,7 +240,7 @@ def blend_survey(images=(), *, seed=0, size=96, n_bands=None, n_galaxies=None,
                  max_stars=2, image_fraction=0.6, flux_ratio=(0.05, 1.0),
                  radius=(1.0, 12.0), psf_fwhm=(1.5, 4.5), moffat_fraction=0.5,
                  snr=(5.0, 200.0), sky=True, mask_fraction=0.3, noise=True, clean=True,
-                 max_zoom=1.0):
+                 max_zoom=SURVEY_MAX_ZOOM):
     """Make a scene like a real survey cutout: 0-4 galaxies and stars anywhere.
 
     Galaxies are drawn from ``images`` (linearised with `linear_flux`; with

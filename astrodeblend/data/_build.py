@@ -226,13 +226,6 @@ def _append(group, batch, k_max):
     group.file.flush()
 
 
-def _default_of(function, name):
-    """Return the default value of ``function``'s keyword ``name``."""
-    import inspect
-
-    return inspect.signature(function).parameters[name].default
-
-
 def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8, 0.1, 0.1),
                   overwrite=False, progress=True, dtype="float32", **protocol_kwargs):
     """Build (or resume) an HDF5 training set of blended scenes with ground truth.
@@ -338,9 +331,9 @@ def build_dataset(images, out, *, protocol="reiman", n=1000, seed=0, split=(0.8,
     if protocol == "survey" and "max_zoom" not in options:
         # recorded: a file drawn under an earlier default (no limit) is not
         # extended with scenes drawn under this one
-        from ..blend import blend_survey
+        from ..blend import SURVEY_MAX_ZOOM
 
-        options["max_zoom"] = _default_of(blend_survey, "max_zoom")
+        options["max_zoom"] = SURVEY_MAX_ZOOM
     by_id = {int(i): p for i, p in zip(ids, paths, strict=True)}
     parts = split_galaxies(ids, fractions)
     pools = [np.sort(parts[name]) for name in SPLITS]
