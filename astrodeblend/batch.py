@@ -161,10 +161,12 @@ def parse_background(text):
     return values
 
 
-def _deblender_options(mode, background, flux, batch_size=None, augment=None, halos=None):
-    """Check ``mode``, ``background``, ``flux``, ``batch_size``, ``augment`` and ``halos``.
+def _deblender_options(mode, background, flux, batch_size=None, augment=None, halos=None,
+                       precision=None, device="auto"):
+    """Check the options of a ``'gan'`` deblender that are given; return them.
 
-    Returns those given.
+    ``mode``, ``background``, ``flux``, ``batch_size``, ``augment``, ``halos``
+    and ``precision`` (checked on ``device``).
 
     The result is a sorted tuple of ``(name, value)`` pairs with hashable
     values (a per-band background becomes a tuple of floats), so that it
@@ -204,6 +206,11 @@ def _deblender_options(mode, background, flux, batch_size=None, augment=None, ha
         if not isinstance(halos, bool):
             raise InvalidInputError(f"halos must be True or False, not {halos!r}")
         options.append(("halos", halos))
+    if precision is not None:
+        from .utils import resolve_device, resolve_precision
+
+        resolve_precision(precision, resolve_device(device))  # float16 on a CPU fails here
+        options.append(("precision", precision))
     return tuple(sorted(options))
 
 
@@ -1247,7 +1254,7 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
                   scheduler=None, client=None, max_pixels=None, mode="auto",
                   background="auto", flux=None, full_frame=False, progress=True,
                   max_image_pixels=None, batch_size=None, augment=None, halos=None,
-                  mask=None):
+                  precision=None, mask=None):
     """Deblend many image files into one FITS result each, restartably.
 
     Each input ``<stem>.<ext>`` gives ``output_dir/<stem>_deblended.fits``
@@ -1329,6 +1336,10 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
         Give each source the smoothed faint light just outside the
         footprints (``'gan'`` only; `astrodeblend.pipeline.Deblender`);
         None: the deblender's default, on.
+    precision : {'auto', 'float32', 'bfloat16', 'float16'}, optional
+        The networks' arithmetic (``'gan'`` only;
+        `astrodeblend.utils.resolve_precision`); None: the deblender's
+        default, ``'auto'`` (bfloat16 autocast on a CPU that has it).
     mask : str or path, optional
         Bad-pixel flags for the inputs (`astrodeblend.io.read_image`'s
         ``mask``): one file for every input, or a name with ``{stem}``, the
@@ -1347,8 +1358,8 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
     InvalidInputError
         If the inputs name no file at all, or an option is wrong (unknown
         method, Dask needed but absent, ``mode``/``background``/``flux``/
-        ``batch_size``/``augment``/``halos`` with a baseline method or a ready
-        ``deblender``).
+        ``batch_size``/``augment``/``halos``/``precision`` with a baseline
+        method or a ready ``deblender``; ``precision='float16'`` on a CPU).
     CheckpointError
         If ``model`` is missing or not a valid checkpoint.
     DeviceError
@@ -1419,7 +1430,8 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
         max_image_pixels = _limit(max_image_pixels)
 
     # options are checked (and the model loaded) before anything is written
-    deblender_options = _deblender_options(mode, background, flux, batch_size, augment, halos)
+    deblender_options = _deblender_options(mode, background, flux, batch_size, augment, halos,
+                                           precision, device)
     if deblender_options and (deblender is not None or method != "gan"):
         names = ", ".join(name for name, _ in deblender_options)
         target = "a ready deblender" if deblender is not None else f"method {method!r}"
@@ -1622,6 +1634,7 @@ def deblend_from_cli(args):
             flux=getattr(args, "flux", None), full_frame=getattr(args, "full_frame", False),
             batch_size=getattr(args, "batch_size", None), augment=getattr(args, "augment", None),
             halos=False if getattr(args, "no_halos", False) else None,
+            precision=getattr(args, "precision", None),
             mask=getattr(args, "mask", None), progress=not args.no_progress)
     except KeyboardInterrupt as exc:
         done = getattr(exc, "summary", None)

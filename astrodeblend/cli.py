@@ -292,8 +292,8 @@ Deblend FITS, JPG or PNG images into one FITS result each
 Restartable: outputs are written atomically, and outputs that exist and verify
 are skipped, so an interrupted run resumes when the same command is run again.
 Inputs that fail are reported on one line each and the batch goes on (exit
-status 1).  --mode, --background, --flux, --batch-size, --augment and --no-halos
-apply to the gan method."""
+status 1).  --mode, --background, --flux, --batch-size, --augment, --precision and
+--no-halos apply to the gan method."""
 
 
 def _add_deblend(sub):
@@ -367,6 +367,11 @@ def _add_deblend(sub):
                    help="symmetric copies (flips, transpositions) of each stamp whose "
                         "generator outputs are averaged: better sources, the generator's "
                         "time times N (gan only; default: 2)")
+    p.add_argument("--precision", choices=["auto", "float32", "bfloat16", "float16"],
+                   default=None,
+                   help="arithmetic of the networks (gan only; default: auto, bfloat16 "
+                        "autocast on a CPU with native bfloat16, float16 on a GPU, else "
+                        "float32)")
     p.add_argument("--no-halos", action="store_true",
                    help="leave the smoothed faint light just outside the footprints (a "
                         "bright galaxy's outer halo) in the residual instead of giving it to "

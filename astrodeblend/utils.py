@@ -5,7 +5,7 @@ import time
 from importlib.util import find_spec
 
 __all__ = ["HAS_TQDM", "HAS_DASK", "LineProgress", "plural", "progress", "resolve_device",
-           "header_name", "name_from_header"]
+           "resolve_precision", "PRECISIONS", "header_name", "name_from_header"]
 
 HAS_TQDM = find_spec("tqdm") is not None
 HAS_DASK = find_spec("dask") is not None and find_spec("distributed") is not None
@@ -245,6 +245,67 @@ def resolve_device(device="auto"):
     elif dev.type != "cpu":
         raise InvalidInputError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}")
     return dev
+
+
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+
+def _cpu_has_bf16():
+    """Whether this CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX)."""
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        try:
+            if getattr(cpu, check)():
+                return True
+        except Exception:  # noqa: BLE001 - a private check this torch lacks or refuses
+            continue
+    return False
+
+
+def resolve_precision(precision, device):
+    """Return the arithmetic the networks run in on ``device``.
+
+    Parameters
+    ----------
+    precision : {'auto', 'float32', 'bfloat16', 'float16'}
+        ``'auto'`` is float16 autocast on CUDA, bfloat16 autocast on a CPU
+        that multiplies bfloat16 natively (AVX-512 BF16 or AMX: about twice
+        as fast as float32) and float32 on other CPUs.  ``'float16'`` runs
+        only on CUDA.
+    device : `torch.device`
+        A resolved device (`resolve_device`).
+
+    Returns
+    -------
+    str
+        ``'float32'``, ``'bfloat16'`` or ``'float16'``.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``precision`` is not one of the names above, or ``'float16'`` on
+        a CPU.
+
+    Examples
+    --------
+    >>> import torch
+    >>> resolve_precision("float32", torch.device("cpu"))
+    'float32'
+    """
+    from .errors import InvalidInputError
+
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                                f"not {precision!r}")
+    cuda = getattr(device, "type", str(device)) == "cuda"
+    if precision == "auto":
+        return "float16" if cuda else ("bfloat16" if _cpu_has_bf16() else "float32")
+    if precision == "float16" and not cuda:
+        raise InvalidInputError("precision 'float16' runs only on CUDA; use 'bfloat16' or "
+                                "'float32' on a CPU")
+    return precision
 
 
 # ------------------------------------------------------------- file names

@@ -16,7 +16,7 @@ cutouts of 3-6 galaxies.  ``--workers N`` runs both commands with
 idle machine::
 
     python benchmarks/bench_cli.py [--n-small 200] [--n-large 500] [--repeat 1] [--workers 1]
-        [--augment 1|2|4|8] [--model CHECKPOINT]
+        [--augment 1|2|4|8] [--precision auto|float32|bfloat16] [--model CHECKPOINT]
 """
 
 import argparse
@@ -77,16 +77,14 @@ def run_cli(folder, out, extra):
     return seconds, usage.ru_maxrss / 1024, code
 
 
-def compare(folder, n, label, repeat, workers=1, augment=None, model=None):
+def compare(folder, n, label, repeat, workers=1, gan_options=()):
     """Time both methods ``repeat`` times in turn and print the medians and their ratio.
 
-    ``augment``: the default model's ``--augment`` (None: its default); ``model``: a
-    checkpoint in place of the default model.
+    ``gan_options``: more arguments of the default model's command
+    (``--augment``, ``--precision``, ``--model``).
     """
     parallel = ["--workers", str(workers)] if workers > 1 else []
-    copies = [] if augment is None else ["--augment", str(augment)]
-    other = [] if model is None else ["--model", str(model)]
-    methods = {"gan": [*parallel, *copies, *other],
+    methods = {"gan": [*parallel, *gan_options],
                "segmentation": ["--method", "segmentation", *parallel]}
     times = {name: [] for name in methods}
     rss = dict.fromkeys(methods, 0.0)
@@ -116,20 +114,26 @@ def main(argv=None):
                         help="--workers of both commands (local processes)")
     parser.add_argument("--augment", type=int, choices=[1, 2, 4, 8], default=None,
                         help="--augment of the default model's command (default: its own, 2)")
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None,
+                        help="--precision of the default model's command (default: its own, "
+                             "auto)")
     parser.add_argument("--model", default=None,
                         help="checkpoint in place of the default model")
     args = parser.parse_args(argv)
+    gan_options = [*([] if args.augment is None else ["--augment", str(args.augment)]),
+                   *([] if args.precision is None else ["--precision", args.precision]),
+                   *([] if args.model is None else ["--model", str(args.model)])]
     print(f"{os.cpu_count()} CPUs, {args.workers} worker(s)")
     with tempfile.TemporaryDirectory() as tmp:
         if args.n_small:
             folder = make_cutouts(Path(tmp) / "small", args.n_small, size=80, n_galaxies=(2, 2))
             compare(folder, args.n_small, "80x80x3, 2 galaxies ", args.repeat, args.workers,
-                    args.augment, args.model)
+                    gan_options)
         if args.n_large:
             folder = make_cutouts(Path(tmp) / "large", args.n_large, size=256,
                                   n_galaxies=(3, 6), seed=1)
             compare(folder, args.n_large, "256x256x3, 3-6 gal. ", args.repeat, args.workers,
-                    args.augment, args.model)
+                    gan_options)
     return 0
 
 

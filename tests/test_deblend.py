@@ -1067,6 +1067,64 @@ def test_augment_option_is_checked_and_reaches_the_cli(tmp_path):
     assert exc.value.code == 2
 
 
+def test_precision_resolves_by_device_and_cpu(monkeypatch):
+    from astrodeblend.utils import resolve_precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_precision("auto", cuda) == "float16"
+    assert resolve_precision("bfloat16", cuda) == "bfloat16"
+    assert resolve_precision("float32", cpu) == "float32"
+    for avx512, amx, expected in [(False, False, "float32"), (True, False, "bfloat16"),
+                                  (False, True, "bfloat16")]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512: v,
+                            raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        assert resolve_precision("auto", cpu) == expected
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    assert resolve_precision("auto", cpu) == "float32"  # a torch without the checks
+    with pytest.raises(InvalidInputError, match="'float16' runs only on CUDA"):
+        resolve_precision("float16", cpu)
+    with pytest.raises(InvalidInputError, match="precision must be one of"):
+        resolve_precision("half", cpu)
+
+
+def test_bfloat16_networks_give_the_float32_sources_within_the_noise(tmp_path):
+    """precision='bfloat16' (autocast) runs the networks in bfloat16: the same sources at
+    the same positions, pixels within a small fraction of the noise; the CLI option
+    reaches the history, and float16 on a CPU is a one-line error."""
+    from astrodeblend.cli import main
+    from astrodeblend.io import read_deblended
+
+    noise = 0.01
+    cube, _ = two_gaussians(noise=noise)
+    image = GalaxyImage(cube)
+    full = Deblender.load(device="cpu", precision="float32")
+    half = Deblender.load(device="cpu", precision="bfloat16")
+    assert (full.precision, half.precision) == ("float32", "bfloat16")
+    a, b = full(image), half(image)
+    assert a.n_sources == b.n_sources == 2
+    for column in ("x_centroid", "y_centroid"):
+        np.testing.assert_allclose(a.catalog[column], b.catalog[column], atol=0.05)
+    for ca, cb in zip(a.cutouts, b.cutouts, strict=True):
+        assert ca.shape == cb.shape
+        assert np.abs(ca - cb).max() < 0.2 * noise
+        assert np.abs(ca.sum() - cb.sum()) < 0.01 * ca.sum()
+    assert any("networks in bfloat16" in line for line in b.history)
+
+    path = tmp_path / "pair.fits"
+    fits.PrimaryHDU(cube).writeto(path)
+    assert main(["deblend", str(path), "--output-dir", str(tmp_path / "f32"),
+                 "--precision", "float32", "--no-progress"]) == 0
+    history = read_deblended(tmp_path / "f32" / "pair_deblended.fits").history
+    assert any("networks in float32" in line for line in history)
+    assert main(["deblend", str(path), "--output-dir", str(tmp_path / "f16"), "--device", "cpu",
+                 "--precision", "float16", "--no-progress"]) == 2
+    assert not (tmp_path / "f16").exists()
+    assert main(["deblend", str(path), "--output-dir", str(tmp_path / "seg"),
+                 "--method", "segmentation", "--precision", "float32", "--no-progress"]) == 2
+
+
 def test_halos_option_gives_the_galaxys_outer_light_back(tmp_path):
     """halos (the default; --no-halos): the faint exponential halo a footprint leaves
     out goes to the galaxy; the run history says so."""
