@@ -789,6 +789,9 @@ def _faintest(data, level, noise, bad, fraction, *, smooth=4.0):
 
 #: the fewest pixels of one exact value that `find_no_data` takes for a region without data
 NO_DATA_PIXELS = 64
+#: the share of neighbouring pixels outside the fills above which `find_no_data` finds
+#: the values too coarse to tell a fill from sky (levels about a sigma apart or more)
+COARSE_REPEATS = 0.25
 
 
 def find_no_data(data, *, min_pixels=NO_DATA_PIXELS):
@@ -802,8 +805,14 @@ def find_no_data(data, *, min_pixels=NO_DATA_PIXELS):
     HST cutout with 40 % of its frame set to 0 gave 93 sources, 10 with
     those pixels NaN).  A region counts when at least ``min_pixels``
     4-connected pixels are each equal to a neighbour and all hold the same
-    value.  Two kinds of images are left alone: count data (every other
-    value an integer), where neighbours are equal by chance, and images
+    value.  In quantised data (16-bit integers with ``BSCALE``, a compressed
+    float image's levels) a pixel beside a fill repeats a neighbour by
+    chance and joins the region, which then holds two values: the part of
+    it that holds its most common value counts instead.  Three kinds of
+    images are left alone: count data (every other value an integer),
+    where neighbours are equal by chance; data quantised so coarsely that
+    more than ``COARSE_REPEATS`` of the neighbouring pixels outside the
+    fills are equal (levels about a sigma apart or more); and images
     without noise (a simulation's exact sky), recognised because the
     noise of the other pixels (second differences, as the sky's filled-frame
     test measures it) is less than a fifth of their spread.
@@ -852,10 +861,23 @@ def find_no_data(data, *, min_pixels=NO_DATA_PIXELS):
             continue
         same = (np.asarray(minimum(plane, labels, regions))
                 == np.asarray(maximum(plane, labels, regions)))
-        regions = regions[same]
-        if not regions.size:
+        empty = np.isin(labels, regions[same])
+        for region in regions[~same]:
+            # quantised data (BSCALE integers, a compressed float image's
+            # levels) repeat values by chance, and such a pixel touching the
+            # region joins it: keep the region's own value, as regions of it
+            inside = labels == region
+            values, counts = np.unique(plane[inside], return_counts=True)
+            part, _ = label(inside & (plane == values[np.argmax(counts)]))
+            big = np.flatnonzero(np.bincount(part.ravel())[1:] >= min_pixels) + 1
+            if big.size:
+                empty |= np.isin(part, big)
+        if not empty.any():
             continue
-        empty = np.isin(labels, regions)
+        keep = np.isfinite(plane) & ~empty
+        pairs = keep[:, 1:] & keep[:, :-1]
+        if (right & pairs).sum() > COARSE_REPEATS * max(int(pairs.sum()), 1):
+            continue  # levels so coarse that the sky repeats itself: no telling a fill
         rest = np.isfinite(plane) & ~empty
         values = plane[rest].astype(np.float64)
         if values.size < min_pixels or np.all(values == np.round(values)):

@@ -470,6 +470,37 @@ def test_no_data_regions_are_runs_of_one_exact_value():
     assert not find_no_data(noiseless).any()
 
 
+def test_no_data_regions_of_quantised_data_keep_their_own_value(tmp_path):
+    """Quantised data (BSCALE integers, a compressed float image's levels) repeat a
+    value between neighbours by chance; such a pixel touching a fill joined it, which
+    then held two values and was not found.  The fill's own value is kept."""
+    from astropy.io import fits
+
+    from astrodeblend.io import read_image
+
+    rng = np.random.default_rng(6)
+    data = np.round(rng.normal(3.0, 1.0, (1, 120, 160)) * 4) / 4   # levels a quarter sigma apart
+    data[0, :, 100:] = 0.0                                          # a drizzle edge
+    data[0, 110:, :] = 0.0                                          # and a zero strip
+    data = data.astype(np.float32)
+    touching = data[0, :110, 99] == data[0, :110, 98]               # chance repeats at the edge
+    assert touching.any()
+    found = find_no_data(data)
+    fill = np.zeros((120, 160), bool)
+    fill[:, 100:] = fill[110:] = True
+    assert found[0, fill].all()
+    assert found[0, ~fill].sum() < 10    # chance repeats of 0 beside it may join, nothing else
+    # the same through a FITS file of 16-bit integers with BSCALE / BZERO
+    hdu = fits.PrimaryHDU(np.round((data[0] + 10) * 4).astype(np.int16))
+    hdu.header["BSCALE"], hdu.header["BZERO"] = 0.25, -10.0
+    hdu.writeto(tmp_path / "scaled.fits")
+    image = read_image(tmp_path / "scaled.fits")
+    np.testing.assert_array_equal(find_no_data(image.data)[0, fill], True)
+    # levels 1.5 sigma apart: the sky itself repeats in runs of 64+ pixels; not a fill
+    coarse = np.round(rng.normal(3.3, 1.0, (1, 300, 300)) / 1.5) * 1.5
+    assert not find_no_data(coarse.astype(np.float32)).any()
+
+
 def test_safe_noise_of_a_noiseless_band_is_its_quantisation():
     from astrodeblend.detect import _safe_noise
 
