@@ -2,7 +2,9 @@
 
 Prints:
 - generator throughput: 80x80x3 stamps per second, batch 64, on 2 CPU
-  threads (channels_last and contiguous), and on CUDA when present;
+  threads (channels_last and contiguous; float32 and, where the deblender
+  would use it, its mixed precision: bfloat16 on a CPU that has it), and on
+  CUDA when present;
 - the same for the centre detector;
 - whole-CLI throughput: files per second of ``astrodeblend deblend`` on
   128x128 3-band FITS cutouts, in one process, and the peak resident memory.
@@ -22,11 +24,14 @@ from pathlib import Path
 import torch
 
 
-def stamps_per_second(model, inputs, *, repeat=5, channels_last=False):
+def stamps_per_second(model, inputs, *, repeat=5, channels_last=False, dtype=None):
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
-    with torch.inference_mode():
+    else:
+        model = model.to(memory_format=torch.contiguous_format)
+    with torch.inference_mode(), torch.autocast(inputs[0].device.type, dtype=dtype,
+                                                enabled=dtype is not None):
         model(*inputs)
         start = time.perf_counter()
         for _ in range(repeat):
@@ -50,10 +55,12 @@ def bench_models(device, model=None):
                                 ("detector", deblender.detector, [blend])]:
         if model is None:
             continue
-        for cl in (False, True):
-            rate = stamps_per_second(model, inputs, channels_last=cl)
-            print(f"{name:9s} {device.type:4s} batch 64 {size}x{size}x{bands} "
-                  f"channels_last={cl!s:5s}: {rate:8.0f} stamps/s")
+        for precision in dict.fromkeys(("float32", deblender.precision)):
+            dtype = None if precision == "float32" else getattr(torch, precision)
+            for cl in (False, True):
+                rate = stamps_per_second(model, inputs, channels_last=cl, dtype=dtype)
+                print(f"{name:9s} {device.type:4s} batch 64 {size}x{size}x{bands} "
+                      f"{precision:8s} channels_last={cl!s:5s}: {rate:8.0f} stamps/s")
 
 
 def bench_cli(n_files, model=None):
