@@ -874,11 +874,10 @@ def find_no_data(data, *, min_pixels=NO_DATA_PIXELS):
                 empty |= np.isin(part, big)
         if not empty.any():
             continue
-        keep = np.isfinite(plane) & ~empty
-        pairs = keep[:, 1:] & keep[:, :-1]
+        rest = np.isfinite(plane) & ~empty
+        pairs = rest[:, 1:] & rest[:, :-1]
         if (right & pairs).sum() > COARSE_REPEATS * max(int(pairs.sum()), 1):
             continue  # levels so coarse that the sky repeats itself: no telling a fill
-        rest = np.isfinite(plane) & ~empty
         values = plane[rest].astype(np.float64)
         if values.size < min_pixels or np.all(values == np.round(values)):
             continue  # count data, or hardly any data left
