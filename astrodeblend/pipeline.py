@@ -201,7 +201,8 @@ class Deblender:
         AMX), where they are about twice as fast as in float32; everything
         around the networks stays in float32 or float64.  The outputs differ
         from float32's far below the noise, and the evaluation figures are
-        the same (:ref:`precision <precision>`).  ``'float32'`` for bit-for-bit
+        the same but for a decision at a threshold in one scene of 150
+        (:ref:`precision <precision>`).  ``'float32'`` for bit-for-bit
         the results of a CPU without bfloat16.
 
     Examples
