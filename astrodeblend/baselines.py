@@ -71,10 +71,11 @@ class _BaselineDeblender:
         return find_centers(image, n_sigma=self.n_sigma, n_pixels=self.n_pixels,
                             n_levels=self.n_levels, contrast=self.contrast)
 
-    def _result(self, image, sources, x, y, segmap):
-        catalog = DeblendResult.make_catalog(image, sources, x, y)
-        return DeblendResult(image, sources, catalog, segmap, model_name=self.name,
-                             model_hash=self.model_hash, history=self.history)
+    def _result(self, image, sources, x, y, segmap, origins=None):
+        catalog = DeblendResult.make_catalog(image, sources, x, y, origins=origins)
+        return DeblendResult(image, sources, catalog, segmap, origins=origins,
+                             model_name=self.name, model_hash=self.model_hash,
+                             history=self.history)
 
     def __repr__(self):
         params = ", ".join(f"{k}={v!r}" for k, v in self.parameters.items())
@@ -89,7 +90,9 @@ class SegmentationDeblender(_BaselineDeblender):
     pixels, then ``deblend_sources`` with ``n_levels`` and ``contrast``:
     multi-thresholding followed by a watershed).  Source *i* equals the
     image on the pixels of segment *i* and zero elsewhere; the residual is
-    the image outside all segments.
+    the image outside all segments.  Each source is made as a cutout over
+    its segment, so that memory grows with the segments' area, not with
+    sources x frame.
 
     Parameters
     ----------
@@ -140,18 +143,29 @@ class SegmentationDeblender(_BaselineDeblender):
         -------
         DeblendResult
         """
+        from scipy.ndimage import find_objects
+
+        from .result import _trim_cutout
+
         image = as_galaxy_image(image)
         data = image.filled(0.0)
         detections = self._detect(image)
         catalog, segmap = detections.catalog, np.asarray(detections.segmap)
         labels = np.asarray(catalog["id"], dtype=np.int64) if len(catalog) else np.zeros(0, int)
-        sources = np.zeros((len(labels), *image.shape), dtype=np.float32)
-        for i, label in enumerate(labels):
-            inside = segmap == label
-            sources[i][:, inside] = data[:, inside]
         x = np.asarray(catalog["x_centroid"], dtype=float) if len(catalog) else np.zeros(0)
         y = np.asarray(catalog["y_centroid"], dtype=float) if len(catalog) else np.zeros(0)
-        return self._result(image, sources, x, y, _relabel(segmap, labels))
+        boxes = find_objects(segmap, max_label=int(labels.max()) if labels.size else 0)
+        cutouts, origins = [], []
+        for label, xc, yc in zip(labels, x, y, strict=True):
+            box = boxes[label - 1] or (slice(0, 0), slice(0, 0))
+            inside = segmap[box] == label
+            cut = np.where(inside, data[(slice(None), *box)], np.float32(0.0))
+            cut, origin = _trim_cutout(image, cut.astype(np.float32),
+                                      (box[1].start, box[0].start), (xc, yc))
+            cutouts.append(cut)
+            origins.append(origin)
+        origins = np.asarray(origins, dtype=np.int64).reshape(-1, 2)
+        return self._result(image, cutouts, x, y, _relabel(segmap, labels), origins=origins)
 
 
 class FluxShareDeblender(_BaselineDeblender):

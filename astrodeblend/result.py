@@ -357,21 +357,38 @@ def _trim_frame(source, bad, centre):
     Returns ``(cutout, (x0, y0))``; an empty source becomes a 1x1 cutout at
     ``centre`` (rounded, clipped into the frame), or at (0, 0).
     """
-    keep = (source != 0) & np.isfinite(source)
+    return _trim(source, bad, (0, 0), centre, source.shape[1:])
+
+
+def _trim_cutout(blend, cut, origin, centre):
+    """Trim a cutout at ``origin`` ``(x0, y0)`` of ``blend`` as `_trim_frame` trims a frame.
+
+    The same cutout and origin as the full-frame source with ``cut`` at
+    ``origin`` and zeros elsewhere would give, without making that frame.
+    """
+    x0, y0 = (int(v) for v in origin)
+    _, h, w = cut.shape
+    bad = None if blend.mask is None else blend.mask[:, y0:y0 + h, x0:x0 + w]
+    return _trim(cut, bad, (x0, y0), centre, blend.shape[1:])
+
+
+def _trim(cut, bad, origin, centre, frame):
+    """Box of ``cut``'s nonzero, finite pixels not ``bad``, in a ``frame`` (H, W) at ``origin``."""
+    keep = (cut != 0) & np.isfinite(cut)
     if bad is not None:
         keep &= ~bad
     box = _content_box(keep.any(axis=0))
     if box is None:
-        _, height, width = source.shape
+        height, width = frame
         x, y = centre
         if np.isfinite(x) and np.isfinite(y):
             x0 = int(np.clip(np.round(x), 0, width - 1))
             y0 = int(np.clip(np.round(y), 0, height - 1))
         else:
             x0 = y0 = 0
-        return np.zeros((source.shape[0], 1, 1), dtype=np.float32), (x0, y0)
+        return np.zeros((cut.shape[0], 1, 1), dtype=np.float32), (x0, y0)
     y0, y1, x0, x1 = box
-    return np.array(source[:, y0:y1, x0:x1], dtype=np.float32), (x0, y0)
+    return np.array(cut[:, y0:y1, x0:x1], dtype=np.float32), (origin[0] + x0, origin[1] + y0)
 
 
 def _trim_frames(blend, sources, catalog):

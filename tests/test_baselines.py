@@ -57,6 +57,34 @@ def test_segmentation_sources_are_blend_inside_segments():
     np.testing.assert_array_equal(result.residual.data[:, ~outside], 0)
 
 
+def test_segmentation_sources_are_cutouts_of_their_segments(monkeypatch):
+    """In a large frame each source is made over its segment's box, never as a full frame:
+    a 1000 x 1000 frame of two galaxies costs kilobytes per source, not 12 MB, and the
+    cutouts are those the full-frame sources trim to."""
+    from astrodeblend import result as result_module
+
+    small, _ = two_galaxies(n_bands=3)
+    blend = np.zeros((3, 1000, 1000), np.float32)
+    blend += np.random.default_rng(1).normal(0, 0.003, blend.shape).astype(np.float32)
+    blend[:, 500:580, 300:380] = small
+    trimmed = []
+    monkeypatch.setattr(result_module, "_trim_frames",
+                        lambda *args: trimmed.append(args) or pytest.fail("full frames"))
+    result = SegmentationDeblender()(blend)
+    assert result.n_sources == 2 and not trimmed
+    for i in range(result.n_sources):
+        cut, (x0, y0) = result.cutouts[i], result.origins[i]
+        assert cut.shape[1] * cut.shape[2] < 80 * 80
+        inside = result.segmap[y0:y0 + cut.shape[1], x0:x0 + cut.shape[2]] == i + 1
+        window = blend[:, y0:y0 + cut.shape[1], x0:x0 + cut.shape[2]]
+        np.testing.assert_array_equal(cut[:, inside], window[:, inside])
+        np.testing.assert_array_equal(cut[:, ~inside], 0)
+        # the box of the segment's pixels: no empty row or column at its edges
+        rows, cols = np.nonzero(inside)
+        assert rows.min() == 0 and cols.min() == 0
+        assert rows.max() == cut.shape[1] - 1 and cols.max() == cut.shape[2] - 1
+
+
 @pytest.mark.parametrize("templates", ["band", "detection"])
 def test_fluxshare_conserves_flux(templates):
     blend, components = two_galaxies()
