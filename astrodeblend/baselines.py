@@ -291,10 +291,11 @@ class FluxShareDeblender(_BaselineDeblender):
 
 def _relabel(segmap, labels):
     """Return ``segmap`` with label ``labels[i]`` renumbered ``i + 1`` and others 0."""
-    out = np.zeros(segmap.shape, dtype=np.int32)
-    for i, label in enumerate(labels):
-        out[segmap == label] = i + 1
-    return out
+    segmap = np.asarray(segmap)
+    top = max(int(segmap.max(initial=0)), int(np.max(labels, initial=0)))
+    lookup = np.zeros(top + 1, dtype=np.int32)
+    lookup[np.asarray(labels, dtype=np.int64)] = np.arange(1, len(labels) + 1, dtype=np.int32)
+    return lookup[np.clip(segmap, 0, None)]
 
 
 def _symmetry_centre(det, inside):
