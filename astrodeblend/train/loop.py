@@ -132,10 +132,17 @@ def train(data, out, *, config=None, epochs=None, batch_size=None, lr=None, devi
         try:
             trainer = _Trainer(cfg, train_set, device=dev, rank=rank, world=world,
                                payload=payload, out=out)
-            return trainer.run(val_set, progress=progress)
+            result = trainer.run(val_set, progress=progress)
         finally:
             train_set.close()
             val_set.close()
+        if created_group:
+            import torch.distributed as dist
+
+            # every rank done before any tears the group down (a rank of the
+            # two-process CPU test once aborted at teardown under load)
+            dist.barrier()
+        return result
     finally:
         if created_group:
             import torch.distributed as dist
