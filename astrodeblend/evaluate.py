@@ -343,7 +343,9 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
         `METRICS` the columns ``{metric}_{mean|median}_{a|b|all}`` (galaxy
         A, galaxy B, every galaxy).  ``meta['scenes']`` holds the
         per-galaxy table (signed ``flux_error``, ``found``,
-        ``match_distance``, ...), the other ``meta`` keys the settings.
+        ``match_distance``, ...), the other ``meta`` keys the settings
+        (``meta['models']`` each learned method's weights hash,
+        ``meta['precision']`` the arithmetic of its networks).
 
     Raises
     ------
@@ -470,6 +472,7 @@ def evaluate(images, *, protocol="reiman", n=200, seed=0, methods=("gan", "segme
                          if protocol == "survey"
                          else "linear values divided by the blend peak, data_range 1"),
         "models": {name: str(getattr(d, "model_hash", "") or "") for name, d in deblenders},
+        "precision": {name: d.precision for name, d in deblenders if hasattr(d, "precision")},
         "scenes": per_galaxy,
     })
     if paths is not None:

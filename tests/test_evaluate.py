@@ -176,6 +176,9 @@ def test_gan_method_table_shape(jpg_folder):
     assert sorted(table.colnames) == sorted(SUMMARY_COLUMNS)
     assert len(table.meta["scenes"]) == 4
     assert table.meta["models"]["gan"]
+    from astrodeblend.utils import resolve_precision
+
+    assert table.meta["precision"] == {"gan": resolve_precision("auto", "cpu")}  # no baseline
 
 
 @pytest.mark.slow
