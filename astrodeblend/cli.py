@@ -29,6 +29,7 @@ import textwrap
 
 from ._version import __version__
 from .errors import AstrodeblendError
+from .utils import PRECISIONS
 
 __all__ = ["main", "build_parser"]
 
@@ -367,8 +368,7 @@ def _add_deblend(sub):
                    help="symmetric copies (flips, transpositions) of each stamp whose "
                         "generator outputs are averaged: better sources, the generator's "
                         "time times N (gan only; default: 2)")
-    p.add_argument("--precision", choices=["auto", "float32", "bfloat16", "float16"],
-                   default=None,
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="arithmetic of the networks (gan only; default: auto, bfloat16 "
                         "autocast on a CPU with native bfloat16, float16 on a GPU, else "
                         "float32)")

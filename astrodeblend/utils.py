@@ -274,8 +274,8 @@ def resolve_precision(precision, device):
         that multiplies bfloat16 natively (AVX-512 BF16 or AMX: about twice
         as fast as float32) and float32 on other CPUs.  ``'float16'`` runs
         only on CUDA.
-    device : `torch.device`
-        A resolved device (`resolve_device`).
+    device : `torch.device` or str
+        A resolved device (`resolve_device`) or its name (``'cuda:1'``).
 
     Returns
     -------
@@ -294,12 +294,14 @@ def resolve_precision(precision, device):
     >>> resolve_precision("float32", torch.device("cpu"))
     'float32'
     """
+    import torch
+
     from .errors import InvalidInputError
 
     if not isinstance(precision, str) or precision not in PRECISIONS:
         raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}, "
                                 f"not {precision!r}")
-    cuda = getattr(device, "type", str(device)) == "cuda"
+    cuda = torch.device(device).type == "cuda"
     if precision == "auto":
         return "float16" if cuda else ("bfloat16" if _cpu_has_bf16() else "float32")
     if precision == "float16" and not cuda:
