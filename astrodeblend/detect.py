@@ -138,14 +138,21 @@ def _clipped_stats(data, *, sigma=3.0, maxiters=5, counts=False):
     median = np.full(len(planes), np.nan)
     std = np.full(len(planes), np.nan)
     kept_pixels = np.zeros(len(planes), dtype=np.int64)
-    for i, plane in enumerate(planes):
-        values = np.sort(plane[np.isfinite(plane)]).astype(np.float64)
+    if planes.size and np.isfinite(planes).all():
+        # every plane whole: one sort and one pair of cumulative sums for all
+        values = np.sort(planes, axis=1).astype(np.float64)
+        shifts = values[:, values.shape[1] // 2].copy()
+        values -= shifts[:, None]  # sums about the middle keep their precision
+        sums = np.zeros((len(values), values.shape[1] + 1))
+        squares = np.zeros_like(sums)
+        np.cumsum(values, axis=1, out=sums[:, 1:])
+        np.cumsum(values * values, axis=1, out=squares[:, 1:])
+        runs = zip(values, shifts, sums, squares, strict=True)
+    else:
+        runs = (_sorted_sums(plane) for plane in planes)
+    for i, (values, shift, sums, squares) in enumerate(runs):
         if not values.size:
             continue
-        shift = values[values.size // 2]
-        values -= shift  # sums about the middle keep their precision
-        sums = np.concatenate([[0.0], np.cumsum(values)])
-        squares = np.concatenate([[0.0], np.cumsum(values * values)])
         lo, hi = 0, values.size
         for iteration in range(maxiters + 1):
             n = hi - lo
@@ -164,6 +171,18 @@ def _clipped_stats(data, *, sigma=3.0, maxiters=5, counts=False):
         std[i] = spread
         kept_pixels[i] = hi - lo
     return (median, std, kept_pixels) if counts else (median, std)
+
+
+def _sorted_sums(plane):
+    """Return a plane's finite values sorted, less the middle one, it and their cumulative sums."""
+    values = np.sort(plane[np.isfinite(plane)]).astype(np.float64)
+    if not values.size:
+        return values, 0.0, None, None
+    shift = values[values.size // 2]
+    values -= shift  # sums about the middle keep their precision
+    sums = np.concatenate([[0.0], np.cumsum(values)])
+    squares = np.concatenate([[0.0], np.cumsum(values * values)])
+    return values, shift, sums, squares
 
 
 def _safe_noise(noise, data=None):

@@ -456,11 +456,34 @@ def test_gan_through_a_local_dask_cluster(gan_files, tmp_path):
     _assert_same_gan_outputs(serial, tmp_path / "dask", paths)
 
 
-def test_gan_through_the_process_pool(gan_files, tmp_path):
+@pytest.mark.parametrize("start", ["auto", "spawn"])
+def test_gan_through_the_process_pool(gan_files, tmp_path, monkeypatch, start):
+    """Forked workers (Linux, one thread) inherit the loaded model; spawned ones load it."""
     paths, serial = gan_files
+    used = []
+    chosen = batch._start_method if start == "auto" else (lambda: "spawn")
+    monkeypatch.setattr(batch, "_start_method", lambda: used.append(chosen()) or used[-1])
     summary = deblend_files(paths, tmp_path / "pool", device="cpu", workers=2, progress=False)
     assert (summary.n_done, summary.n_failed) == (2, 0)
+    assert len(set(used)) == 1 and set(used) <= {"fork", "spawn"}
+    assert start == "auto" or used[0] == "spawn"
     _assert_same_gan_outputs(serial, tmp_path / "pool", paths)
+
+
+def test_workers_are_forked_only_where_it_is_safe():
+    import threading
+
+    if threading.active_count() == 1:  # a test process that runs no other thread
+        assert batch._start_method() == ("fork" if sys.platform.startswith("linux")
+                                          else "spawn")
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:  # another thread's locks would stay held in a forked child
+        assert batch._start_method() == "spawn"
+    finally:
+        stop.set()
+        other.join()
 
 
 def test_gan_on_a_dask_scheduler_given_by_address(gan_files, tmp_path, capsys):
