@@ -11,11 +11,12 @@ separate processes, each method in turn:
 Prints files per second of each, their ratio (default model / segmentation;
 the target is >= 1.0) and each process's peak resident memory.  Two sets:
 ``--n-small`` 80x80x3 cutouts of two galaxies and ``--n-large`` 256x256x3
-cutouts of 3-6 galaxies.  ``--workers N`` runs both commands with
-``--workers N`` (local worker processes, this one included).  Run it on an
+cutouts of 3-6 galaxies.  Both commands run with the command's own
+``--workers auto`` (one more process per 64 files, up to the cores), or ``--workers N``
+(local worker processes, the command's own included).  Run it on an
 idle machine::
 
-    python benchmarks/bench_cli.py [--n-small 200] [--n-large 500] [--repeat 1] [--workers 1]
+    python benchmarks/bench_cli.py [--n-small 200] [--n-large 500] [--repeat 1] [--workers auto|N]
         [--augment 1|2|4|8] [--precision auto|float32|bfloat16] [--model CHECKPOINT]
 """
 
@@ -77,13 +78,13 @@ def run_cli(folder, out, extra):
     return seconds, usage.ru_maxrss / 1024, code
 
 
-def compare(folder, n, label, repeat, workers=1, gan_options=()):
+def compare(folder, n, label, repeat, workers="auto", gan_options=()):
     """Time both methods ``repeat`` times in turn and print the medians and their ratio.
 
     ``gan_options``: more arguments of the default model's command
     (``--augment``, ``--precision``, ``--model``).
     """
-    parallel = ["--workers", str(workers)] if workers > 1 else []
+    parallel = ["--workers", str(workers)]
     methods = {"gan": [*parallel, *gan_options],
                "segmentation": ["--method", "segmentation", *parallel]}
     times = {name: [] for name in methods}
@@ -110,8 +111,9 @@ def main(argv=None):
     parser.add_argument("--n-small", type=int, default=200, help="80x80x3 cutouts (0: skip)")
     parser.add_argument("--n-large", type=int, default=500, help="256x256x3 cutouts (0: skip)")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs of each method")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="--workers of both commands (local processes)")
+    parser.add_argument("--workers", default="auto",
+                        help="--workers of both commands (local processes; default: the "
+                             "command's own, auto)")
     parser.add_argument("--augment", type=int, choices=[1, 2, 4, 8], default=None,
                         help="--augment of the default model's command (default: its own, 2)")
     parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None,
@@ -123,7 +125,14 @@ def main(argv=None):
     gan_options = [*([] if args.augment is None else ["--augment", str(args.augment)]),
                    *([] if args.precision is None else ["--precision", args.precision]),
                    *([] if args.model is None else ["--model", str(args.model)])]
-    print(f"{os.cpu_count()} CPUs, {args.workers} worker(s)")
+    from astrodeblend.batch import auto_workers
+
+    if args.workers == "auto":
+        counts = sorted({auto_workers(n) for n in (args.n_small, args.n_large) if n})
+        workers = f"--workers auto ({' / '.join(map(str, counts))} here)"
+    else:
+        workers = f"--workers {args.workers}"
+    print(f"{os.cpu_count()} CPUs, {workers}")
     with tempfile.TemporaryDirectory() as tmp:
         if args.n_small:
             folder = make_cutouts(Path(tmp) / "small", args.n_small, size=80, n_galaxies=(2, 2))
