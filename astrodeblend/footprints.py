@@ -775,6 +775,7 @@ def sweep_halos(data, bad, cutouts, origins, segmap, noise, centers, *, smooth=3
     # band by band, so that memory stays a few planes above the input's
     smoothed = np.zeros((c, h, w), dtype=np.float32)
     snr = np.zeros((h, w), dtype=np.float32)
+    weight, weight_of = None, None  # bands that share their masked pixels share the weight
     for band in range(c):
         residual = np.where(bad[band], np.float32(0.0), data[band]).astype(np.float32)
         for cut, (x0, y0) in zip(cutouts, origins, strict=True):
@@ -783,7 +784,8 @@ def sweep_halos(data, bad, cutouts, origins, segmap, noise, centers, *, smooth=3
         # is the footprints' own (noise, a model's error), not the halo's light
         outside = (~bad[band] & ~covered).astype(np.float32)
         residual *= outside
-        weight = gaussian_filter(outside, smooth)
+        if weight_of is None or not np.array_equal(bad[band], bad[weight_of]):
+            weight, weight_of = gaussian_filter(outside, smooth), band
         np.divide(gaussian_filter(residual, smooth), weight, out=smoothed[band],
                   where=weight > 0.25)
         # a Gaussian of sigma s averages white noise down by 2 sqrt(pi) s
