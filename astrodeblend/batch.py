@@ -44,7 +44,7 @@ Local parallelism (``workers > 1``) uses a
 `concurrent.futures.ProcessPoolExecutor` of ``workers - 1`` processes, and
 the calling process works as the last worker.  On Linux the workers are
 forked once the calling process has loaded its model, and inherit it
-(`_start_method`: not from a process with other threads or with CUDA in
+(not from a process with other threads or with CUDA in
 use); elsewhere they are spawned and load their own while the calling
 process loads its model.  200 cutouts of 80x80x3 on 2 cores, two workers:
 6.0 s forked, 8.4 s spawned, 8.6 s for one worker.  Clusters use Dask
@@ -845,7 +845,7 @@ class _PoolRunner:
     """A bounded window of tasks on worker processes, and this process (when Dask is absent).
 
     ``n_workers - 1`` processes are started (forked or spawned,
-    `_start_method`); this process is the last worker and deblends groups
+    ``_start_method``); this process is the last worker and deblends groups
     itself between collecting theirs, with its own ``local`` deblender (set
     before `run`).  `start` starts the processes and has each load its
     model at once (a forked one finds it loaded), so that spawned ones
