@@ -11,13 +11,16 @@ separate processes, each method in turn:
 Prints files per second of each, their ratio (default model / segmentation;
 the target is >= 1.0) and each process's peak resident memory.  Two sets:
 ``--n-small`` 80x80x3 cutouts of two galaxies and ``--n-large`` 256x256x3
-cutouts of 3-6 galaxies.  Both commands run with the command's own
-``--workers auto`` (one more process per 64 files, up to the cores), or ``--workers N``
-(local worker processes, the command's own included).  Run it on an
+cutouts of 3-6 galaxies; first, ``--n-single`` commands of each method on
+one 80x80x3 cutout, the start-up (importing, loading the model) that a
+command per file pays.  Both commands run with the command's own
+``--workers auto`` (one more process per 64 files, up to the cores), or
+``--workers N`` (local worker processes, the command's own included).  Run it on an
 idle machine::
 
-    python benchmarks/bench_cli.py [--n-small 200] [--n-large 500] [--repeat 1] [--workers auto|N]
-        [--augment 1|2|4|8] [--precision auto|float32|bfloat16] [--model CHECKPOINT]
+    python benchmarks/bench_cli.py [--n-single 5] [--n-small 200] [--n-large 500] [--repeat 1]
+        [--workers auto|N] [--augment 1|2|4|8] [--precision auto|float32|bfloat16]
+        [--model CHECKPOINT]
 """
 
 import argparse
@@ -111,6 +114,8 @@ def main(argv=None):
     parser.add_argument("--n-small", type=int, default=200, help="80x80x3 cutouts (0: skip)")
     parser.add_argument("--n-large", type=int, default=500, help="256x256x3 cutouts (0: skip)")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs of each method")
+    parser.add_argument("--n-single", type=int, default=5,
+                        help="timed one-file commands of each method (start-up; 0: skip)")
     parser.add_argument("--workers", default="auto",
                         help="--workers of both commands (local processes; default: the "
                              "command's own, auto)")
@@ -128,12 +133,16 @@ def main(argv=None):
     from astrodeblend.batch import auto_workers
 
     if args.workers == "auto":
-        counts = sorted({auto_workers(n) for n in (args.n_small, args.n_large) if n})
+        counts = sorted({auto_workers(n) for n in (args.n_single and 1, args.n_small,
+                                                    args.n_large) if n})
         workers = f"--workers auto ({' / '.join(map(str, counts))} here)"
     else:
         workers = f"--workers {args.workers}"
     print(f"{os.cpu_count()} CPUs, {workers}")
     with tempfile.TemporaryDirectory() as tmp:
+        if args.n_single:  # the start-up: what one command per file costs
+            folder = make_cutouts(Path(tmp) / "single", 1, size=80, n_galaxies=(2, 2))
+            compare(folder, 1, "one 80x80x3 file    ", args.n_single, args.workers, gan_options)
         if args.n_small:
             folder = make_cutouts(Path(tmp) / "small", args.n_small, size=80, n_galaxies=(2, 2))
             compare(folder, args.n_small, "80x80x3, 2 galaxies ", args.repeat, args.workers,
