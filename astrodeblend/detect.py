@@ -1208,7 +1208,8 @@ def find_groups(snr, bad, *, n_sigma=2.0, n_pixels=8, smooth_sigma=1.0, bridge=2
     return segmap, smoothed
 
 
-def split_group(smoothed, segmap, label, *, n_pixels=8, n_levels=32, contrast=0.005):
+def split_group(smoothed, segmap, label, *, n_pixels=8, n_levels=32, contrast=0.005,
+                box=None):
     """Return the ``(x, y)`` peaks of the multi-threshold deblending of one group.
 
     The deblending is that of `photutils.segmentation.deblend_sources`
@@ -1226,14 +1227,22 @@ def split_group(smoothed, segmap, label, *, n_pixels=8, n_levels=32, contrast=0.
         The group to split.
     n_pixels, n_levels, contrast : optional
         As `photutils.segmentation.deblend_sources`.
+    box : tuple of slice, optional
+        The group's bounding box ``(rows, columns)``, as
+        `scipy.ndimage.find_objects` gives it for every group at once;
+        found from ``segmap`` when not given (a pass over the frame: a
+        caller splitting many groups of a large frame should give it).
 
     Returns
     -------
     list of (float, float)
         Flux-weighted centroids of the parts (one for an unsplit group).
     """
-    ys, xs = np.nonzero(segmap == label)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    if box is None:
+        ys, xs = np.nonzero(segmap == label)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    else:
+        y0, y1, x0, x1 = box[0].start, box[0].stop, box[1].start, box[1].stop
     inside = segmap[y0:y1, x0:x1] == label
     image = np.where(inside, smoothed[y0:y1, x0:x1], 0.0).astype(np.float32)
     parts = inside.astype(np.int32)

@@ -817,6 +817,8 @@ class Deblender:
         detection methods used and the number of detections dropped by
         `_edge_duplicates`.  ``plans``: the stamp of each group (`_plan`).
         """
+        from scipy.ndimage import find_objects
+
         from .detect import split_group
         from .models import find_peaks
 
@@ -906,6 +908,7 @@ class Deblender:
 
         border = set(np.unique(np.concatenate([groups[0], groups[-1], groups[:, 0],
                                                groups[:, -1]])).tolist())
+        boxes = find_objects(groups)  # each group's box, in one pass over the frame
         centers, candidates, n_edge = [], [], 0
         for label, (side, _) in plans.items():
             def significant(points, label=label, votes=True):
@@ -930,7 +933,8 @@ class Deblender:
             n_edge += n_kept - len(kept)
             if kept:
                 methods.add("detector")
-            peaks = significant(split_group(smoothed, groups, label, n_pixels=5), votes=False)
+            peaks = significant(split_group(smoothed, groups, label, n_pixels=5,
+                                            box=boxes[label - 1]), votes=False)
             peaks = [(x, y) for x, y in peaks if all(np.hypot(x - u, y - v) > 2 * tol
                                                       for u, v in kept)]
             if self.detector is None:

@@ -22,6 +22,7 @@ from astrodeblend.detect import (
     find_centers,
     find_groups,
     find_no_data,
+    split_group,
 )
 
 
@@ -141,6 +142,29 @@ def test_labelling_and_multithreshold_split_match_photutils():
                 np.testing.assert_array_equal(ours == k, ref == ref_label)
             n_split += len(ref_labels) > 1
     assert n_split >= 10  # the splitting is exercised, not only whole sources
+
+
+def test_split_group_in_a_given_box_is_the_same():
+    """split_group with each group's box from find_objects (one pass over the frame, as the
+    pipeline gives it) returns the peaks it finds from the segmentation map alone."""
+    from scipy.ndimage import find_objects, gaussian_filter
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:120, :160]
+    image = rng.normal(0, 1, yy.shape)
+    for _ in range(14):
+        image += rng.uniform(5, 60) * np.exp(-((xx - rng.uniform(0, 160)) ** 2
+                                              + (yy - rng.uniform(0, 120)) ** 2)
+                                             / (2 * rng.uniform(1, 4) ** 2))
+    smoothed = gaussian_filter(image, 1.0).astype(np.float32)
+    segmap, n = _label_sources(smoothed, 3.0, 8, None)
+    assert n >= 5
+    peaks = []
+    for label, box in enumerate(find_objects(segmap), start=1):
+        ours = split_group(smoothed, segmap, label, n_pixels=5, box=box)
+        assert ours == split_group(smoothed, segmap, label, n_pixels=5)
+        peaks += ours
+    assert len(peaks) > n  # some groups are split
 
 
 def test_detection_image_is_noise_weighted_sum():
