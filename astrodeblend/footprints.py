@@ -638,6 +638,50 @@ def _weight(source, noise):
     return (weight * source.footprint).astype(np.float32)
 
 
+def _halo_owners(ys, xs, centers, flux, *, tile=64):
+    """Return the source of largest ``flux / (distance**2 + 1)`` at each pixel (first of ties).
+
+    Every source is scored at every pixel, in chunks of 8 MB temporaries;
+    where that would be many scores (large frames of many sources), pixels
+    are taken a ``tile`` x ``tile`` square at a time and a square scores
+    only the sources that can win there: a source whose score at the
+    square's nearest point to it stays below the best score that some
+    source reaches at every pixel of the square (at its farthest point)
+    loses at each of them.  The scores are computed as for every source,
+    and the bounds from the square's own pixel coordinates with the same
+    arithmetic (monotonic in the distance), so the owners are the same.
+    """
+    owner = np.empty(ys.size, dtype=np.int64)
+
+    def best(rows, columns, sources):
+        dx = columns[:, None] - centers[None, sources, 0]
+        dy = rows[:, None] - centers[None, sources, 1]
+        return sources[np.argmax(flux[None, sources] / (dx * dx + dy * dy + 1.0), axis=1)]
+
+    everyone = np.arange(len(centers))
+    if ys.size * len(centers) <= 2 ** 22:
+        chunk = max(1, 2 ** 20 // max(len(centers), 1))  # float64 temporaries of 8 MB
+        for start in range(0, ys.size, chunk):
+            part = slice(start, start + chunk)
+            owner[part] = best(ys[part], xs[part], everyone)
+        return owner
+    key = (ys // tile) * (int(xs.max()) // tile + 1) + xs // tile
+    order = np.argsort(key, kind="stable")
+    edges = np.flatnonzero(np.diff(key[order])) + 1
+    cx, cy = centers[:, 0], centers[:, 1]
+    for pixels in np.split(order, edges):
+        rows, columns = ys[pixels], xs[pixels]
+        x0, x1, y0, y1 = columns.min(), columns.max(), rows.min(), rows.max()
+        near_x = np.where(cx < x0, x0 - cx, np.where(cx > x1, cx - x1, 0.0))
+        near_y = np.where(cy < y0, y0 - cy, np.where(cy > y1, cy - y1, 0.0))
+        far_x = np.maximum(np.abs(x0 - cx), np.abs(x1 - cx))
+        far_y = np.maximum(np.abs(y0 - cy), np.abs(y1 - cy))
+        upper = flux / (near_x * near_x + near_y * near_y + 1.0)
+        lower = flux / (far_x * far_x + far_y * far_y + 1.0)
+        owner[pixels] = best(rows, columns, np.flatnonzero(upper >= lower.max()))
+    return owner
+
+
 def monotonic(source, others=()):
     """Make a source's model decrease outwards from its centre, in place.
 
@@ -800,17 +844,15 @@ def sweep_halos(data, bad, cutouts, origins, segmap, noise, centers, *, smooth=3
         return cutouts, origins, segmap
     centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
     flux = np.array([max(float(cut.sum()), 0.0) for cut in cutouts])
-    owner = np.empty(ys.size, dtype=np.int64)
-    chunk = max(1, 2 ** 20 // max(len(cutouts), 1))  # float64 temporaries of 8 MB
-    for start in range(0, ys.size, chunk):
-        dx = xs[start:start + chunk, None] - centers[None, :, 0]
-        dy = ys[start:start + chunk, None] - centers[None, :, 1]
-        owner[start:start + chunk] = np.argmax(flux[None] / (dx * dx + dy * dy + 1.0), axis=1)
+    owner = _halo_owners(ys, xs, centers, flux)
     light = np.clip(smoothed[:, ys, xs], 0, None)
     new_cutouts, new_origins, segmap = [], [], segmap.copy()
+    # each source's halo pixels, in the order found, from one stable sort by owner
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.arange(len(cutouts) + 1))
     for i, (cut, (x0, y0)) in enumerate(zip(cutouts, origins, strict=True)):
-        mine = owner == i
-        if not mine.any():
+        mine = order[bounds[i]:bounds[i + 1]]
+        if not mine.size:
             new_cutouts.append(cut)
             new_origins.append((x0, y0))
             continue

@@ -284,6 +284,29 @@ def test_halos_go_to_the_bright_galaxy_and_keep_the_sum():
         np.testing.assert_array_equal(part[old != 0], old[old != 0])
 
 
+def test_halo_owners_of_many_sources_are_those_of_every_score():
+    """Large frames score only the sources that can win in each square of pixels: the
+    owners are those of scoring every source at every pixel, ties (equal sources at one
+    place, zero fluxes) going to the first source as argmax gives them."""
+    from astrodeblend.footprints import _halo_owners
+
+    rng = np.random.default_rng(2)
+    centers = rng.uniform(-20, 700, (60, 2))
+    centers[30] = centers[20]  # an exact tie everywhere
+    flux = rng.lognormal(3, 2, 60)
+    flux[30] = flux[20]
+    flux[:5] = 0.0
+    ys, xs = np.nonzero(rng.random((650, 640)) < 0.25)
+    assert ys.size * len(centers) > 2 ** 22  # the squares' path
+    dx = xs[:, None] - centers[None, :, 0]
+    dy = ys[:, None] - centers[None, :, 1]
+    every = np.argmax(flux[None] / (dx * dx + dy * dy + 1.0), axis=1)
+    owners = _halo_owners(ys, xs, centers, flux)
+    np.testing.assert_array_equal(owners, every)
+    assert not np.any(owners == 30) and np.any(owners == 20)
+    np.testing.assert_array_equal(_halo_owners(ys[:500], xs[:500], centers, flux), every[:500])
+
+
 def test_halos_on_pure_noise_take_almost_nothing():
     rng = np.random.default_rng(4)
     taken = []
