@@ -21,7 +21,9 @@ model against photutils segmentation (``--method segmentation``):
   between neighbouring pixels of the source less the truth (smoothed), in
   units of the pixel noise, beside the same statistic on the input's noise;
 - a 2048x2048x3 frame of 60 galaxies through the whole CLI: galaxies found,
-  time, peak RSS of that process, output size against the input.
+  time, peak RSS of that process, output size against the input; and a
+  crowded 4096x4096 frame of 600 galaxies, the default model beside
+  ``--method segmentation``.
 
 Real FITS (``../shared/data/fits`` and a Galaxy Zoo JPG, skipped when absent):
 number of sources against photutils (`~astrodeblend.detect.find_centers`),
@@ -260,8 +262,8 @@ def big_sersic(deblender, *, size=500):
     return result.n_sources, float(largest_step(result.sources[0, 0] - comp[0])), reference
 
 
-def large_frame(*, size=2048, n_galaxies=60, model=None):
-    """A 2048x2048x3 FITS frame of Sersic galaxies through the whole CLI, in its own process.
+def large_frame(*, size=2048, n_galaxies=60, n_bands=3, method="gan", model=None):
+    """A square FITS frame of Sersic galaxies through the whole CLI, in its own process.
 
     Returns galaxies found within 4 px, seconds, peak RSS (MiB) and output / input size.
     """
@@ -270,7 +272,7 @@ def large_frame(*, size=2048, n_galaxies=60, model=None):
     from astropy.io import fits
 
     rng = np.random.default_rng(5)
-    cube = np.zeros((3, size, size), np.float32)
+    cube = np.zeros((n_bands, size, size), np.float32)
     centers = []
     for _ in range(n_galaxies):
         x, y = rng.uniform(40, size - 40, 2)
@@ -281,7 +283,7 @@ def large_frame(*, size=2048, n_galaxies=60, model=None):
         yy, xx = np.mgrid[y0:y1, x0:x1]
         plane = Sersic2D(rng.uniform(20, 100), r_eff, rng.uniform(0.7, 2.5), x, y,
                          rng.uniform(0, 0.5), rng.uniform(0, 3))(xx, yy)
-        cube[:, y0:y1, x0:x1] += rng.uniform(0.7, 1.3, 3)[:, None, None] * plane[None]
+        cube[:, y0:y1, x0:x1] += rng.uniform(0.7, 1.3, n_bands)[:, None, None] * plane[None]
         centers.append((x, y))
     cube += (10 + rng.normal(0, 1, cube.shape)).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
@@ -290,8 +292,10 @@ def large_frame(*, size=2048, n_galaxies=60, model=None):
         del cube
         start = time.perf_counter()
         process = subprocess.Popen([sys.executable, "-m", "astrodeblend", "deblend", str(path),
-                                    "--output-dir", str(Path(tmp) / "out"), "--no-progress"]
-                                   + (["--model", str(model)] if model else []),
+                                    "--output-dir", str(Path(tmp) / "out"), "--no-progress",
+                                    "--method", method]
+                                   + (["--model", str(model)] if model and method == "gan"
+                                      else []),
                                    stdout=subprocess.DEVNULL)
         _, _, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
@@ -404,6 +408,12 @@ def main(argv=None):
     found, seconds, rss, ratio = large_frame(model=args.model)
     print(f"2048x2048x3, 60 galaxies, whole CLI: {found}/60 found, {seconds:.1f} s, peak RSS "
           f"{rss:.0f} MiB, output {ratio:.2f} x input")
+    # crowded: the time must grow with the frame and the galaxies, not with their product
+    for name, method in (("astrodeblend", "gan"), ("photutils", "segmentation")):
+        found, seconds, rss, ratio = large_frame(size=4096, n_galaxies=600, n_bands=1,
+                                                 method=method, model=args.model)
+        print(f"4096x4096, 600 galaxies, whole CLI, {name:12s}: {found}/600 found, "
+              f"{seconds:.1f} s, peak RSS {rss:.0f} MiB, output {ratio:.2f} x input")
     return 0
 
 
