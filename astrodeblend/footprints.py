@@ -455,7 +455,7 @@ def _overlapping(sources, shape):
             i = parent[i]
         return i
 
-    owner = np.full(shape, -1, dtype=np.int64)
+    owner = np.full(shape, -1, dtype=np.int32)  # source indices
     for i, source in enumerate(sources):
         sy, sx = source.slices
         region = owner[sy, sx]
