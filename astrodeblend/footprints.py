@@ -468,6 +468,11 @@ def _overlapping(sources, shape):
     return list(sets.values())
 
 
+#: `share_flux` keeps the sources' weights between its two passes up to this many
+#: bytes (the size of their models) and makes them again beyond
+KEEP_WEIGHT_BYTES = 2 ** 26
+
+
 def share_flux(data, bad, sources, noise, *, flux="conserve", model_error=MODEL_ERROR):
     """Make each source's pixels from its model and the data inside its footprint.
 
@@ -528,6 +533,9 @@ def share_flux(data, bad, sources, noise, *, flux="conserve", model_error=MODEL_
     total = np.zeros((c, h, w), dtype=np.float32)
     best = np.zeros((h, w), dtype=np.float32)
     segmap = np.zeros((h, w), dtype=np.int32)
+    # the weights are kept for the second pass unless they would take much
+    # memory (large galaxies of a large frame), where each is made again
+    keep = sum(source.model.nbytes for source in sources) <= KEEP_WEIGHT_BYTES
     weights = []
     for i, source in enumerate(sources):
         weight = _weight(source, noise)
@@ -538,9 +546,10 @@ def share_flux(data, bad, sources, noise, *, flux="conserve", model_error=MODEL_
         better = source.footprint & (score > region)
         region[better] = score[better]
         labels[better] = i + 1
-        weights.append(weight)
+        weights.append(weight if keep else None)
     cutouts, origins = [], []
     for source, weight in zip(sources, weights, strict=True):
+        weight = _weight(source, noise) if weight is None else weight
         sy, sx = source.slices
         good = ~bad[:, sy, sx]
         keep = good & source.footprint

@@ -620,6 +620,7 @@ class Deblender:
             unneeded = n_before - len(models)
         added = _unexplained(candidates, models, signal, noise, aperture, self.min_snr,
                              group_map=territory, wings=wings)
+        wings.clear()  # the monotonic copies are not used again: their memory is freed
         if added:
             methods.add("photutils")
             extra = yield from self._models(work, pad, added, plans, mode, bands, groups)
@@ -680,6 +681,7 @@ class Deblender:
                        "Gaussian window of 3 px)")
         cutouts, origins, segmap = share_flux(signal if mode == "linear" else data, bad,
                                               models, noise, flux=flux)
+        del models  # the sources are their cutouts from here: the models' memory is freed
         if mode == "linear" and self.halos:
             cutouts, origins, segmap = sweep_halos(signal, bad, cutouts, origins, segmap, noise,
                                                    xy)

@@ -262,7 +262,8 @@ def big_sersic(deblender, *, size=500):
     return result.n_sources, float(largest_step(result.sources[0, 0] - comp[0])), reference
 
 
-def large_frame(*, size=2048, n_galaxies=60, n_bands=3, method="gan", model=None):
+def large_frame(*, size=2048, n_galaxies=60, n_bands=3, method="gan", model=None,
+                r_eff=(3, 10), amplitude=(20, 100), seed=5):
     """A square FITS frame of Sersic galaxies through the whole CLI, in its own process.
 
     Returns galaxies found within 4 px, seconds, peak RSS (MiB) and output / input size.
@@ -271,17 +272,17 @@ def large_frame(*, size=2048, n_galaxies=60, n_bands=3, method="gan", model=None
 
     from astropy.io import fits
 
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(seed)
     cube = np.zeros((n_bands, size, size), np.float32)
     centers = []
     for _ in range(n_galaxies):
         x, y = rng.uniform(40, size - 40, 2)
-        r_eff = rng.uniform(3, 10)
-        half = int(12 * r_eff)
+        radius = rng.uniform(*r_eff)
+        half = int(12 * radius)
         x0, x1 = max(int(x) - half, 0), min(int(x) + half, size)
         y0, y1 = max(int(y) - half, 0), min(int(y) + half, size)
         yy, xx = np.mgrid[y0:y1, x0:x1]
-        plane = Sersic2D(rng.uniform(20, 100), r_eff, rng.uniform(0.7, 2.5), x, y,
+        plane = Sersic2D(rng.uniform(*amplitude), radius, rng.uniform(0.7, 2.5), x, y,
                          rng.uniform(0, 0.5), rng.uniform(0, 3))(xx, yy)
         cube[:, y0:y1, x0:x1] += rng.uniform(0.7, 1.3, n_bands)[:, None, None] * plane[None]
         centers.append((x, y))
@@ -408,6 +409,10 @@ def main(argv=None):
     found, seconds, rss, ratio = large_frame(model=args.model)
     print(f"2048x2048x3, 60 galaxies, whole CLI: {found}/60 found, {seconds:.1f} s, peak RSS "
           f"{rss:.0f} MiB, output {ratio:.2f} x input")
+    found, seconds, rss, ratio = large_frame(n_galaxies=40, r_eff=(15, 45), amplitude=(5, 30),
+                                             seed=9, model=args.model)
+    print(f"2048x2048x3, 40 large galaxies (r_eff 15-45 px), whole CLI: {found}/40 found, "
+          f"{seconds:.1f} s, peak RSS {rss:.0f} MiB, output {ratio:.2f} x input")
     # crowded: the time must grow with the frame and the galaxies, not with their product
     for name, method in (("astrodeblend", "gan"), ("photutils", "segmentation")):
         found, seconds, rss, ratio = large_frame(size=4096, n_galaxies=600, n_bands=1,

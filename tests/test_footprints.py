@@ -143,6 +143,30 @@ def test_model_mode_and_masked_pixels():
         share_flux(data, bad, models, [0.05, 0.05], flux="share")
 
 
+@pytest.mark.parametrize("flux", ["weighted", "conserve", "model"])
+def test_share_flux_makes_its_weights_again_when_they_would_take_much_memory(
+        monkeypatch, flux):
+    """Sources whose models exceed KEEP_WEIGHT_BYTES have their weights made again in the
+    second pass instead of kept: the same cutouts, origins and map."""
+    import astrodeblend.footprints as footprints
+
+    comps, models = two_sources()
+    groups = np.ones((40, 60), int)
+    data = (comps.sum(0) + np.random.default_rng(4).normal(0, 0.1, comps.shape[1:])
+            ).astype(np.float32)
+    bad = np.zeros(data.shape, bool)
+    for m in models:
+        grow_footprint(m, groups, [0.1, 0.1])
+    kept = share_flux(data, bad, models, [0.1, 0.1], flux=flux)
+    monkeypatch.setattr(footprints, "KEEP_WEIGHT_BYTES", 0)
+    remade = share_flux(data, bad, models, [0.1, 0.1], flux=flux)
+    for a, b in zip(kept[0], remade[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(kept[1], remade[1])
+    np.testing.assert_array_equal(kept[2], remade[2])
+    assert sum(float(c.sum()) for c in kept[0]) > 0
+
+
 def test_weighted_mode_beats_data_and_model_and_keeps_shared_flux():
     # a model whose shape is wrong by up to 30 % in the core (where the data are
     # good) and noise that dominates the wings (where the model is good)
