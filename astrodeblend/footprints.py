@@ -470,7 +470,7 @@ def _overlapping(sources, shape):
 
 #: `share_flux` keeps the sources' weights between its two passes up to this many
 #: bytes (the size of their models) and makes them again beyond
-KEEP_WEIGHT_BYTES = 2 ** 26
+KEEP_WEIGHT_BYTES = 2 ** 24
 
 
 def share_flux(data, bad, sources, noise, *, flux="conserve", model_error=MODEL_ERROR):
@@ -535,7 +535,7 @@ def share_flux(data, bad, sources, noise, *, flux="conserve", model_error=MODEL_
     segmap = np.zeros((h, w), dtype=np.int32)
     # the weights are kept for the second pass unless they would take much
     # memory (large galaxies of a large frame), where each is made again
-    keep = sum(source.model.nbytes for source in sources) <= KEEP_WEIGHT_BYTES
+    hold = sum(source.model.nbytes for source in sources) <= KEEP_WEIGHT_BYTES
     weights = []
     for i, source in enumerate(sources):
         weight = _weight(source, noise)
@@ -546,7 +546,7 @@ def share_flux(data, bad, sources, noise, *, flux="conserve", model_error=MODEL_
         better = source.footprint & (score > region)
         region[better] = score[better]
         labels[better] = i + 1
-        weights.append(weight if keep else None)
+        weights.append(weight if hold else None)
     cutouts, origins = [], []
     for source, weight in zip(sources, weights, strict=True):
         weight = _weight(source, noise) if weight is None else weight
@@ -585,9 +585,12 @@ def _weighted(shared, share, model, noise, keep, model_error):
     """
     model = np.asarray(model, dtype=np.float32)
     var_data = (share * noise[:, None, None]) ** 2
-    var_model = (model_error * model) ** 2 + _local_bias(shared, model, var_data, keep)
-    weight = np.divide(var_model, var_model + var_data, out=np.zeros_like(var_model),
-                       where=var_model + var_data > 0)
+    var_model = (model_error * model) ** 2
+    var_model += _local_bias(shared, model, var_data, keep)
+    total = var_model + var_data
+    del var_data  # (large galaxies of large frames: each of these is a full box)
+    weight = np.divide(var_model, total, out=np.zeros_like(var_model), where=total > 0)
+    del var_model, total
     wings = (1.0 - weight) * model
     for band in range(len(wings)):
         inside = keep[band]
@@ -596,7 +599,8 @@ def _weighted(shared, share, model, noise, keep, model_error):
         held = float(wings[band][inside].sum())
         if held > 0:
             wings[band] *= np.float32(np.clip(wanted / held, *WING_SCALE))
-    return weight * shared + wings
+    wings += weight * shared  # weight * shared + wings, one box less
+    return wings
 
 
 def _local_bias(shared, model, var_data, keep, *, smooth=BIAS_SMOOTH):

@@ -620,7 +620,9 @@ class Deblender:
             unneeded = n_before - len(models)
         added = _unexplained(candidates, models, signal, noise, aperture, self.min_snr,
                              group_map=territory, wings=wings)
-        wings.clear()  # the monotonic copies are not used again: their memory is freed
+        # not used again: the monotonic copies and two frame-size planes freed
+        wings.clear()
+        del aperture, smoothed
         if added:
             methods.add("photutils")
             extra = yield from self._models(work, pad, added, plans, mode, bands, groups)
