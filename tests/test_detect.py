@@ -96,6 +96,26 @@ def test_clipped_stats_match_astropy(sigma, maxiters):
     assert np.isnan(empty[0][0]) and np.isnan(empty[1][0])
 
 
+def test_clipped_stats_of_many_planes_are_each_planes_own():
+    """Planes are sorted a block at a time (NaN and infinities left out, a plane of
+    nothing finite NaN): every plane's statistics are those it has alone."""
+    rng = np.random.default_rng(8)
+    planes = rng.normal(0, 1, (150, 4096)).astype(np.float32)  # more than one block
+    planes[::7, ::5] = np.nan
+    planes[3, :100] = np.inf
+    planes[4, 50:60] = -np.inf
+    planes[9] = np.nan
+    planes[11, 7] = 40.0  # an outlier to clip
+    median, std, kept = _clipped_stats(planes, sigma=3.0, maxiters=10, counts=True)
+    for i in (0, 3, 4, 9, 11, 77, 149):
+        alone = _clipped_stats(planes[i:i + 1], sigma=3.0, maxiters=10, counts=True)
+        np.testing.assert_array_equal([median[i], std[i], kept[i]],
+                                      [alone[0][0], alone[1][0], alone[2][0]])
+    assert np.isnan(median[9]) and kept[9] == 0
+    assert kept[11] < np.isfinite(planes[11]).sum()  # the outlier clipped
+    assert np.isfinite(median[[0, 3, 4, 11]]).all()
+
+
 def test_labelling_and_multithreshold_split_match_photutils():
     """_label_sources and _multithreshold give photutils' detect_sources and
     deblend_sources segmentations, pixel for pixel (plateaus and masks too)."""
