@@ -855,8 +855,9 @@ class _PoolRunner:
 
     parallel = True
 
-    def __init__(self, key, deblender, *, n_workers):
+    def __init__(self, key, deblender, *, n_workers, start_method=None):
         self.key, self.deblender = key, deblender
+        self.start_method = start_method  # None: `_start_method` decides at `start`
         self.n_spawned = max(n_workers - 1, 1)
         self.window = 2 * self.n_spawned
         self.executor, self.local, self._threads = None, None, None
@@ -871,7 +872,7 @@ class _PoolRunner:
         try:
             self.executor = ProcessPoolExecutor(
                 max_workers=self.n_spawned,
-                mp_context=multiprocessing.get_context(_start_method()),
+                mp_context=multiprocessing.get_context(self.start_method or _start_method()),
                 initializer=_init_pool_worker, initargs=(1, self.deblender))
             if self.key is not None:
                 for _ in range(self.n_spawned):
@@ -1469,13 +1470,13 @@ def deblend_files(inputs, output_dir, *, method="gan", model=None, deblender=Non
             model = str(model.resolve())
         key = (method, model, device, max_pixels, deblender_options)
         parallel = workers > 1 and not _uses_dask(scheduler, client)
-        forked = parallel and _start_method() == "fork"
-        local = _cached_deblender(*key) if forked or not parallel else None
+        start = _start_method() if parallel else None
+        local = _cached_deblender(*key) if start != "spawn" else None
         if parallel:
             # forked after this process loaded its model, the workers inherit it;
             # spawned now, they load theirs while this process loads its own
             try:
-                pool = _PoolRunner(key, None, n_workers=workers).start()
+                pool = _PoolRunner(key, None, n_workers=workers, start_method=start).start()
             except AstrodeblendError as exc:
                 if not auto:
                     raise

@@ -671,8 +671,8 @@ def _halo_owners(ys, xs, centers, flux, *, tile=64):
         dy = rows[:, None] - centers[None, sources, 1]
         return sources[np.argmax(flux[None, sources] / (dx * dx + dy * dy + 1.0), axis=1)]
 
-    everyone = np.arange(len(centers))
     if ys.size * len(centers) <= 2 ** 22:
+        everyone = np.arange(len(centers))
         chunk = max(1, 2 ** 20 // max(len(centers), 1))  # float64 temporaries of 8 MB
         for start in range(0, ys.size, chunk):
             part = slice(start, start + chunk)

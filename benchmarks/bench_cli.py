@@ -15,8 +15,8 @@ cutouts of 3-6 galaxies; first, ``--n-single`` commands of each method on
 one 80x80x3 cutout, the start-up (importing, loading the model) that a
 command per file pays.  Both commands run with the command's own
 ``--workers auto`` (one more process per 64 files, up to the cores), or
-``--workers N`` (local worker processes, the command's own included).  Run it on an
-idle machine::
+``--workers N`` (local worker processes, the command's own included).  Run
+it on an idle machine::
 
     python benchmarks/bench_cli.py [--n-single 5] [--n-small 200] [--n-large 500] [--repeat 1]
         [--workers auto|N] [--augment 1|2|4|8] [--precision auto|float32|bfloat16]

@@ -21,9 +21,10 @@ model against photutils segmentation (``--method segmentation``):
   between neighbouring pixels of the source less the truth (smoothed), in
   units of the pixel noise, beside the same statistic on the input's noise;
 - a 2048x2048x3 frame of 60 galaxies through the whole CLI: galaxies found,
-  time, peak RSS of that process, output size against the input; and a
-  crowded 4096x4096 frame of 600 galaxies, the default model beside
-  ``--method segmentation``.
+  time, peak RSS of that process, output size against the input; the same
+  for 40 large galaxies (effective radii 15-45 px, their models' stamps
+  hundreds of pixels wide); and a crowded 4096x4096 frame of 600 galaxies,
+  the default model beside ``--method segmentation``.
 
 Real FITS (``../shared/data/fits`` and a Galaxy Zoo JPG, skipped when absent):
 number of sources against photutils (`~astrodeblend.detect.find_centers`),
