@@ -579,8 +579,12 @@ class Deblender:
         n_groups = int(groups.max())
         history.append(f"groups: {n_groups} (10 connected pixels above 3 sigma of the "
                        "smoothed S/N, as photutils detect_sources)")
-        centers, candidates, methods, n_edge = yield from self._detect(
+        centers, candidates, methods, n_edge, n_outside = yield from self._detect(
             work, pad, groups, plans, smoothed, aperture, wide, mode, bands)
+        if n_outside:
+            history.append(f"detect: {plural(n_outside, 'detector peak')} outside every group "
+                           f"kept (a display stamp; all three runs agree, S/N >= "
+                           f"{self.min_snr:g}: a galaxy on light the sky level took in)")
         del wide
         models = yield from self._models(work, pad, centers, plans, mode, bands, groups)
         n_found = len(models)
@@ -810,7 +814,9 @@ class Deblender:
         one of the data seen at the stamp's scale, or move to it
         (`_snap_to_peaks`); on a galaxy cut by the frame's edge, a second
         peak on its body that is no peak of the data is dropped
-        (`_edge_duplicates`).  Groups where it finds nothing get
+        (`_edge_duplicates`).  A display image that fits one stamp also
+        keeps the peaks outside every group that all three runs agree on
+        (`_outside_groups`).  Groups where it finds nothing get
         photutils' brightest multi-threshold peak
         (`~astrodeblend.detect.split_group`) as a candidate; photutils' other
         peaks are candidates too.  Candidates are kept later only where the
@@ -818,8 +824,9 @@ class Deblender:
 
         A generator (see `_drive`): yields the detector's requests and
         returns the centres ``(x, y, group)``, the candidates, the set of
-        detection methods used and the number of detections dropped by
-        `_edge_duplicates`.  ``plans``: the stamp of each group (`_plan`).
+        detection methods used, the number of detections dropped by
+        `_edge_duplicates` and the number kept by `_outside_groups`.
+        ``plans``: the stamp of each group (`_plan`).
         """
         from scipy.ndimage import find_objects
 
@@ -827,7 +834,7 @@ class Deblender:
         from .models import find_peaks
 
         if not plans:
-            return [], [], set(), 0
+            return [], [], set(), 0, 0
         h, w = groups.shape
         jobs, stamps = [], []  # (group or None for a tile, side, origin, run)
         small = [g for g, (side, _) in plans.items() if side == self.size]
@@ -867,6 +874,7 @@ class Deblender:
                 stamps.append(stamp)
         methods = set()
         found = {label: [] for label in plans}
+        outside = []  # a display stamp's peaks in no group (_outside_groups)
         if self.detector is not None:
             for start in range(0, len(stamps), 4 * self.batch_size):
                 chunk = stamps[start:start + 4 * self.batch_size]
@@ -895,6 +903,8 @@ class Deblender:
                             group = int(groups[row, col]) or None
                         if group in found:
                             found[group].append((fx, fy, run))
+                        elif single and mode == "display":
+                            outside.append((fx, fy, run))
         from scipy.ndimage import maximum_filter
 
         local_max = (smoothed == maximum_filter(smoothed, size=5)) & (groups > 0)
@@ -953,7 +963,13 @@ class Deblender:
                 peaks = peaks[:1]
             centers += [(x, y, label) for x, y in kept]
             candidates += [(x, y, label) for x, y in peaks]
-        return centers, candidates, methods, n_edge
+        n_outside = 0
+        if outside:
+            added = _outside_groups(outside, groups, aperture, centers, min_snr=self.min_snr,
+                                    tol=2.5)
+            centers += added
+            n_outside = len(added)
+        return centers, candidates, methods, n_edge, n_outside
 
     def _join(self, models, signal, bad, noise, work, pad, plans, bands, groups, reach):
         """Join the halves of one galaxy in a linear image: a generator, as `_models`.
@@ -1052,6 +1068,35 @@ _EDGE_MARGIN = 12.0
 
 #: a second detection on such a galaxy's body holds this part of its nucleus's S/N, or more
 _BODY = 0.15
+
+
+def _outside_groups(peaks, groups, aperture, centers, *, min_snr, tol):
+    """Keep the detector's peaks of a display stamp that lie in no group, where certain.
+
+    A Galaxy Zoo JPG filled by a large galaxy has no sky: its sky level is
+    the galaxy's outskirts, and a small galaxy on them, or the large
+    galaxy's own faint body under a bright neighbour, stays below the
+    groups' threshold, which then vetoed what the detector found (2 of 200
+    ``reiman`` test scenes lost a galaxy so; the three runs of the detector
+    agreed on it at probabilities of 0.7-0.8).  A peak outside every group
+    is kept when all three runs of ``peaks`` (``(x, y, run)``) agree within
+    ``tol``, its 3x3 ``aperture`` S/N reaches ``min_snr`` and it is not
+    within ``tol`` of one of ``centers``; it is given the nearest group's
+    label (whose stamp it shares: the image is one stamp).  Returns
+    ``(x, y, label)`` triples.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    h, w = groups.shape
+    kept = [(x, y) for x, y in _votes(peaks, tol=tol, n_votes=3)
+            if 0 <= round(x) < w and 0 <= round(y) < h
+            and aperture[round(y), round(x)] >= min_snr
+            and all(np.hypot(x - u, y - v) > tol for u, v, _ in centers)]
+    if not kept or not groups.any():
+        return []
+    _, (rows, cols) = distance_transform_edt(groups == 0, return_indices=True)
+    return [(x, y, int(groups[rows[round(y), round(x)], cols[round(y), round(x)]]))
+            for x, y in kept]
 
 
 def _near_peak(local_max, x, y, r=2):

@@ -866,6 +866,41 @@ def test_a_model_explains_no_star_of_another_group_outside_its_footprint():
     assert _unexplained(on_wing, [wide], signal, [1.0], aperture, 5.0,
                         group_map=groups) == on_wing
 
+def test_detector_peaks_outside_every_group_of_a_display_stamp():
+    """_outside_groups: a peak in no group is kept only where all three runs
+    agree, its S/N reaches min_snr and no kept centre is near; it takes the
+    nearest group's label."""
+    from astrodeblend.pipeline import _outside_groups
+
+    groups = np.zeros((80, 80), dtype=np.int32)
+    groups[20:30, 20:30] = 1
+    groups[50:60, 55:65] = 2
+    aperture = np.full((80, 80), 2.0, dtype=np.float32)
+    aperture[40:45, 40:45] = 12.0
+    aperture[10:13, 70:73] = 12.0
+    three = [(42.0, 42.0, 0), (42.5, 41.8, 1), (41.6, 42.3, 2)]
+    kept = _outside_groups(three, groups, aperture, [], min_snr=5.0, tol=2.5)
+    assert len(kept) == 1
+    x, y, label = kept[0]
+    assert abs(x - 42.03) < 0.01 and abs(y - 42.03) < 0.01
+    assert label == 2  # (42, 42): 13 px to group 2's corner (55, 50), 17 to group 1's
+    # two runs only: not kept (a group's peaks need two, these three)
+    assert _outside_groups(three[:2], groups, aperture, [], min_snr=5.0, tol=2.5) == []
+    # faint: not kept
+    faint = [(30.0, 70.0, run) for run in range(3)]
+    assert _outside_groups(faint, groups, aperture, [], min_snr=5.0, tol=2.5) == []
+    # near a centre already kept: not repeated
+    assert _outside_groups(three, groups, aperture, [(43.0, 43.0, 1)], min_snr=5.0,
+                           tol=2.5) == []
+    # the nearest group, with several peaks at once
+    both = three + [(71.0, 11.0, run) for run in range(3)]
+    assert sorted(label for _, _, label in _outside_groups(both, groups, aperture, [],
+                                                           min_snr=5.0, tol=2.5)) == [2, 2]
+    # no group at all: nothing to attach to
+    assert _outside_groups(three, np.zeros_like(groups), aperture, [], min_snr=5.0,
+                           tol=2.5) == []
+
+
 def test_second_peak_on_a_galaxy_cut_by_the_edge_is_dropped():
     """_edge_duplicates: on a galaxy whose nucleus lies near the frame's edge,
     a detection on its body that is no peak of the data goes; a companion that
