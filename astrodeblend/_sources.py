@@ -8,8 +8,9 @@ those models and the data, which sources are kept and where they are:
   kept only where its light stands out of the data less the other models
   (`_needed`, `_unexplained`, `_model_stands_out`); photutils' candidates are
   added only where the models leave their light unexplained;
-- **duplicates**: a model that repeats a brighter neighbour's galaxy is
-  dropped (`_merge_duplicates`);
+- **duplicates**: of two photutils candidates added on one galaxy, or two
+  detections in a masked block, the one whose model repeats the brighter's
+  is dropped (`_merge_duplicates`);
 - **halves**: two sources on either side of one galaxy's middle are
   replaced by the generator's one source between them where it fits the
   data far better (`_close_pairs`, `_join_halves`);
@@ -239,14 +240,15 @@ def _unexplained(candidates, models, signal, noise, aperture, min_snr, *, strict
     return added
 
 
-def _merge_duplicates(models, *, similarity=0.9, sky=None, reach=1.0):
+def _merge_duplicates(models, *, similarity=0.9, sky=None, reach=1.0, where=None):
     """Drop sources whose model is the same galaxy as a brighter neighbour's.
 
     Where the generator, asked for two centres within ``reach`` times the
     brighter one's half-light radius, returns nearly the same image (cosine
     similarity of the band-summed positive models, less ``sky``, above
-    ``similarity``), the two centres are knots of one galaxy: the fainter
-    model is dropped.
+    ``similarity``), the two centres are taken for one galaxy: the fainter
+    model is dropped.  With ``where`` (``bool (H, W)``), only a source whose
+    centre lies on a true pixel can be dropped.
     """
     models_sky = [m.model for m in _less_sky(models, sky)]
     order = sorted(range(len(models)), key=lambda i: -float(models_sky[i].sum()))
@@ -255,6 +257,11 @@ def _merge_duplicates(models, *, similarity=0.9, sky=None, reach=1.0):
     for i in order:
         m = models[i]
         duplicate = False
+        if where is not None and not where[
+                min(max(int(round(m.center[1])), 0), where.shape[0] - 1),
+                min(max(int(round(m.center[0])), 0), where.shape[1] - 1)]:
+            kept.append(i)
+            continue
         for j in kept:
             k = models[j]
             if k.group != m.group or np.hypot(m.center[0] - k.center[0],

@@ -721,7 +721,9 @@ def test_two_centres_on_one_galaxy_are_merged_within_reach():
     """_merge_duplicates: two centres 5.5 px apart whose models are the same
     galaxy (half-light radius about 4 px) are merged with ``reach=2`` (the
     photutils candidates the pipeline adds), not with the default reach of one
-    half-light radius; two different galaxies at that distance never are."""
+    half-light radius; two different galaxies at that distance never are; with
+    ``where`` only where the fainter centre lies on it (the pipeline's masked
+    pixels)."""
     from astrodeblend._sources import _half_light_radius, _merge_duplicates
 
     shape = (64, 64)
@@ -733,6 +735,14 @@ def test_two_centres_on_one_galaxy_are_merged_within_reach():
     assert [m.center for m in _merge_duplicates([one, other], reach=2.0)] == [one.center]
     apart = _gauss_model(shape, 35.5, 32.0, 9.5, 1.5, 1.5)
     assert len(_merge_duplicates([one, apart], reach=2.0)) == 2
+    # where=: only a source whose centre is on a true pixel (a masked block) can go
+    block = np.zeros(shape, bool)
+    block[28:36, 34:40] = True  # under the fainter centre (35.5, 32)
+    assert [m.center for m in _merge_duplicates([one, other], reach=2.0, where=block)] == [
+        one.center]
+    assert len(_merge_duplicates([one, other], reach=2.0, where=~block)) == 2
+    assert len(_merge_duplicates([one, other], reach=2.0,
+                                 where=np.zeros(shape, bool))) == 2
 
 
 def test_halves_of_one_galaxy_are_joined_and_a_pair_is_not():
