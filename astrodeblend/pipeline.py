@@ -820,8 +820,9 @@ class Deblender:
         frame, shifted by a quarter of a tile against each other (peaks near
         a tile's inner border are left to the other tilings).  A peak counts
         where two runs agree (the detector's layout prior, a source at the
-        stamp centre, moves with the stamp and is voted out), lies in a
-        group and is significant: ``min_snr`` in the 3x3 apertures of
+        stamp centre, moves with the stamp and is voted out; a group's peaks
+        seen on another group's stamps vote too, beside one of its own),
+        lies in a group and is significant: ``min_snr`` in the 3x3 apertures of
         ``aperture`` or in the wider ones of ``wide`` (`_wide_significance`);
         in a group stamped larger than the working size (display images:
         more than ``_DISPLAY_CONFIRM_SCALE`` times), a peak must also be
@@ -904,7 +905,7 @@ class Deblender:
                         col, row = int(round(fx)), int(round(fy))
                         if not (0 <= col < w and 0 <= row < h):
                             continue
-                        group = label
+                        group, vote = label, run
                         if label is None and not single:
                             # near a tile's inner border a galaxy is cut: other tilings see it
                             inner = self.size // 10
@@ -915,8 +916,13 @@ class Deblender:
                                 continue
                         if label is None:
                             group = int(groups[row, col]) or None
+                        elif int(groups[row, col]) not in (0, label):
+                            # on another group: a vote of this stamp for that one
+                            # (its own stamps, centred elsewhere, can miss a galaxy
+                            # on a brighter one's light that this one sees)
+                            group, vote = int(groups[row, col]), (label, run)
                         if group in found:
-                            found[group].append((fx, fy, run))
+                            found[group].append((fx, fy, vote))
                         elif single and mode == "display":
                             outside.append((fx, fy, run))
         from scipy.ndimage import maximum_filter
@@ -1254,6 +1260,8 @@ def _votes(peaks, *, tol, n_votes=2, confirm=None):
     """Merge ``(x, y, run)`` peaks within ``tol``; keep those seen by ``n_votes`` runs.
 
     A peak seen by fewer runs is kept when ``confirm(x, y, runs)`` is true.
+    A ``run`` that is a tuple (``(group, run)``: a stamp of another group)
+    counts as a vote, but a peak needs one run that is not.
     """
     kept, used = [], [False] * len(peaks)
     for i, (x, y, _) in enumerate(peaks):
@@ -1266,6 +1274,8 @@ def _votes(peaks, *, tol, n_votes=2, confirm=None):
         x = float(np.mean([peaks[j][0] for j in members]))
         y = float(np.mean([peaks[j][1] for j in members]))
         runs = {peaks[j][2] for j in members}
+        if all(isinstance(run, tuple) for run in runs):
+            continue
         if len(runs) >= n_votes or (confirm and confirm(x, y, runs)):
             kept.append((x, y))
     return kept

@@ -876,6 +876,24 @@ def test_a_model_explains_no_star_of_another_group_outside_its_footprint():
     assert _unexplained(on_wing, [wide], signal, [1.0], aperture, 5.0,
                         group_map=groups) == on_wing
 
+def test_votes_of_other_groups_stamps_need_one_of_the_groups_own():
+    """_votes: peaks within tol merge; two runs keep a peak; a run given as a tuple
+    (another group's stamp) votes, but a peak seen only on other groups' stamps
+    is not kept."""
+    from astrodeblend.pipeline import _votes
+
+    own = [(10.0, 10.0, 0), (10.5, 10.2, 1)]
+    assert _votes(own, tol=2.5) == [(10.25, 10.1)]
+    assert _votes(own[:1], tol=2.5) == []
+    # one run of its own and one of another group's stamp: kept
+    assert _votes([own[0], (10.4, 9.8, (3, 0))], tol=2.5) == [(10.2, 9.9)]
+    # other groups' stamps alone, however many: not kept
+    assert _votes([(10.0, 10.0, (3, 0)), (10.2, 10.0, (3, 1)), (9.9, 10.1, (4, 0))],
+                  tol=2.5) == []
+    # the same run twice is one vote; far peaks are separate
+    assert _votes([(10.0, 10.0, 0), (10.3, 10.0, 0), (30.0, 30.0, 1)], tol=2.5) == []
+
+
 def test_detector_peaks_outside_every_group_of_a_display_stamp():
     """_outside_groups: a peak in no group is kept only where all three runs
     agree, its S/N reaches min_snr and no kept centre is near; it takes the
